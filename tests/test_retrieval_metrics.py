@@ -1,0 +1,50 @@
+"""Recall@K / mR against a hand-checked similarity matrix (ties, several captions per image)."""
+
+import pytest
+import torch
+
+from fedrs.evaluate.retrieval import retrieval_scores, scores_from_similarity
+
+# 3 images, 5 captions: image 0 has captions 0 and 1, image 1 caption 2, image 2 captions 3 and 4
+CAPTION_IMAGE = [0, 0, 1, 2, 2]
+S = torch.tensor([
+    [0.9, 0.1, 0.9, 0.2, 0.3],   # best own 0.9 (c0) ties with c2 -> rank 1 (pessimistic)
+    [0.5, 0.4, 0.3, 0.6, 0.1],   # own c2 = 0.3; c0, c1, c3 higher -> rank 3
+    [0.0, 0.1, 0.2, 0.2, 0.7],   # best own c4 = 0.7; its other caption c3 ties c2 but is own -> 0
+])
+# text->image (columns): c0 0 | c1 0.1 vs 0.4, 0.1 (tie) -> 2 | c2 0.3 vs 0.9 -> 1
+#                        c3 0.2 vs 0.2 (tie), 0.6 -> 2 | c4 -> 0
+
+
+def test_hand_checked_ranks_and_recalls():
+    s = scores_from_similarity(S, CAPTION_IMAGE, ks=(1, 2, 5))
+    assert s.i2t_ranks.tolist() == [1, 3, 0]
+    assert s.t2i_ranks.tolist() == [0, 2, 1, 2, 0]
+    assert s.i2t == pytest.approx({1: 100 / 3, 2: 200 / 3, 5: 100.0})
+    assert s.t2i == pytest.approx({1: 40.0, 2: 60.0, 5: 100.0})
+    assert s.mr == pytest.approx(400 / 6)
+    assert set(s.as_row()) == {"i2t_r1", "i2t_r2", "i2t_r5", "t2i_r1", "t2i_r2", "t2i_r5", "mR"}
+
+
+def test_batching_does_not_change_results():
+    full = scores_from_similarity(S, CAPTION_IMAGE, batch_size=1000)
+    tiny = scores_from_similarity(S, CAPTION_IMAGE, batch_size=1)
+    assert torch.equal(full.i2t_ranks, tiny.i2t_ranks) and torch.equal(full.t2i_ranks, tiny.t2i_ranks)
+
+
+def test_features_path_matches_similarity_path():
+    g = torch.Generator().manual_seed(0)
+    img, txt = torch.randn(4, 8, generator=g), torch.randn(9, 8, generator=g)
+    cap = [0, 0, 1, 1, 2, 2, 3, 3, 3]
+    sim = torch.nn.functional.normalize(img, dim=-1) @ torch.nn.functional.normalize(txt, dim=-1).T
+    a = retrieval_scores(img, txt, cap, batch_size=3)
+    b = scores_from_similarity(sim, cap)
+    assert torch.equal(a.i2t_ranks, b.i2t_ranks) and torch.equal(a.t2i_ranks, b.t2i_ranks)
+
+
+def test_ties_are_pessimistic_and_validation():
+    s = scores_from_similarity(torch.ones(3, 5), CAPTION_IMAGE)
+    assert s.i2t[1] == 0.0 and s.t2i[1] == 0.0  # a constant model earns nothing
+    assert s.i2t[5] == 100.0                    # at most 3 non-relevant captions tie
+    with pytest.raises(ValueError):
+        scores_from_similarity(S, [0, 0, 1, 2, 3])

@@ -1,0 +1,808 @@
+"""Fed-RSIC: federated splits of scene-classification datasets.
+
+The builder works on labels and class names only (no files), in three stages, each with its own
+child generator of ``numpy.random.default_rng`` seeded from ``(seed, stage)``:
+
+1. **Stratified train/test split**, per class: ``round(test_fraction * n_c)`` images of class ``c``
+   (at least 1 and at most ``n_c - 1`` when ``n_c >= 2``; a class with one image stays in
+   training) go to the pooled test set. Each class has its own generator ``(seed, split, c)``, so
+   the pooled test set depends on the labels and the seed only: it is the same for every scheme,
+   number of clients and few-shot setting, and the same inside a cross-domain partition.
+2. **The training pool over N clients**: ``iid`` (a random permutation cut into N near-equal
+   parts); ``dirichlet`` label skew (per class, proportions ``p ~ Dir(alpha * 1_N)`` cut the
+   shuffled class into N parts, the FLiP/FedOTP convention; redrawn, at most
+   ``MAX_DIRICHLET_ATTEMPTS`` times, until every client holds ``min_samples_per_client`` images);
+   ``pathological`` (every client holds exactly ``classes_per_client`` classes, assigned
+   round-robin over a shuffled class list so that every class is held when ``k * N >= C``; a
+   class is split into near-equal shards among its holders). With ``few_shot = K`` each client
+   then keeps at most K images per class of its share (the rest of the share is unused).
+3. **Personalised test splits**: client ``i`` with ``n_i`` images in its share receives
+   ``round(n_i * test_fraction / (1 - test_fraction))`` test images, spread over classes in
+   proportion to its share's class histogram (largest remainder), capped per class by the pooled
+   test images of that class, drawn without replacement *within* a client but independently
+   across clients: **two clients may share test images**. The pooled test set stays for global
+   accuracy. With few-shot the test split follows the share (the client's own label
+   distribution), not the K-shot subset.
+
+A :class:`Partition` is saved as one JSON manifest (config, per-dataset labels, pooled and
+per-client indices, per-client histograms and summary statistics); :meth:`Partition.load` re-checks
+every invariant. The same inputs give byte-identical JSON.
+
+Cross-domain (beyond the paper): :func:`build_cross_domain_partition` puts several datasets on
+groups of clients with a harmonised label space (:data:`DEFAULT_LABEL_MAP`, conservative: only
+exact synonyms merge). Indices are global over the datasets concatenated in order;
+:meth:`Partition.refs` turns them back into ``(dataset, index)`` references.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Mapping, Sequence
+
+import numpy as np
+
+from fedrs.config import ConfigError, from_dict, to_dict
+from fedrs.errors import DataError
+from fedrs.io import write_text_atomic
+
+from .registry import AID_HOLDOUT, find_spec, normalise, readable_classname
+
+if TYPE_CHECKING:  # fedrs.data is imported lazily at run time
+    from .scenes import SceneDataset
+
+Scheme = Literal["iid", "dirichlet", "pathological"]
+SCHEMES: tuple[str, ...] = ("iid", "dirichlet", "pathological")
+MAX_DIRICHLET_ATTEMPTS = 1000
+FORMAT = "fedrs-partition"
+FORMAT_VERSION = 1
+_INT_LIST = re.compile(r"\[\s+(-?\d+(?:,\s+-?\d+)*)\s+\]")
+
+# child-generator stages: (seed, stage, ...) -> numpy.random.default_rng
+_SPLIT, _CLIENTS, _FEW_SHOT, _TEST = 0, 1, 2, 3
+
+
+# --- configuration -----------------------------------------------------------------------------
+
+@dataclass
+class PartitionConfig:
+    """How to build a Fed-RSIC partition (see the module docstring for each stage).
+
+    ``dataset`` names the dataset; for a cross-domain partition it names the combined benchmark
+    and ``cross_domain`` lists the datasets, one client group each, with ``clients_per_dataset``
+    clients per group (default: ``num_clients`` split as evenly as possible, earlier groups
+    larger). ``label_map`` adds to :data:`DEFAULT_LABEL_MAP`: ``{dataset: {class folder:
+    harmonised name}}``.
+    """
+
+    dataset: str
+    num_clients: int = 10
+    scheme: Scheme = "dirichlet"
+    alpha: float = 0.5
+    classes_per_client: int = 2
+    few_shot: int | None = None
+    test_fraction: float = 0.2
+    min_samples_per_client: int = 1
+    seed: int = 0
+    cross_domain: list[str] | None = None
+    clients_per_dataset: list[int] | None = None
+    label_map: dict[str, dict[str, str]] | None = None
+
+    def __post_init__(self) -> None:
+        def integer(name: str, lowest: int) -> None:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < lowest:
+                raise ConfigError(f"{name} must be an integer >= {lowest}, got {value!r}")
+
+        if not isinstance(self.dataset, str) or not self.dataset.strip():
+            raise ConfigError(f"dataset must name a dataset, got {self.dataset!r}")
+        if self.scheme not in SCHEMES:
+            raise ConfigError(f"scheme must be one of {list(SCHEMES)}, got {self.scheme!r}")
+        integer("num_clients", 1)
+        integer("classes_per_client", 1)
+        integer("min_samples_per_client", 1)
+        integer("seed", 0)
+        if self.few_shot is not None:
+            integer("few_shot", 1)
+        if isinstance(self.alpha, bool) or not isinstance(self.alpha, (int, float)) \
+                or not np.isfinite(self.alpha) or self.alpha <= 0:
+            raise ConfigError(f"alpha must be a number > 0 (Dirichlet concentration; smaller is "
+                              f"more skewed, e.g. 0.1, 0.5, 1.0), got {self.alpha!r}")
+        if isinstance(self.test_fraction, bool) or not isinstance(self.test_fraction, (int, float)) \
+                or not 0 < self.test_fraction < 1:
+            raise ConfigError(f"test_fraction must lie strictly between 0 and 1 (e.g. 0.2), "
+                              f"got {self.test_fraction!r}")
+        self._check_cross_domain()
+
+    def _check_cross_domain(self) -> None:
+        if self.cross_domain is None:
+            if self.clients_per_dataset is not None:
+                raise ConfigError("clients_per_dataset is set but cross_domain is not: list the "
+                                  "datasets in cross_domain or drop clients_per_dataset")
+            return
+        names = list(self.cross_domain)
+        if len(names) < 2 or len(set(names)) != len(names):
+            raise ConfigError(f"cross_domain must list at least two distinct datasets, got {names}")
+        if self.num_clients < len(names):
+            raise ConfigError(f"num_clients={self.num_clients} is fewer than the {len(names)} "
+                              f"cross_domain datasets: give every dataset at least one client")
+        groups = self.clients_per_dataset
+        if groups is not None:
+            if len(groups) != len(names) or any(not isinstance(g, int) or g < 1 for g in groups):
+                raise ConfigError(f"clients_per_dataset must give one count >= 1 per cross_domain "
+                                  f"dataset {names}, got {groups}")
+            if sum(groups) != self.num_clients:
+                raise ConfigError(f"clients_per_dataset {groups} sums to {sum(groups)}, not "
+                                  f"num_clients={self.num_clients}: make them agree")
+
+    def client_groups(self) -> list[int]:
+        """Clients per cross_domain dataset (the even split when ``clients_per_dataset`` is None)."""
+        if self.cross_domain is None:
+            return [self.num_clients]
+        if self.clients_per_dataset is not None:
+            return list(self.clients_per_dataset)
+        q, r = divmod(self.num_clients, len(self.cross_domain))
+        return [q + (i < r) for i in range(len(self.cross_domain))]
+
+
+# --- named configurations ----------------------------------------------------------------------
+
+#: named Fed-RSIC configurations (PartitionConfig fields); the paper's three, the offline ones
+#: built from the shipped data, and two cross-domain ones
+FED_RSIC_CONFIGS: dict[str, dict[str, Any]] = {
+    # the paper's Fed-RSIC subsets (datasets the user downloads)
+    "Fed-Optimal": {"dataset": "OPTIMAL-31"},
+    "Fed-UCMerced": {"dataset": "UCMerced"},
+    "Fed-NWPU": {"dataset": "NWPU-RESISC45"},
+    # offline: the shipped archives (AID only through the images RSICD training does not use)
+    "Fed-RSSCN7": {"dataset": "RSSCN7"},
+    "Fed-EuroSAT": {"dataset": "EuroSAT"},
+    "Fed-AID": {"dataset": AID_HOLDOUT},
+    # cross-domain (beyond the paper): one group of clients per dataset
+    "Fed-CrossDomain": {"dataset": "Fed-CrossDomain", "num_clients": 12,
+                        "cross_domain": ["UCMerced", AID_HOLDOUT, "RSSCN7", "EuroSAT"]},
+    "Fed-CrossDomain-paper": {"dataset": "Fed-CrossDomain-paper", "num_clients": 9,
+                              "cross_domain": ["OPTIMAL-31", "UCMerced", "NWPU-RESISC45"]},
+}
+
+#: the named configurations whose data ship with the study (buildable offline)
+FED_RSIC_OFFLINE: tuple[str, ...] = ("Fed-UCMerced", "Fed-RSSCN7", "Fed-EuroSAT", "Fed-AID",
+                                     "Fed-CrossDomain")
+
+
+def fed_rsic_config(name: str, **overrides: Any) -> PartitionConfig:
+    """The named configuration ``name`` (see :data:`FED_RSIC_CONFIGS`) with ``overrides``."""
+    found = [k for k in FED_RSIC_CONFIGS if normalise(k) == normalise(name)]
+    if not found:
+        raise ConfigError(f"unknown Fed-RSIC configuration {name!r}: choose one of "
+                          f"{sorted(FED_RSIC_CONFIGS)} or build a PartitionConfig yourself")
+    return from_dict(PartitionConfig, {**FED_RSIC_CONFIGS[found[0]], **overrides}, found[0])
+
+
+# --- label harmonisation -----------------------------------------------------------------------
+
+def _table(pairs: str) -> dict[str, str]:
+    """``"folder=name; folder=name"`` -> dict (keeps the tables below one line per class)."""
+    return dict(p.split("=") for p in (s.strip() for s in pairs.split(";")) if p)
+
+
+#: harmonised class names of the shipped datasets, every class listed. Conservative: classes merge
+#: only when they are the same concept under another spelling (forest/Forest/eForest,
+#: parkinglot/Parking/gParking, Industrial/cIndustry, Residential/fResident); near-synonyms stay
+#: apart (farmland vs farm field, harbor vs port, freeway vs highway, dense residential vs
+#: residential). Classes of other datasets default to their readable names, so identical concepts
+#: there merge too (NWPU "dense_residential" = UC Merced "denseresidential").
+DEFAULT_LABEL_MAP: dict[str, dict[str, str]] = {
+    "UCMerced": _table(
+        "agricultural=agricultural land; airplane=airplane; baseballdiamond=baseball diamond; "
+        "beach=beach; buildings=buildings; chaparral=chaparral; "
+        "denseresidential=dense residential; forest=forest; freeway=freeway; "
+        "golfcourse=golf course; harbor=harbor; intersection=intersection; "
+        "mediumresidential=medium residential; mobilehomepark=mobile home park; "
+        "overpass=overpass; parkinglot=parking lot; river=river; runway=runway; "
+        "sparseresidential=sparse residential; storagetanks=storage tanks; "
+        "tenniscourt=tennis court"),
+    "AID": _table(
+        "Airport=airport; BareLand=bare land; BaseballField=baseball field; Beach=beach; "
+        "Bridge=bridge; Center=center; Church=church; Commercial=commercial; "
+        "DenseResidential=dense residential; Desert=desert; Farmland=farmland; Forest=forest; "
+        "Industrial=industrial; Meadow=meadow; MediumResidential=medium residential; "
+        "Mountain=mountain; Park=park; Parking=parking lot; Playground=playground; Pond=pond; "
+        "Port=port; RailwayStation=railway station; Resort=resort; River=river; School=school; "
+        "SparseResidential=sparse residential; Square=square; Stadium=stadium; "
+        "StorageTanks=storage tanks; Viaduct=viaduct"),
+    "RSSCN7": _table(
+        "aGrass=grass; bField=farm field; cIndustry=industrial; dRiverLake=river or lake; "
+        "eForest=forest; fResident=residential; gParking=parking lot"),
+    "EuroSAT": _table(
+        "AnnualCrop=annual crop land; Forest=forest; "
+        "HerbaceousVegetation=herbaceous vegetation land; Highway=highway or road; "
+        "Industrial=industrial; Pasture=pasture land; PermanentCrop=permanent crop land; "
+        "Residential=residential; River=river; SeaLake=sea or lake"),
+    "NWPU-RESISC45": _table("industrial_area=industrial; commercial_area=commercial; "
+                            "storage_tank=storage tanks"),
+    "OPTIMAL-31": _table("industrial_area=industrial; commercial_area=commercial"),
+}
+DEFAULT_LABEL_MAP[AID_HOLDOUT] = DEFAULT_LABEL_MAP["AID"]
+
+
+def harmonised_classnames(dataset: str, classnames: Sequence[str],
+                          label_map: Mapping[str, Mapping[str, str]] | None = None) -> list[str]:
+    """The harmonised name of each class of ``dataset``: ``label_map`` > default table > readable."""
+    user = dict((label_map or {}).get(dataset, {}))
+    unknown = sorted(set(user) - set(classnames))
+    if unknown:
+        raise ConfigError(f"label_map[{dataset!r}] names unknown class folder(s) {unknown}: "
+                          f"use the folder names {list(classnames)}")
+    spec = find_spec(dataset)
+    default = DEFAULT_LABEL_MAP.get(dataset) or DEFAULT_LABEL_MAP.get(spec.name if spec else "", {})
+    return [user.get(c) or default.get(c) or readable_classname(c) for c in classnames]
+
+
+# --- the partition -----------------------------------------------------------------------------
+
+@dataclass
+class ClientSplit:
+    """One client's data: global sample indices (see :meth:`Partition.refs`) and histograms.
+
+    ``class_histogram`` counts the training images per class; ``share_histogram`` the client's
+    share of the pool before few-shot sampling (equal to ``class_histogram`` without few-shot),
+    which its test split follows. ``dataset`` is the client's dataset (its cross-domain group).
+    """
+
+    client_id: int
+    train_indices: list[int]
+    test_indices: list[int]
+    class_histogram: list[int]
+    share_histogram: list[int] | None = None
+    dataset: str = ""
+
+    def __post_init__(self) -> None:
+        if self.share_histogram is None:
+            self.share_histogram = list(self.class_histogram)
+
+    @property
+    def num_classes(self) -> int:
+        """How many classes the client trains on."""
+        return sum(1 for n in self.class_histogram if n)
+
+
+_CLIENT_FIELDS = [f.name for f in dataclasses.fields(ClientSplit)]
+
+
+@dataclass
+class Domain:
+    """One dataset inside a partition: its own labels and where its indices start."""
+
+    dataset: str
+    classnames: list[str]
+    labels: list[int]
+    label_map: list[int]  # own class -> partition class
+    offset: int = 0
+
+    @property
+    def stop(self) -> int:
+        return self.offset + len(self.labels)
+
+
+@dataclass
+class Partition:
+    """A built Fed-RSIC partition; every index is global over ``domains`` (one for a single dataset,
+    where global and dataset indices coincide)."""
+
+    dataset: str
+    classnames: list[str]
+    train_indices: list[int]
+    test_indices: list[int]
+    clients: list[ClientSplit]
+    config: PartitionConfig
+    domains: list[Domain] = field(default_factory=list)
+
+    # -- views --
+    @property
+    def num_clients(self) -> int:
+        return len(self.clients)
+
+    @property
+    def labels(self) -> np.ndarray:
+        """Every sample's label in the partition's class space, in global index order."""
+        parts = [np.asarray(d.label_map, dtype=np.int64)[np.asarray(d.labels, dtype=np.int64)]
+                 for d in self.domains]
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+
+    def refs(self, indices: Sequence[int]) -> list[tuple[str, int]]:
+        """``(dataset, index in that dataset)`` for global indices."""
+        starts = np.array([d.offset for d in self.domains])
+        out = []
+        for i in indices:
+            d = self.domains[int(np.searchsorted(starts, i, side="right")) - 1]
+            out.append((d.dataset, int(i) - d.offset))
+        return out
+
+    def check_dataset(self, dataset: "SceneDataset") -> None:
+        """Raise a DataError unless ``dataset`` has the labels and classes this partition was built on."""
+        match = [d for d in self.domains if _same_dataset(d.dataset, dataset.name)]
+        if not match or list(match[0].classnames) != list(dataset.classnames) \
+                or list(match[0].labels) != list(dataset.labels):
+            raise DataError(f"dataset {dataset.name!r} ({len(dataset.labels)} images) is not the data this "
+                            f"partition of {self.dataset!r} was built on: rebuild the partition "
+                            f"with partition_dataset(dataset, cfg)")
+
+    def summary(self) -> dict[str, Any]:
+        """Samples and classes per client, and the label skew (mean total-variation distance
+        between each client's training distribution and the pool's)."""
+        hists = np.array([c.class_histogram for c in self.clients], dtype=float)
+        pool = np.bincount(self.labels[self.train_indices], minlength=len(self.classnames))
+        pool = pool / max(pool.sum(), 1)
+        shares = hists / np.maximum(hists.sum(axis=1, keepdims=True), 1)
+        train = [len(c.train_indices) for c in self.clients]
+        classes = [c.num_classes for c in self.clients]
+        return {
+            "num_clients": self.num_clients,
+            "num_classes": len(self.classnames),
+            "num_samples": len(self.labels),
+            "num_train": len(self.train_indices),
+            "num_test": len(self.test_indices),
+            "num_assigned": sum(train),
+            "samples_per_client": train,
+            "test_samples_per_client": [len(c.test_indices) for c in self.clients],
+            "classes_per_client": classes,
+            "mean_samples_per_client": round(float(np.mean(train)), 6),
+            "mean_classes_per_client": round(float(np.mean(classes)), 6),
+            "label_skew_tv": round(float(0.5 * np.abs(shares - pool).sum(axis=1).mean()), 6),
+        }
+
+    # -- persistence --
+    def to_dict(self) -> dict[str, Any]:
+        labels = self.labels
+        return {
+            "format": FORMAT,
+            "version": FORMAT_VERSION,
+            "dataset": self.dataset,
+            "classnames": list(self.classnames),
+            "config": to_dict(self.config),
+            "summary": self.summary(),
+            "domains": [dataclasses.asdict(d) for d in self.domains],
+            "train_indices": list(self.train_indices),
+            "test_indices": list(self.test_indices),
+            "clients": [
+                {"client_id": c.client_id, "dataset": c.dataset,
+                 "class_histogram": c.class_histogram, "share_histogram": c.share_histogram,
+                 "test_histogram": _histogram(labels[c.test_indices], len(self.classnames)),
+                 "train_indices": c.train_indices, "test_indices": c.test_indices}
+                for c in self.clients
+            ],
+        }
+
+    def to_json(self) -> str:
+        """The manifest text (the exact bytes :meth:`save` writes): indented, one line per list
+        of integers."""
+        text = json.dumps(self.to_dict(), indent=2)
+        return _INT_LIST.sub(lambda m: "[" + re.sub(r",\s+", ", ", m.group(1)) + "]", text) + "\n"
+
+    def save(self, path: str | Path) -> Path:
+        """Write the manifest atomically."""
+        return write_text_atomic(path, self.to_json())
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Partition":
+        """Read a manifest and re-check every invariant (a DataError names what is wrong)."""
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise DataError(f"{path}: unreadable partition manifest ({exc}): rebuild it with "
+                            f"build_partition(...).save(path)") from exc
+        return cls.from_dict(data, source=str(path))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], source: str = "partition") -> "Partition":
+        try:
+            if data.get("format") != FORMAT or data.get("version") != FORMAT_VERSION:
+                raise DataError(f"not a {FORMAT} v{FORMAT_VERSION} manifest")
+            part = cls(
+                dataset=data["dataset"], classnames=list(data["classnames"]),
+                train_indices=list(data["train_indices"]), test_indices=list(data["test_indices"]),
+                clients=[ClientSplit(**{k: c[k] for k in _CLIENT_FIELDS}) for c in data["clients"]],
+                config=from_dict(PartitionConfig, data["config"], "config"),
+                domains=[Domain(**d) for d in data["domains"]],
+            )
+            part.validate()
+            stored = {c["client_id"]: c.get("test_histogram") for c in data["clients"]}
+            for c, row in zip(part.clients, part.to_dict()["clients"]):
+                if stored[c.client_id] != row["test_histogram"]:
+                    raise DataError(f"client {c.client_id}: test_histogram does not match its "
+                                    f"test labels")
+            if data.get("summary") != part.summary():
+                raise DataError("the summary does not match the clients")
+        except (KeyError, TypeError, AttributeError, ConfigError, DataError) as exc:
+            what = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
+            raise DataError(f"{source}: invalid partition manifest ({what}): it was edited or "
+                            f"corrupted; rebuild it with build_partition(...).save(path)") from exc
+        return part
+
+    # -- invariants --
+    def validate(self) -> None:
+        """Raise a DataError unless every invariant holds (run after building and on load)."""
+        cfg = self.config
+        num_classes = len(self.classnames)
+        labels = self.labels
+        n = len(labels)
+        _check(num_classes > 0 and len(set(self.classnames)) == num_classes,
+               "classnames must be non-empty and distinct")
+        offset = 0
+        for d in self.domains:
+            _check(d.offset == offset, f"domain {d.dataset!r} starts at {d.offset}, not {offset}")
+            _check(len(d.label_map) == len(d.classnames)
+                   and all(0 <= m < num_classes for m in d.label_map),
+                   f"domain {d.dataset!r}: label_map must map each class into the class space")
+            _check(all(0 <= y < len(d.classnames) for y in d.labels),
+                   f"domain {d.dataset!r}: labels out of range")
+            offset = d.stop
+        _check(len(self.domains) == len(cfg.client_groups()),
+               f"{len(self.domains)} datasets, config has {len(cfg.client_groups())} client groups")
+        train, test = np.asarray(self.train_indices, dtype=np.int64), np.asarray(self.test_indices, dtype=np.int64)
+        _check(_sorted_unique(train) and _sorted_unique(test), "pooled indices must be sorted and unique")
+        _check(_in_range(train, 0, n) and _in_range(test, 0, n), f"pooled indices out of range [0, {n})")
+        _check(len(np.intersect1d(train, test)) == 0 and len(train) + len(test) == n,
+               "the pooled train and test sets must split every sample exactly once")
+        is_test = np.zeros(n, dtype=bool)
+        is_test[test] = True
+        for d in self.domains:
+            own = np.asarray(d.labels, dtype=np.int64)
+            expect = [_num_test(int(k), cfg.test_fraction) for k in np.bincount(own, minlength=len(d.classnames))]
+            got = np.bincount(own[is_test[d.offset:d.stop]], minlength=len(d.classnames)).tolist()
+            _check(got == expect, f"domain {d.dataset!r}: the test split is not the stratified "
+                                  f"test_fraction={cfg.test_fraction} split per class")
+        _check([c.client_id for c in self.clients] == list(range(len(self.clients))),
+               "client ids must be 0..N-1 in order")
+        _check(len(self.clients) == cfg.num_clients,
+               f"{len(self.clients)} clients, config says num_clients={cfg.num_clients}")
+        owner = np.full(n, -1, dtype=np.int64)
+        ratio = cfg.test_fraction / (1 - cfg.test_fraction)
+        for c in self.clients:
+            self._validate_client(c, labels, owner, is_test, ratio)
+        for d, k in zip(self.domains, cfg.client_groups()):
+            _check(sum(c.dataset == d.dataset for c in self.clients) == k,
+                   f"domain {d.dataset!r} must have {k} clients")
+            if cfg.few_shot is not None:
+                continue
+            pool = train[(train >= d.offset) & (train < d.stop)]
+            held = labels[pool]
+            if cfg.scheme == "pathological" and cfg.classes_per_client * k < len(np.unique(held)):
+                held_classes = {y for c in self.clients if c.dataset == d.dataset
+                                for y, m in enumerate(c.class_histogram) if m}
+                pool = pool[np.isin(held, sorted(held_classes))]
+            _check(bool(np.all(owner[pool] >= 0)),
+                   f"domain {d.dataset!r}: training images left unassigned")
+
+    def _validate_client(self, c: ClientSplit, labels: np.ndarray, owner: np.ndarray,
+                         is_test: np.ndarray, ratio: float) -> None:
+        cfg, num_classes = self.config, len(self.classnames)
+        who = f"client {c.client_id}"
+        dom = [d for d in self.domains if d.dataset == c.dataset]
+        _check(len(dom) == 1, f"{who}: unknown dataset {c.dataset!r}")
+        d = dom[0]
+        tr, te = np.asarray(c.train_indices, dtype=np.int64), np.asarray(c.test_indices, dtype=np.int64)
+        _check(_sorted_unique(tr) and _sorted_unique(te), f"{who}: indices must be sorted and unique")
+        _check(_in_range(tr, d.offset, d.stop) and _in_range(te, d.offset, d.stop),
+               f"{who}: indices outside its dataset {d.dataset!r}")
+        _check(len(tr) > 0 and len(te) > 0, f"{who} has no training or no test data")
+        _check(not is_test[tr].any() and is_test[te].all(),
+               f"{who}: training images must come from the pool and test images from the pooled test set")
+        _check(bool(np.all(owner[tr] < 0)), f"{who}: training images also assigned to another client")
+        owner[tr] = c.client_id
+        hist = _histogram(labels[tr], num_classes)
+        _check(c.class_histogram == hist, f"{who}: class_histogram does not match its training labels")
+        share = c.share_histogram
+        _check(len(share) == num_classes and all(s >= h for s, h in zip(share, hist)),
+               f"{who}: share_histogram must cover its training images")
+        if cfg.few_shot is None:
+            _check(share == hist, f"{who}: share_histogram differs from class_histogram without few-shot")
+        else:
+            _check(hist == [min(s, cfg.few_shot) for s in share],
+                   f"{who}: few-shot must keep min(K={cfg.few_shot}, share) images per class")
+        _check(sum(share) >= cfg.min_samples_per_client,
+               f"{who}: fewer than min_samples_per_client={cfg.min_samples_per_client} images")
+        if cfg.scheme == "pathological":
+            _check(sum(1 for s in share if s) == cfg.classes_per_client,
+                   f"{who}: holds {sum(1 for s in share if s)} classes, not "
+                   f"classes_per_client={cfg.classes_per_client}")
+        domain_test = np.flatnonzero(is_test[d.offset:d.stop]) + d.offset
+        available = np.bincount(labels[domain_test], minlength=num_classes)
+        _check(_histogram(labels[te], num_classes) == _test_quota(share, available, ratio).tolist(),
+               f"{who}: the test split does not follow its label distribution")
+
+
+# --- building ----------------------------------------------------------------------------------
+
+def build_partition(labels: Sequence[int], classnames: Sequence[str], cfg: PartitionConfig) -> Partition:
+    """Split one dataset (its integer labels and class names) into a Fed-RSIC partition."""
+    if cfg.cross_domain is not None:
+        raise ConfigError(f"{cfg.dataset!r} is a cross-domain configuration: use "
+                          f"build_cross_domain_partition (or build_fed_rsic)")
+    y = _check_labels(cfg.dataset, labels, classnames)
+    domain = Domain(cfg.dataset, list(classnames), y.tolist(), list(range(len(classnames))))
+    return _assemble(cfg, list(classnames), [domain])
+
+
+def build_cross_domain_partition(
+    datasets: Sequence[tuple[str, Sequence[int], Sequence[str]]],
+    clients_per_dataset: Sequence[int] | None,
+    cfg: PartitionConfig,
+    label_map: Mapping[str, Mapping[str, str]] | None = None,
+) -> Partition:
+    """Several datasets, ``(name, labels, classnames)`` each, on groups of clients.
+
+    Classes are harmonised by name (``label_map`` over ``cfg.label_map`` over
+    :data:`DEFAULT_LABEL_MAP`, then readable names); the partition's classes are the sorted union
+    of the harmonised names. ``clients_per_dataset`` (or ``cfg``'s groups) sets the group sizes,
+    and ``num_clients`` becomes their sum. The config stored with the partition records the
+    effective datasets, groups and label map. Each dataset's pooled test set equals its
+    single-dataset one for the same seed.
+    """
+    names = [name for name, _, _ in datasets]
+    if len(set(names)) != len(names) or len(names) < 2:
+        raise ConfigError(f"cross-domain needs at least two distinct datasets, got {names}")
+    if cfg.cross_domain is not None and list(cfg.cross_domain) != names:
+        raise ConfigError(f"the config lists cross_domain={cfg.cross_domain} but the datasets "
+                          f"given are {names}: pass them in that order")
+    merged = {k: dict(v) for k, v in (cfg.label_map or {}).items()}
+    for k, v in (label_map or {}).items():
+        merged.setdefault(k, {}).update(v)
+    groups = list(clients_per_dataset) if clients_per_dataset is not None else (
+        cfg.client_groups() if cfg.cross_domain is not None else None)
+    try:
+        cfg = replace(cfg, cross_domain=names, label_map=merged or None,
+                      num_clients=sum(groups) if groups else cfg.num_clients,
+                      clients_per_dataset=groups)
+    except ConfigError as exc:
+        raise ConfigError(f"cross-domain {cfg.dataset!r}: {exc}") from exc
+    harmonised = [harmonised_classnames(name, classes, merged) for name, _, classes in datasets]
+    space = sorted(set().union(*harmonised))
+    index = {c: i for i, c in enumerate(space)}
+    domains, offset = [], 0
+    for (name, labels, classes), names_h in zip(datasets, harmonised):
+        y = _check_labels(name, labels, classes)
+        domains.append(Domain(name, list(classes), y.tolist(), [index[c] for c in names_h], offset))
+        offset += len(y)
+    return _assemble(cfg, space, domains)
+
+
+def _assemble(cfg: PartitionConfig, classnames: list[str], domains: list[Domain]) -> Partition:
+    num_classes = len(classnames)
+    train_all, test_all, clients = [], [], []
+    for g, (d, k) in enumerate(zip(domains, cfg.client_groups())):
+        own = np.asarray(d.labels, dtype=np.int64)
+        y = np.asarray(d.label_map, dtype=np.int64)[own]
+        train, test = _stratified_split(own, len(d.classnames), cfg.test_fraction, cfg.seed)
+        if k > len(train):
+            raise ConfigError(f"num_clients={k} exceeds the {len(train)} training images of "
+                              f"{d.dataset!r} (after the test split): use fewer clients")
+        shares = _split_pool(train, y, k, cfg, d.dataset, _rng(cfg.seed, _CLIENTS, g))
+        kept = shares if cfg.few_shot is None else _few_shot(shares, y, cfg.few_shot, _rng(cfg.seed, _FEW_SHOT, g))
+        tests = _client_tests(shares, y, test, num_classes, cfg, d.dataset, _rng(cfg.seed, _TEST, g))
+        for share, own_train, own_test in zip(shares, kept, tests):
+            clients.append(ClientSplit(
+                client_id=len(clients),
+                train_indices=(own_train + d.offset).tolist(),
+                test_indices=(own_test + d.offset).tolist(),
+                class_histogram=_histogram(y[own_train], num_classes),
+                share_histogram=_histogram(y[share], num_classes),
+                dataset=d.dataset,
+            ))
+        train_all.append(train + d.offset)
+        test_all.append(test + d.offset)
+    part = Partition(
+        dataset=cfg.dataset, classnames=classnames,
+        train_indices=np.concatenate(train_all).tolist(), test_indices=np.concatenate(test_all).tolist(),
+        clients=clients, config=cfg, domains=domains,
+    )
+    part.validate()
+    return part
+
+
+def _stratified_split(labels: np.ndarray, num_classes: int, test_fraction: float,
+                      seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted (train, test) indices; class ``c`` is shuffled by its own generator (seed, split, c)."""
+    test = []
+    for c in range(num_classes):
+        idx = np.flatnonzero(labels == c)
+        test.append(_rng(seed, _SPLIT, c).permutation(idx)[:_num_test(len(idx), test_fraction)])
+    test = np.sort(np.concatenate(test)) if test else np.zeros(0, dtype=np.int64)
+    return np.setdiff1d(np.arange(len(labels)), test), test
+
+
+def _num_test(n: int, test_fraction: float) -> int:
+    if n < 2:
+        return 0
+    return min(max(int(np.floor(test_fraction * n + 0.5)), 1), n - 1)
+
+
+def _split_pool(pool: np.ndarray, y: np.ndarray, k: int, cfg: PartitionConfig, name: str,
+                rng: np.random.Generator) -> list[np.ndarray]:
+    """The pool's indices over ``k`` clients (each sorted)."""
+    if cfg.scheme == "iid":
+        parts = np.array_split(rng.permutation(pool), k)
+    elif cfg.scheme == "dirichlet":
+        parts = _dirichlet(pool, y, k, cfg, name, rng)
+    else:
+        parts = _pathological(pool, y, k, cfg, name, rng)
+    parts = [np.sort(p).astype(np.int64) for p in parts]
+    small = [i for i, p in enumerate(parts) if len(p) < cfg.min_samples_per_client]
+    if small:
+        raise DataError(
+            f"{name}: client(s) {small} get fewer than min_samples_per_client="
+            f"{cfg.min_samples_per_client} of {len(pool)} training images with scheme="
+            f"{cfg.scheme!r}, num_clients={k}: use fewer clients or a smaller "
+            f"min_samples_per_client")
+    return parts
+
+
+def _dirichlet(pool: np.ndarray, y: np.ndarray, k: int, cfg: PartitionConfig, name: str,
+               rng: np.random.Generator) -> list[np.ndarray]:
+    classes = np.unique(y[pool])
+    for _ in range(MAX_DIRICHLET_ATTEMPTS):
+        parts: list[list[np.ndarray]] = [[] for _ in range(k)]
+        for c in classes:
+            idx = rng.permutation(pool[y[pool] == c])
+            p = rng.dirichlet(np.full(k, cfg.alpha))
+            if not np.all(np.isfinite(p)):
+                break
+            cuts = (np.cumsum(p) * len(idx)).astype(np.int64)[:-1]
+            for i, chunk in enumerate(np.split(idx, cuts)):
+                parts[i].append(chunk)
+        else:
+            out = [np.concatenate(p) if p else np.zeros(0, dtype=np.int64) for p in parts]
+            if min(len(p) for p in out) >= cfg.min_samples_per_client:
+                return out
+    raise DataError(
+        f"{name}: after {MAX_DIRICHLET_ATTEMPTS} Dirichlet draws (num_clients={k}, "
+        f"alpha={cfg.alpha}) some client still had fewer than min_samples_per_client="
+        f"{cfg.min_samples_per_client} of {len(pool)} training images: use fewer clients, a "
+        f"larger alpha or a smaller min_samples_per_client")
+
+
+def _pathological(pool: np.ndarray, y: np.ndarray, k: int, cfg: PartitionConfig, name: str,
+                  rng: np.random.Generator) -> list[np.ndarray]:
+    classes = np.unique(y[pool])
+    per = cfg.classes_per_client
+    if per > len(classes):
+        raise ConfigError(f"classes_per_client={per} exceeds the {len(classes)} classes of "
+                          f"{name!r}: use at most {len(classes)}")
+    order = rng.permutation(classes)
+    clients = rng.permutation(k)
+    holders: dict[int, list[int]] = {int(c): [] for c in classes}
+    for slot in range(per * k):  # round-robin: k*N >= C covers every class; a client's are distinct
+        holders[int(order[slot % len(order)])].append(int(clients[slot // per]))
+    parts: list[list[np.ndarray]] = [[] for _ in range(k)]
+    for c in classes:
+        who = holders[int(c)]
+        if not who:
+            continue
+        idx = rng.permutation(pool[y[pool] == c])
+        if len(idx) < len(who):
+            raise DataError(f"{name}: class {int(c)} has {len(idx)} training images but "
+                            f"{len(who)} clients hold it (num_clients={k}, classes_per_client="
+                            f"{per}): use fewer clients or fewer classes per client")
+        for i, chunk in zip(rng.permutation(who), np.array_split(idx, len(who))):
+            parts[i].append(chunk)
+    return [np.concatenate(p) for p in parts]
+
+
+def _few_shot(shares: list[np.ndarray], y: np.ndarray, shots: int,
+              rng: np.random.Generator) -> list[np.ndarray]:
+    out = []
+    for share in shares:
+        keep = [rng.permutation(share[y[share] == c])[:shots] for c in np.unique(y[share])]
+        out.append(np.sort(np.concatenate(keep)))
+    return out
+
+
+def _test_quota(share_hist: Sequence[int], available: np.ndarray, ratio: float) -> np.ndarray:
+    """Test images per class for a client: ``round(n * ratio)`` spread over the share's classes by
+    largest remainder (ties: lower class first), capped by the pooled test images available."""
+    share = np.asarray(share_hist, dtype=float)
+    total = max(int(np.floor(share.sum() * ratio + 0.5)), 1)
+    ideal = total * share / share.sum()
+    quota = np.floor(ideal).astype(np.int64)
+    rest = total - int(quota.sum())
+    order = sorted(range(len(share)), key=lambda c: (-(ideal[c] - quota[c]), c))
+    quota[order[:rest]] += 1
+    return np.minimum(quota, np.asarray(available, dtype=np.int64))
+
+
+def _client_tests(shares: list[np.ndarray], y: np.ndarray, test: np.ndarray, num_classes: int,
+                  cfg: PartitionConfig, name: str, rng: np.random.Generator) -> list[np.ndarray]:
+    ratio = cfg.test_fraction / (1 - cfg.test_fraction)
+    by_class = [test[y[test] == c] for c in range(num_classes)]
+    available = np.array([len(b) for b in by_class])
+    out = []
+    for i, share in enumerate(shares):
+        quota = _test_quota(_histogram(y[share], num_classes), available, ratio)
+        if quota.sum() == 0:
+            raise DataError(f"{name}: client {i} has no test images (its classes have none in the "
+                            f"pooled test set): raise test_fraction or use fewer clients")
+        picks = [rng.choice(by_class[c], size=q, replace=False) for c, q in enumerate(quota) if q]
+        out.append(np.sort(np.concatenate(picks)))
+    return out
+
+
+# --- datasets ----------------------------------------------------------------------------------
+
+def partition_dataset(dataset: "SceneDataset", cfg: PartitionConfig) -> Partition:
+    """:func:`build_partition` over a loaded :class:`~fedrs.data.scenes.SceneDataset`."""
+    if not _same_dataset(cfg.dataset, dataset.name):
+        raise ConfigError(f"the partition config is for {cfg.dataset!r} but the dataset is "
+                          f"{dataset.name!r}: load {cfg.dataset!r} or set dataset={dataset.name!r}")
+    return build_partition(dataset.labels, dataset.classnames, replace(cfg, dataset=dataset.name))
+
+
+def partition_cross_domain(datasets: Sequence["SceneDataset"], cfg: PartitionConfig) -> Partition:
+    """:func:`build_cross_domain_partition` over loaded datasets (in ``cfg.cross_domain`` order)."""
+    return build_cross_domain_partition(
+        [(d.name, d.labels, d.classnames) for d in datasets], None, cfg)
+
+
+def build_fed_rsic(name: str, root: str | Path | None = None, **overrides: Any) -> Partition:
+    """Load the data of the named configuration from the data root and build its partition."""
+    from fedrs.data import load_scene_dataset  # lazy: the data package imports this module
+
+    cfg = fed_rsic_config(name, **overrides)
+    if cfg.cross_domain is not None:
+        return partition_cross_domain([load_scene_dataset(n, root) for n in cfg.cross_domain], cfg)
+    return partition_dataset(load_scene_dataset(cfg.dataset, root), cfg)
+
+
+# --- helpers -----------------------------------------------------------------------------------
+
+def _rng(seed: int, *key: int) -> np.random.Generator:
+    """The child generator of ``seed`` for a stage (and a class or client group)."""
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=key))
+
+
+def _histogram(labels: np.ndarray, num_classes: int) -> list[int]:
+    return np.bincount(np.asarray(labels, dtype=np.int64), minlength=num_classes).tolist()
+
+
+def _check_labels(name: str, labels: Sequence[int], classnames: Sequence[str]) -> np.ndarray:
+    y = np.asarray(list(labels))
+    if len(classnames) == 0 or len(set(classnames)) != len(classnames):
+        raise DataError(f"{name}: class names must be non-empty and distinct, got {list(classnames)[:5]}...")
+    if y.size == 0:
+        raise DataError(f"{name}: no samples to partition: import the dataset first")
+    if not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or y.max() >= len(classnames):
+        raise DataError(f"{name}: labels must be integers in [0, {len(classnames)}) (indices into "
+                        f"the class names): pass dataset.labels")
+    return y.astype(np.int64)
+
+
+def _same_dataset(a: str, b: str) -> bool:
+    spec_a, spec_b = find_spec(a), find_spec(b)
+    if spec_a is not None and spec_b is not None:
+        return spec_a is spec_b
+    return normalise(a) == normalise(b)
+
+
+def _sorted_unique(x: np.ndarray) -> bool:
+    return bool(np.all(np.diff(x) > 0))
+
+
+def _in_range(x: np.ndarray, lo: int, hi: int) -> bool:
+    return bool(x.size == 0 or (x.min() >= lo and x.max() < hi))
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise DataError(message)
+
+
+__all__ = [
+    "PartitionConfig", "Partition", "ClientSplit", "Domain", "SCHEMES", "FED_RSIC_CONFIGS",
+    "FED_RSIC_OFFLINE", "DEFAULT_LABEL_MAP", "fed_rsic_config", "harmonised_classnames",
+    "build_partition", "build_cross_domain_partition", "partition_dataset",
+    "partition_cross_domain", "build_fed_rsic",
+]

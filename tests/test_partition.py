@@ -1,0 +1,277 @@
+"""Fed-RSIC builder (fedrs.data.partition) on synthetic labels."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from fedrs.config import ConfigError, from_dict
+from fedrs.data.partition import (
+    DEFAULT_LABEL_MAP, FED_RSIC_CONFIGS, Partition, PartitionConfig, build_cross_domain_partition,
+    build_partition, fed_rsic_config, harmonised_classnames, partition_dataset,
+)
+from fedrs.data.registry import SPECS
+from fedrs.errors import DataError
+
+COUNTS = [40, 35, 30, 30, 25, 25, 20, 20, 15, 10]  # 250 images, 10 imbalanced classes
+LABELS = np.repeat(np.arange(len(COUNTS)), COUNTS).tolist()
+NAMES = [f"class{c}" for c in range(len(COUNTS))]
+
+
+def build(**kw) -> Partition:
+    return build_partition(LABELS, NAMES, PartitionConfig(**{"dataset": "toy", **kw}))
+
+
+def hist(p: Partition, indices) -> np.ndarray:
+    return np.bincount(p.labels[list(indices)], minlength=len(p.classnames))
+
+
+# --- determinism and the pooled split ------------------------------------------------------------
+
+def test_same_seed_same_bytes_other_seed_differs():
+    assert build(seed=3).to_json() == build(seed=3).to_json()
+    assert build(seed=3).to_json() != build(seed=4).to_json()
+
+
+def test_stratified_split_per_class():
+    p = build(test_fraction=0.2)
+    assert hist(p, p.test_indices).tolist() == [round(0.2 * n) for n in COUNTS]
+    assert sorted(p.train_indices + p.test_indices) == list(range(len(LABELS)))
+
+
+@pytest.mark.parametrize("kw", [dict(scheme="iid", num_clients=3), dict(num_clients=7, alpha=0.1),
+                                dict(scheme="pathological", num_clients=4, classes_per_client=3),
+                                dict(few_shot=2)])
+def test_pooled_test_set_independent_of_scheme_and_clients(kw):
+    assert build(**kw).test_indices == build().test_indices
+
+
+@pytest.mark.parametrize("scheme", ["iid", "dirichlet", "pathological"])
+def test_every_training_image_assigned_exactly_once(scheme):
+    p = build(scheme=scheme, num_clients=5)
+    assigned = sorted(i for c in p.clients for i in c.train_indices)
+    assert assigned == p.train_indices
+    for c in p.clients:
+        assert set(c.test_indices) <= set(p.test_indices)
+        assert c.class_histogram == hist(p, c.train_indices).tolist()
+
+
+# --- schemes -------------------------------------------------------------------------------------
+
+def test_iid_is_balanced():
+    sizes = build(scheme="iid", num_clients=6).summary()["samples_per_client"]
+    assert max(sizes) - min(sizes) <= 1
+
+
+def test_dirichlet_small_alpha_is_more_skewed():
+    def stats(alpha):
+        s = [build(alpha=alpha, num_clients=5, seed=seed).summary() for seed in range(3)]
+        return (np.mean([x["mean_classes_per_client"] for x in s]),
+                np.mean([x["label_skew_tv"] for x in s]))
+
+    classes_small, skew_small = stats(0.1)
+    classes_large, skew_large = stats(10.0)
+    assert classes_small < classes_large
+    assert skew_small > skew_large
+
+
+def test_pathological_exact_classes_and_coverage():
+    p = build(scheme="pathological", num_clients=5, classes_per_client=2)  # 5*2 = 10 classes
+    assert all(c.num_classes == 2 for c in p.clients)
+    held = {y for c in p.clients for y, n in enumerate(c.class_histogram) if n}
+    assert held == set(range(len(COUNTS)))
+
+
+def test_pathological_fewer_slots_than_classes_leaves_classes_unheld():
+    p = build(scheme="pathological", num_clients=3, classes_per_client=2)  # 6 < 10 classes
+    assert all(c.num_classes == 2 for c in p.clients)
+    held = {y for c in p.clients for y, n in enumerate(c.class_histogram) if n}
+    assert len(held) == 6
+    assigned = sorted(i for c in p.clients for i in c.train_indices)
+    assert assigned == [i for i in p.train_indices if p.labels[i] in held]
+
+
+def test_few_shot_at_most_k_per_class_and_at_most_once():
+    p = build(few_shot=3, num_clients=4)
+    for c in p.clients:
+        assert max(c.class_histogram) <= 3
+        assert c.class_histogram == [min(3, s) for s in c.share_histogram]
+    assigned = [i for c in p.clients for i in c.train_indices]
+    assert len(assigned) == len(set(assigned))
+
+
+def test_client_test_split_follows_its_label_distribution():
+    p = build(alpha=0.3, num_clients=4)
+    available = hist(p, p.test_indices)
+    for c in p.clients:
+        test, train = hist(p, c.test_indices), np.asarray(c.class_histogram)
+        size = int(train.sum() * 0.2 / 0.8 + 0.5)  # the pool's train:test ratio, half up
+        ideal = size * train / train.sum()
+        assert test.sum() <= size
+        # within one image of the client's own proportions, unless the class ran out of test images
+        assert np.all((np.abs(test - ideal) < 1) | (test == available))
+        assert set(np.flatnonzero(test)) <= set(np.flatnonzero(train))
+
+
+# --- persistence ---------------------------------------------------------------------------------
+
+def test_save_load_round_trip(tmp_path):
+    p = build(few_shot=4)
+    path = p.save(tmp_path / "fed.json")
+    assert path.read_text() == p.to_json()
+    q = Partition.load(path)
+    assert q.to_json() == p.to_json()
+    data = json.loads(path.read_text())
+    assert data["summary"]["samples_per_client"] == [len(c.train_indices) for c in p.clients]
+    assert data["clients"][0]["class_histogram"] == p.clients[0].class_histogram
+
+
+def _tamper_move(d):  # one training image moved from client 0 to client 1
+    i = d["clients"][0]["train_indices"].pop()
+    d["clients"][1]["train_indices"] = sorted(d["clients"][1]["train_indices"] + [i])
+
+
+def _tamper_duplicate(d):  # client 1 also gets client 0's first image
+    d["clients"][1]["train_indices"] = sorted(d["clients"][1]["train_indices"]
+                                              + d["clients"][0]["train_indices"][:1])
+
+
+@pytest.mark.parametrize("tamper", [
+    _tamper_move,
+    _tamper_duplicate,
+    lambda d: d["clients"][0]["class_histogram"].__setitem__(0, 999),
+    lambda d: d["clients"][0]["test_indices"].append(10_000),
+    lambda d: d["clients"][0]["test_indices"].append(d["train_indices"][0]),
+    lambda d: d["domains"][0]["labels"].__setitem__(0, 5),
+    lambda d: d["test_indices"].pop(),
+    lambda d: d["config"].__setitem__("num_clients", 3),
+    lambda d: d["config"].__setitem__("alpha", -1),
+    lambda d: d["summary"].__setitem__("num_train", 1),
+    lambda d: d.pop("clients"),
+    lambda d: d.__setitem__("format", "something-else"),
+], ids=["moved", "duplicated", "histogram", "out-of-range", "train-as-test", "label",
+        "pooled-test", "num-clients", "config", "summary", "missing", "format"])
+def test_load_rechecks_invariants(tmp_path, tamper):
+    path = build(num_clients=4).save(tmp_path / "fed.json")
+    data = json.loads(path.read_text())
+    tamper(data)
+    path.write_text(json.dumps(data))
+    with pytest.raises(DataError, match="invalid partition manifest.*rebuild"):
+        Partition.load(path)
+
+
+def test_load_unreadable(tmp_path):
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(DataError, match="unreadable"):
+        Partition.load(tmp_path / "bad.json")
+
+
+# --- bad configurations --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(alpha=0), "alpha"), (dict(alpha=-0.5), "alpha"), (dict(num_clients=0), "num_clients"),
+    (dict(test_fraction=0.0), "test_fraction"), (dict(test_fraction=1.0), "test_fraction"),
+    (dict(classes_per_client=0), "classes_per_client"), (dict(scheme="shards"), "scheme"),
+    (dict(few_shot=0), "few_shot"), (dict(min_samples_per_client=0), "min_samples"),
+    (dict(clients_per_dataset=[2, 2]), "cross_domain"),
+    (dict(cross_domain=["A", "A"]), "distinct"),
+    (dict(cross_domain=["A", "B"], num_clients=4, clients_per_dataset=[1, 2]), "sums to"),
+])
+def test_bad_config_values(kw, match):
+    with pytest.raises(ConfigError, match=match):
+        PartitionConfig(dataset="toy", **kw)
+
+
+def test_bad_config_from_yaml_data():
+    with pytest.raises(ConfigError, match="scheme"):
+        from_dict(PartitionConfig, {"dataset": "toy", "scheme": "shards"})
+    with pytest.raises(ConfigError, match="unknown key"):
+        fed_rsic_config("Fed-UCMerced", clients=3)
+    with pytest.raises(ConfigError, match="unknown Fed-RSIC configuration"):
+        fed_rsic_config("Fed-Nowhere")
+
+
+def test_bad_configs_against_the_data():
+    with pytest.raises(ConfigError, match="num_clients=300 exceeds the 200 training images"):
+        build(num_clients=300)
+    with pytest.raises(ConfigError, match="classes_per_client=11 exceeds the 10 classes"):
+        build(scheme="pathological", classes_per_client=11)
+    with pytest.raises(DataError, match="num_clients=50.*alpha=0.01.*min_samples_per_client=3"):
+        build(num_clients=50, alpha=0.01, min_samples_per_client=3)
+    with pytest.raises(DataError, match="min_samples_per_client=10.*fewer clients"):
+        build(scheme="iid", num_clients=40, min_samples_per_client=10)
+    with pytest.raises(DataError, match="labels must be integers"):
+        build_partition([0, 1, 7], ["a", "b"], PartitionConfig("toy", num_clients=1))
+    with pytest.raises(ConfigError, match="cross-domain"):
+        build_partition(LABELS, NAMES, fed_rsic_config("Fed-CrossDomain"))
+
+
+# --- cross-domain --------------------------------------------------------------------------------
+
+def _toy_domains():
+    a = ("A", np.repeat([0, 1, 2], 20).tolist(), ["forest", "beach", "denseresidential"])
+    b = ("B", np.repeat([0, 1, 2, 3], 15).tolist(), ["Forest", "Parking", "DenseResidential", "Port"])
+    return [a, b]
+
+
+def test_cross_domain_harmonisation_on_a_toy_label_space():
+    p = build_cross_domain_partition(_toy_domains(), [2, 3], PartitionConfig("toy-x"),
+                                     label_map={"B": {"Parking": "parking lot"}})
+    assert p.classnames == ["beach", "dense residential", "forest", "parking lot", "port"]
+    assert p.config.num_clients == 5 and p.config.cross_domain == ["A", "B"]
+    assert [c.dataset for c in p.clients] == ["A", "A", "B", "B", "B"]
+    assert p.refs([0, 60, 119]) == [("A", 0), ("B", 0), ("B", 59)]
+    forest = p.classnames.index("forest")
+    assert p.labels[0] == forest and p.labels[60] == forest
+    # each client's indices stay inside its own dataset; the pooled test set is per dataset
+    for c in p.clients:
+        assert {d for d, _ in p.refs(c.train_indices + c.test_indices)} == {c.dataset}
+    alone = build_partition(*_toy_domains()[1][1:], PartitionConfig("B", num_clients=3))
+    assert [i for d, i in p.refs(p.test_indices) if d == "B"] == alone.test_indices
+
+
+def test_cross_domain_round_trip_and_bad_label_map(tmp_path):
+    p = build_cross_domain_partition(_toy_domains(), None, PartitionConfig("toy-x", num_clients=4))
+    assert Partition.load(p.save(tmp_path / "x.json")).to_json() == p.to_json()
+    with pytest.raises(ConfigError, match="unknown class folder"):
+        build_cross_domain_partition(_toy_domains(), None, PartitionConfig("x", num_clients=4),
+                                     label_map={"A": {"Forest": "forest"}})
+
+
+def test_default_harmonisation_of_the_shipped_datasets():
+    named = {n: harmonised_classnames(n, SPECS[n].classes) for n in ("UCMerced", "RSSCN7", "EuroSAT")}
+    named["AID-holdout"] = harmonised_classnames("AID-holdout", SPECS["AID"].classes)
+    for n, table in DEFAULT_LABEL_MAP.items():
+        if n in named:
+            assert set(table) == set(SPECS["AID" if n == "AID-holdout" else n].classes)
+    shared = lambda name: sorted(n for n, cs in named.items() if name in cs)  # noqa: E731
+    assert shared("forest") == ["AID-holdout", "EuroSAT", "RSSCN7", "UCMerced"]
+    assert shared("parking lot") == ["AID-holdout", "RSSCN7", "UCMerced"]
+    assert shared("dense residential") == ["AID-holdout", "UCMerced"]
+    assert shared("river") == ["AID-holdout", "EuroSAT", "UCMerced"]
+    assert shared("farmland") == ["AID-holdout"]  # near-synonyms stay apart
+    assert len(set().union(*named.values())) == 68 - 15  # 68 classes, 15 merged into others
+
+
+# --- named configurations and datasets -----------------------------------------------------------
+
+def test_named_configurations():
+    for name in FED_RSIC_CONFIGS:
+        assert isinstance(fed_rsic_config(name), PartitionConfig)
+    assert fed_rsic_config("Fed-AID").dataset == "AID-holdout"
+    assert fed_rsic_config("fed-nwpu", alpha=0.1, num_clients=20).alpha == 0.1
+    assert fed_rsic_config("Fed-CrossDomain").client_groups() == [3, 3, 3, 3]
+
+
+def test_partition_dataset_uses_labels_and_checks_the_name():
+    ds = SimpleNamespace(name="UCMerced", labels=LABELS, classnames=NAMES)
+    p = partition_dataset(ds, fed_rsic_config("Fed-UCMerced", num_clients=3))
+    assert p.dataset == "UCMerced" and p.num_clients == 3
+    p.check_dataset(ds)
+    with pytest.raises(DataError, match="not the data"):
+        p.check_dataset(SimpleNamespace(name="UCMerced", labels=LABELS[::-1], classnames=NAMES))
+    with pytest.raises(ConfigError, match="for 'RSSCN7'"):
+        partition_dataset(ds, fed_rsic_config("Fed-RSSCN7"))

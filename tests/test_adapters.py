@@ -14,7 +14,7 @@ def tiny():
 
 
 def test_vit_b32_parameter_count_matches_paper():
-    model = create_backbone("ViT-B-32", pretrained="random", cache=False).model
+    model = create_backbone("ViT-B-32", pretrained="random").model
     widths = tower_widths(model)
     assert widths == {"vision": 768, "text": 512}
     assert sum(p.numel() for p in MRSAdapter(widths).parameters()) == 161_088

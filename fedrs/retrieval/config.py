@@ -1,0 +1,87 @@
+"""Typed configuration of PE-RSITR retrieval runs (loaded with :func:`fedrs.config.load_config`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+#: the PETL variants of the comparison harness, in table order
+VARIANTS = ("zero-shot", "linear-probe", "coop", "vpt", "adapter", "mrs-adapter",
+            "mrs-adapter-hmmc", "full-finetune")
+
+#: AdamW learning rate per variant when ``train.lr`` is not set
+DEFAULT_LR = {
+    "linear-probe": 1e-4, "coop": 2e-3, "vpt": 1e-3, "adapter": 1e-3, "mrs-adapter": 1e-3,
+    "mrs-adapter-hmmc": 1e-3, "full-finetune": 1e-5,
+}
+
+
+@dataclass
+class AdapterConfig:
+    """MRS-Adapter sizes (paper: bottleneck 64, shared 64, dropout 0.5)."""
+
+    bottleneck: int = 64
+    shared_dim: int = 64
+    dropout: float = 0.5
+
+
+@dataclass
+class PromptConfig:
+    """CoOp text context tokens and VPT-deep visual tokens (``visual_depth`` 0 = every block)."""
+
+    text_tokens: int = 16
+    visual_tokens: int = 8
+    visual_depth: int = 0
+
+
+@dataclass
+class LossConfig:
+    """HMMC: ``L_cm + lambda_v L_v + lambda_t L_t``; input dropout of the augmented view.
+
+    The lambdas apply to ``mrs-adapter-hmmc`` only (the other variants train with ``L_cm``).
+    """
+
+    temperature: float = 0.07
+    lambda_v: float = 1.0
+    lambda_t: float = 1.0
+    text_dropout: float = 0.2
+    vision_dropout: float = 0.2
+
+    def __post_init__(self):
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+
+
+@dataclass
+class TrainConfig:
+    """Centralised training (a federated run uses ``train`` for each client's local epochs)."""
+
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float | None = None        # None: DEFAULT_LR[variant]
+    weight_decay: float = 0.0
+    seed: int = 0
+
+
+@dataclass
+class RetrievalConfig:
+    """One PETL variant on one caption set."""
+
+    variant: str = "mrs-adapter-hmmc"
+    dataset: str = "UCM-Captions"
+    eval_split: str = "test"
+    adapter: AdapterConfig = field(default_factory=AdapterConfig)
+    prompts: PromptConfig = field(default_factory=PromptConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self):
+        if self.variant not in VARIANTS:
+            raise ValueError(f"unknown retrieval variant {self.variant!r}; choose one of {list(VARIANTS)}")
+
+    @property
+    def lr(self) -> float:
+        return self.train.lr if self.train.lr is not None else DEFAULT_LR.get(self.variant, 0.0)
+
+
+__all__ = ["VARIANTS", "DEFAULT_LR", "AdapterConfig", "PromptConfig", "LossConfig", "TrainConfig",
+           "RetrievalConfig"]

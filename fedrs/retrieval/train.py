@@ -1,0 +1,88 @@
+"""Training and evaluation of a :class:`RetrievalModel` (centralised; a client's local update)."""
+
+from __future__ import annotations
+
+import torch
+from tqdm.auto import tqdm
+
+from fedrs.evaluate.retrieval import RetrievalScores, retrieval_scores
+from fedrs.losses.retrieval import HMMCLoss
+from fedrs.retrieval.data import RetrievalSet
+from fedrs.retrieval.model import RetrievalModel
+
+
+def batch_terms(model: RetrievalModel, loss: HMMCLoss, images: torch.Tensor,
+                tokens: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Loss terms of one batch; a second, augmented pass only when the loss uses it."""
+    image, text = model(images, tokens)
+    image_aug = text_aug = None
+    if loss.needs_augmented:
+        image_aug, text_aug = model(images, tokens, augment=True)
+    return loss.terms(image, text, image_aug, text_aug)
+
+
+def make_optimizer(model: RetrievalModel, lr: float, weight_decay: float = 0.0) -> torch.optim.Optimizer | None:
+    params = [p for p in model.parameters() if p.requires_grad]
+    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay) if params else None
+
+
+def train_epochs(model: RetrievalModel, loss: HMMCLoss, data: RetrievalSet, *, epochs: int,
+                 batch_size: int, lr: float, weight_decay: float = 0.0, seed: int = 0,
+                 optimizer: torch.optim.Optimizer | None = None, max_steps: int | None = None,
+                 progress: bool | str = False) -> dict[str, float]:
+    """Train the model's trainable parts; returns ``{"loss", "steps", "samples"}`` (mean loss).
+
+    Batches hold every image once per epoch with one random caption each. A model without
+    trainable parameters (zero-shot) is returned untouched.
+    """
+    optimizer = optimizer or make_optimizer(model, lr, weight_decay)
+    if optimizer is None or epochs <= 0:
+        return {"loss": float("nan"), "steps": 0, "samples": 0}
+    tokens = model.tokenize(data.captions)
+    gen = torch.Generator().manual_seed(seed)
+    device = model.device
+    model.train()
+    total, steps, samples = 0.0, 0, 0
+    desc = progress if isinstance(progress, str) else "train"
+    for _ in tqdm(range(epochs), desc=desc, disable=not progress, unit="epoch"):
+        for img_idx, cap_idx in data.batches(batch_size, gen):
+            if len(img_idx) < 2:  # a contrastive batch needs a negative
+                continue
+            terms = batch_terms(model, loss, data.images[img_idx].to(device), tokens[cap_idx].to(device))
+            optimizer.zero_grad(set_to_none=True)
+            terms["loss"].backward()
+            optimizer.step()
+            total += float(terms["loss"].detach())
+            steps += 1
+            samples += len(img_idx)
+            if max_steps is not None and steps >= max_steps:
+                break
+        if max_steps is not None and steps >= max_steps:
+            break
+    model.eval()
+    return {"loss": total / max(steps, 1), "steps": steps, "samples": samples}
+
+
+@torch.no_grad()
+def encode_set(model: RetrievalModel, data: RetrievalSet,
+               batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+    """Image and caption embeddings ``([N, D], [n_captions, D])`` in eval mode."""
+    was_training = model.training
+    model.eval()
+    device = model.device
+    tokens = model.tokenize(data.captions)
+    img = torch.cat([model.encode_image(data.images[i:i + batch_size].to(device)).float().cpu()
+                     for i in range(0, len(data), batch_size)])
+    txt = torch.cat([model.encode_text(tokens[i:i + batch_size].to(device)).float().cpu()
+                     for i in range(0, len(tokens), batch_size)])
+    model.train(was_training)
+    return img, txt
+
+
+def evaluate(model: RetrievalModel, data: RetrievalSet, batch_size: int = 256) -> RetrievalScores:
+    """Recall@1/5/10 both ways and mR on ``data`` (every caption, every image)."""
+    img, txt = encode_set(model, data, batch_size)
+    return retrieval_scores(img, txt, data.caption_image)
+
+
+__all__ = ["batch_terms", "make_optimizer", "train_epochs", "encode_set", "evaluate"]

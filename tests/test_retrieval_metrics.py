@@ -48,3 +48,12 @@ def test_ties_are_pessimistic_and_validation():
     assert s.i2t[5] == 100.0                    # at most 3 non-relevant captions tie
     with pytest.raises(ValueError):
         scores_from_similarity(S, [0, 0, 1, 2, 3])
+    with pytest.raises(ValueError):
+        scores_from_similarity(S, CAPTION_IMAGE, ties="random")
+
+
+def test_optimistic_ties_count_only_strictly_higher():
+    s = scores_from_similarity(S, CAPTION_IMAGE, ties="optimistic")
+    assert s.i2t_ranks.tolist() == [0, 3, 0]        # image 0's tie with c2 no longer counts
+    assert s.t2i_ranks.tolist() == [0, 1, 1, 1, 0]  # c1 and c3 lose their tied competitor
+    assert scores_from_similarity(torch.ones(3, 5), CAPTION_IMAGE, ties="optimistic").mr == 100.0

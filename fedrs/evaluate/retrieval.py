@@ -5,9 +5,13 @@ Conventions (the usual ones of the RSITR benchmarks, made explicit):
 * image->text: an image's rank is the best (lowest) rank among *all* its captions;
 * text->image: a caption has exactly one relevant image;
 * a rank is the number of *non-relevant* items scoring **at least as high** as the best relevant
-  one (0 = retrieved first). Ties therefore count against the model (pessimistic), so a
-  degenerate model that scores everything equally gets recall 0, never 100; other relevant
-  captions of the same image never push an image down;
+  one (0 = retrieved first). Ties therefore count against the model (``ties="pessimistic"``, the
+  default), so a degenerate model that scores everything equally gets recall 0, never 100;
+  other relevant captions of the same image never push an image down. ``ties="optimistic"``
+  counts only strictly higher non-relevant items (an upper bound; the argsort-based scripts of
+  the literature land in between, depending on index order). Ties are not rare: UCM-Captions
+  repeats caption strings verbatim across images (155 of its 210 test images have only
+  captions that another test image also has), and equal strings have equal embeddings;
 * R@K = 100 * fraction of queries with rank < K; mR = mean of R@1/5/10 of both directions.
 
 The similarity matrix ``[n_images, n_captions]`` is either given whole or computed block by block
@@ -52,8 +56,12 @@ class RetrievalScores:
                 f"T2I {fmt(f'{v:.2f}' for v in self.t2i.values())} | mR {self.mr:.2f}")
 
 
+TIES = ("pessimistic", "optimistic")
+
+
 def _ranks(rows: Callable[[int, int], torch.Tensor], n_rows: int,
-           positives: Callable[[torch.Tensor], torch.Tensor], batch_size: int) -> torch.Tensor:
+           positives: Callable[[torch.Tensor], torch.Tensor], batch_size: int,
+           ties: str = "pessimistic") -> torch.Tensor:
     """Rank of each query row: non-relevant items scoring >= the best relevant one."""
     out = []
     for start in range(0, n_rows, batch_size):
@@ -63,7 +71,8 @@ def _ranks(rows: Callable[[int, int], torch.Tensor], n_rows: int,
         if not bool(pos.any(dim=1).all()):
             raise ValueError("every query needs at least one relevant item (check caption_image)")
         best = sim.masked_fill(~pos, float("-inf")).max(dim=1).values
-        out.append(((sim >= best[:, None]) & ~pos).sum(dim=1).cpu())
+        above = sim >= best[:, None] if ties == "pessimistic" else sim > best[:, None]
+        out.append((above & ~pos).sum(dim=1).cpu())
     return torch.cat(out) if out else torch.zeros(0, dtype=torch.long)
 
 
@@ -74,8 +83,11 @@ def _recalls(ranks: torch.Tensor, ks: Sequence[int]) -> dict[int, float]:
 def scores_from_rows(image_rows: Callable[[int, int], torch.Tensor],
                      caption_rows: Callable[[int, int], torch.Tensor],
                      caption_image: Sequence[int] | torch.Tensor, n_images: int,
-                     ks: Sequence[int] = KS, batch_size: int = 512) -> RetrievalScores:
+                     ks: Sequence[int] = KS, batch_size: int = 512,
+                     ties: str = "pessimistic") -> RetrievalScores:
     """Scores from two row providers: ``image_rows(a, b)`` = ``S[a:b]``, ``caption_rows(a, b)`` = ``S[:, a:b].T``."""
+    if ties not in TIES:
+        raise ValueError(f"ties must be one of {TIES}, got {ties!r}")
     cap_img = torch.as_tensor(caption_image, dtype=torch.long).cpu()
     if cap_img.numel() and (int(cap_img.min()) < 0 or int(cap_img.max()) >= n_images):
         raise ValueError(f"caption_image must index the {n_images} images")
@@ -86,26 +98,27 @@ def scores_from_rows(image_rows: Callable[[int, int], torch.Tensor],
     def caption_pos(idx):  # [b, n_images]: the caption's own image
         return torch.arange(n_images, device=idx.device)[None, :] == cap_img.to(idx.device)[idx][:, None]
 
-    i2t = _ranks(image_rows, n_images, image_pos, batch_size)
-    t2i = _ranks(caption_rows, len(cap_img), caption_pos, batch_size)
+    i2t = _ranks(image_rows, n_images, image_pos, batch_size, ties)
+    t2i = _ranks(caption_rows, len(cap_img), caption_pos, batch_size, ties)
     return RetrievalScores(_recalls(i2t, ks), _recalls(t2i, ks), i2t, t2i)
 
 
 def scores_from_similarity(similarity: torch.Tensor, caption_image: Sequence[int] | torch.Tensor,
-                           ks: Sequence[int] = KS, batch_size: int = 512) -> RetrievalScores:
+                           ks: Sequence[int] = KS, batch_size: int = 512,
+                           ties: str = "pessimistic") -> RetrievalScores:
     """Scores from a full similarity matrix ``[n_images, n_captions]`` (processed in row blocks)."""
     return scores_from_rows(lambda a, b: similarity[a:b], lambda a, b: similarity[:, a:b].T,
-                            caption_image, similarity.shape[0], ks, batch_size)
+                            caption_image, similarity.shape[0], ks, batch_size, ties)
 
 
 def retrieval_scores(image_features: torch.Tensor, text_features: torch.Tensor,
                      caption_image: Sequence[int] | torch.Tensor, ks: Sequence[int] = KS,
-                     batch_size: int = 512) -> RetrievalScores:
+                     batch_size: int = 512, ties: str = "pessimistic") -> RetrievalScores:
     """Scores of cosine similarities between features, computed block by block."""
     img = F.normalize(image_features.float(), dim=-1)
     txt = F.normalize(text_features.float(), dim=-1)
     return scores_from_rows(lambda a, b: img[a:b] @ txt.T, lambda a, b: txt[a:b] @ img.T,
-                            caption_image, img.shape[0], ks, batch_size)
+                            caption_image, img.shape[0], ks, batch_size, ties)
 
 
-__all__ = ["KS", "RetrievalScores", "retrieval_scores", "scores_from_similarity", "scores_from_rows"]
+__all__ = ["KS", "TIES", "RetrievalScores", "retrieval_scores", "scores_from_similarity", "scores_from_rows"]

@@ -56,11 +56,18 @@ class RetrievalSet:
     @classmethod
     def load(cls, dataset: str, split: str, backbone: Backbone, limit: int | None = None,
              root=None) -> "RetrievalSet":
-        """``load_caption_set(dataset, split)`` with its images, preprocessed for ``backbone``."""
+        """``load_caption_set(dataset, split)`` with its images, preprocessed for ``backbone``.
+
+        ``split`` may join several with ``+`` (``"train+val"``: the paper's 1,890 UCM training images).
+        """
         from fedrs.data import load_caption_set
 
-        cs = load_caption_set(dataset, split=split, root=root).with_images()
-        return cls.from_items(f"{cs.name}/{split}", cs.items, backbone, limit=limit)
+        items, name = [], dataset
+        for part in split.split("+"):
+            cs = load_caption_set(dataset, split=part, root=root).with_images()
+            items += cs.items
+            name = cs.name
+        return cls.from_items(f"{name}/{split}", items, backbone, limit=limit)
 
     def subset(self, indices: Sequence[int], name: str | None = None) -> "RetrievalSet":
         """The given images with all their captions (a client's shard)."""

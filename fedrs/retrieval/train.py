@@ -79,10 +79,11 @@ def encode_set(model: RetrievalModel, data: RetrievalSet,
     return img, txt
 
 
-def evaluate(model: RetrievalModel, data: RetrievalSet, batch_size: int = 256) -> RetrievalScores:
+def evaluate(model: RetrievalModel, data: RetrievalSet, batch_size: int = 256,
+             ties: str = "pessimistic") -> RetrievalScores:
     """Recall@1/5/10 both ways and mR on ``data`` (every caption, every image)."""
     img, txt = encode_set(model, data, batch_size)
-    return retrieval_scores(img, txt, data.caption_image)
+    return retrieval_scores(img, txt, data.caption_image, ties=ties)
 
 
 __all__ = ["batch_terms", "make_optimizer", "train_epochs", "encode_set", "evaluate"]

@@ -1,0 +1,26 @@
+"""Datasets: import into the data root, scene-classification datasets, caption sets.
+
+```python
+from fedrs.data import import_sources, load_scene_dataset, load_caption_set, list_datasets
+import_sources(["../shared/data"])            # or: fedrs data import ../shared/data
+ds = load_scene_dataset("UCMerced")           # ds.paths, ds.labels, ds.classnames, ds.prompt_names
+hold = load_scene_dataset("AID-holdout")      # AID minus RSICD-train images (for evaluation)
+cs = load_caption_set("UCM-Captions", split="test").with_images()
+```
+"""
+
+from .captions import CaptionedImage, CaptionSet, load_caption_set
+from .commands import list_datasets
+from .importing import ImportResult, download_dataset, import_sources
+from .registry import (
+    AID_HOLDOUT, SPECS, CaptionSetSpec, SceneDatasetSpec, get_spec, known_names,
+    readable_classname,
+)
+from .scenes import SceneDataset, load_scene_dataset
+
+__all__ = [
+    "load_scene_dataset", "load_caption_set", "list_datasets", "import_sources",
+    "download_dataset", "SceneDataset", "CaptionSet", "CaptionedImage", "ImportResult",
+    "SceneDatasetSpec", "CaptionSetSpec", "SPECS", "AID_HOLDOUT", "get_spec", "known_names",
+    "readable_classname",
+]

@@ -1,0 +1,446 @@
+"""Dataset specifications and the data-root contract.
+
+One :class:`SceneDatasetSpec` per scene-classification dataset and one :class:`CaptionSetSpec` per
+image-caption set: official names and aliases, official class folders with their official image
+counts, the official inner layout, download locations, citation and licence.
+
+The data root (``fedrs.paths.data_root()``, ``$FEDRS_DATA``) holds one folder per imported
+dataset, named after the spec (``UCMerced``, ``AID``, ``UCM-Captions``, ...). Inside it sits the
+official inner layout (``<Name>/<class_root>/<class>/<image>`` for scenes; the caption files and
+the set's own image folder, if any, for caption sets) and ``fedrs_manifest.json``, which is
+written last: a dataset folder with a manifest is complete.
+
+Readable class names for prompts come from :func:`readable_classname` (general rules), then the
+spec's ``classname_overrides`` (per dataset), then the user's overrides at load time.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from fedrs.errors import DataError
+from fedrs.paths import data_root
+
+MANIFEST_NAME = "fedrs_manifest.json"
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
+
+#: the AID view that excludes every AID image used by RSICD training (see scenes.py)
+AID_HOLDOUT = "AID-holdout"
+
+
+@dataclass(frozen=True, eq=False)
+class SceneDatasetSpec:
+    """A scene-classification dataset in its official release.
+
+    ``counts`` maps each official class folder to its official number of images; ``None`` where
+    the per-class numbers are not known for certain (then only the class folders are validated).
+    ``class_root`` is where the class folders sit inside ``$FEDRS_DATA/<name>/`` (the official
+    archive's inner path); imports from mirrors with another top folder are normalised to it.
+    """
+
+    name: str
+    classes: tuple[str, ...]
+    counts: Mapping[str, int] | None
+    class_root: str
+    aliases: tuple[str, ...] = ()
+    archive_names: tuple[str, ...] = ()
+    url: str | None = None
+    sha256: str | None = None
+    archive_bytes: int | None = None
+    homepage: str = ""
+    citation: str = ""
+    licence: str = ""
+    subset_ok: bool = False
+    classname_overrides: Mapping[str, str] = field(default_factory=dict)
+    note: str = ""
+    kind: str = "scene"
+
+    @property
+    def total(self) -> int | None:
+        return sum(self.counts.values()) if self.counts else None
+
+    def layout(self) -> str:
+        return f"{self.class_root}/<class>/<image>"
+
+
+@dataclass(frozen=True, eq=False)
+class CaptionSetSpec:
+    """An image-caption set.
+
+    Captions come in Karpathy JSON (one of ``json_names``) and/or split files
+    (``<split>_filename.txt`` + ``<split>_caps.txt``, ``captions_per_image`` lines per image).
+    Images come from the set's own image folder (one of ``image_dirs``) when it was imported, or
+    through ``images.csv`` (columns ``filename`` + ``map_columns``) from the imported scene dataset
+    ``scene_source``. Expected counts are validated where given (``None``: not known for certain).
+    """
+
+    name: str
+    aliases: tuple[str, ...] = ()
+    json_names: tuple[str, ...] = ("dataset.json",)
+    json_tags: tuple[str, ...] = ()          # values of the Karpathy JSON "dataset" field
+    image_dirs: tuple[str, ...] = ("imgs", "images")
+    scene_source: str | None = None
+    map_columns: tuple[str, str] | None = None   # (class column, stem column) of images.csv
+    captions_per_image: int | None = 5
+    expected_json: Mapping[str, int] | None = None         # split -> images, Karpathy JSON
+    expected_split_files: Mapping[str, int] | None = None  # split -> images, split files
+    expected_mapped: Mapping[str, int] | None = None       # split -> images mapped to scene_source
+    archive_names: tuple[str, ...] = ()
+    url: str | None = None
+    sha256: str | None = None
+    homepage: str = ""
+    citation: str = ""
+    licence: str = ""
+    note: str = ""
+    kind: str = "captions"
+
+
+def _classes(counts: Mapping[str, int]) -> tuple[str, ...]:
+    return tuple(sorted(counts))
+
+
+def _uniform(names: str, n: int) -> dict[str, int]:
+    return {c: n for c in names.split()}
+
+
+_UCM = _uniform(
+    "agricultural airplane baseballdiamond beach buildings chaparral denseresidential forest "
+    "freeway golfcourse harbor intersection mediumresidential mobilehomepark overpass parkinglot "
+    "river runway sparseresidential storagetanks tenniscourt", 100)
+
+_AID = {
+    "Airport": 360, "BareLand": 310, "BaseballField": 220, "Beach": 400, "Bridge": 360,
+    "Center": 260, "Church": 240, "Commercial": 350, "DenseResidential": 410, "Desert": 300,
+    "Farmland": 370, "Forest": 250, "Industrial": 390, "Meadow": 280, "MediumResidential": 290,
+    "Mountain": 340, "Park": 350, "Parking": 390, "Playground": 370, "Pond": 420, "Port": 380,
+    "RailwayStation": 260, "Resort": 290, "River": 410, "School": 300, "SparseResidential": 300,
+    "Square": 330, "Stadium": 290, "StorageTanks": 360, "Viaduct": 420,
+}
+
+_RSSCN7 = _uniform("aGrass bField cIndustry dRiverLake eForest fResident gParking", 400)
+
+# Full EuroSAT RGB release (27,000 images); the shipped archive is a 600/class subset.
+_EUROSAT = {
+    "AnnualCrop": 3000, "Forest": 3000, "HerbaceousVegetation": 3000, "Highway": 2500,
+    "Industrial": 2500, "Pasture": 2000, "PermanentCrop": 2500, "Residential": 3000,
+    "River": 2500, "SeaLake": 3000,
+}
+
+# NWPU-RESISC45 (Cheng et al., 2017): 45 classes x 700, folder names as in the release.
+_NWPU = _uniform(
+    "airplane airport baseball_diamond basketball_court beach bridge chaparral church "
+    "circular_farmland cloud commercial_area dense_residential desert forest freeway golf_course "
+    "ground_track_field harbor industrial_area intersection island lake meadow medium_residential "
+    "mobile_home_park mountain overpass palace parking_lot railway railway_station "
+    "rectangular_farmland river roundabout runway sea_ice ship snowberg sparse_residential "
+    "stadium storage_tank tennis_court terrace thermal_power_station wetland", 700)
+
+# OPTIMAL-31 (Wang et al., 2019): 31 classes x 60. The class list follows the release's folder
+# names as we know them (a subset of NWPU-RESISC45's names); folders are matched ignoring case and
+# separators, so a mirror writing "Baseball Diamond" still validates.
+_OPTIMAL31 = _uniform(
+    "airplane airport baseball_diamond basketball_court beach bridge chaparral church "
+    "circular_farmland commercial_area dense_residential desert forest freeway golf_course "
+    "ground_track_field harbor industrial_area intersection island lake meadow medium_residential "
+    "mobile_home_park mountain overpass parking_lot railway rectangular_farmland roundabout runway",
+    60)
+
+# WHU-RS19 (Dai & Yang, 2011): 19 classes of about 50 images each (1,005 in all). The per-class
+# numbers are not certain (49-56 in the copies we know), so only the 19 folders are validated.
+_WHU_RS19 = (
+    "Airport Beach Bridge Commercial Desert Farmland footballField Forest Industrial Meadow "
+    "Mountain Park Parking Pond Port railwayStation Residential River Viaduct".split()
+)
+
+# PatternNet (Zhou et al., 2018): 38 classes x 800.
+_PATTERNNET = _uniform(
+    "airplane baseball_field basketball_court beach bridge cemetery chaparral christmas_tree_farm "
+    "closed_road coastal_mansion crosswalk dense_residential ferry_terminal football_field forest "
+    "freeway golf_course harbor intersection mobile_home_park nursing_home oil_gas_field oil_well "
+    "overpass parking_lot parking_space railway river runway runway_marking shipping_yard "
+    "solar_panel sparse_residential storage_tank swimming_pool tennis_court transformer_station "
+    "wastewater_treatment_plant", 800)
+
+
+_SCENE_SPECS = [
+    SceneDatasetSpec(
+        name="UCMerced", classes=_classes(_UCM), counts=_UCM,
+        class_root="UCMerced_LandUse/Images",
+        aliases=("UCMerced_LandUse", "UCM", "UC Merced", "UCMerced-LandUse", "UCM-LandUse"),
+        archive_names=("UCMerced_LandUse.zip",),
+        url="http://weegee.vision.ucmerced.edu/datasets/UCMerced_LandUse.zip",
+        homepage="http://weegee.vision.ucmerced.edu/datasets/landuse.html",
+        citation="Yang & Newsam, Bag-of-visual-words and spatial extensions for land-use "
+                 "classification, ACM SIGSPATIAL GIS 2010",
+        licence="USGS National Map imagery, public domain",
+        classname_overrides={"agricultural": "agricultural land"},
+    ),
+    SceneDatasetSpec(
+        name="AID", classes=_classes(_AID), counts=_AID, class_root="AID",
+        aliases=("AID_dataset", "Aerial Image Dataset"),
+        archive_names=("AID.zip", "AID.rar"),
+        homepage="https://captain-whu.github.io/AID/",
+        citation="Xia et al., AID: A benchmark data set for performance evaluation of aerial "
+                 "scene classification, IEEE TGRS 2017",
+        licence="Google Earth imagery, research use only",
+        note="one exact duplicate pair in the release (Industrial 203/205)",
+    ),
+    SceneDatasetSpec(
+        name="RSSCN7", classes=_classes(_RSSCN7), counts=_RSSCN7, class_root="RSSCN7",
+        aliases=("RSSCN7_dataset",), archive_names=("RSSCN7.zip",),
+        homepage="https://sites.google.com/site/qinzoucn/documents",
+        citation="Zou et al., Deep learning based feature selection for remote sensing scene "
+                 "classification, IEEE GRSL 2015",
+        licence="research use only",
+        classname_overrides={"cIndustry": "industrial area", "bField": "farm field",
+                             "gParking": "parking lot"},
+    ),
+    SceneDatasetSpec(
+        name="EuroSAT", classes=_classes(_EUROSAT), counts=_EUROSAT, class_root="EuroSAT_RGB",
+        aliases=("EuroSAT_RGB", "EuroSAT-RGB", "2750"),
+        archive_names=("EuroSAT_RGB.zip", "EuroSAT.zip"),
+        url="https://zenodo.org/records/7711810/files/EuroSAT_RGB.zip?download=1",
+        homepage="https://github.com/phelber/EuroSAT",
+        citation="Helber et al., EuroSAT: A novel dataset and deep learning benchmark for land "
+                 "use and land cover classification, IEEE JSTARS 2019",
+        licence="MIT",
+        subset_ok=True,  # subsets (e.g. the shipped first 600/class) are accepted and recorded
+        classname_overrides={
+            "AnnualCrop": "annual crop land", "Forest": "forest",
+            "HerbaceousVegetation": "herbaceous vegetation land", "Highway": "highway or road",
+            "Industrial": "industrial buildings", "Pasture": "pasture land",
+            "PermanentCrop": "permanent crop land", "Residential": "residential buildings",
+            "River": "river", "SeaLake": "sea or lake",
+        },
+    ),
+    SceneDatasetSpec(
+        name="NWPU-RESISC45", classes=_classes(_NWPU), counts=_NWPU, class_root="NWPU-RESISC45",
+        aliases=("NWPU", "RESISC45", "NWPU_RESISC45"),
+        archive_names=("NWPU-RESISC45.rar", "NWPU-RESISC45.zip"),
+        homepage="https://gcheng-nwpu.github.io/",
+        citation="Cheng et al., Remote sensing image scene classification: Benchmark and state "
+                 "of the art, Proc. IEEE 2017",
+        licence="research use only",
+        note="released as .rar: extract it and import the folder",
+    ),
+    SceneDatasetSpec(
+        name="OPTIMAL-31", classes=_classes(_OPTIMAL31), counts=_OPTIMAL31,
+        class_root="OPTIMAL-31/Images", aliases=("OPTIMAL31", "OPTIMAL_31"),
+        archive_names=("OPTIMAL-31.zip", "OPTIMAL-31.rar"),
+        citation="Wang et al., Scene classification with recurrent attention of VHR remote "
+                 "sensing images, IEEE TGRS 2019",
+        licence="research use only",
+    ),
+    SceneDatasetSpec(
+        name="WHU-RS19", classes=tuple(sorted(_WHU_RS19)), counts=None, class_root="WHU-RS19",
+        aliases=("WHU_RS19", "RSDataset", "WHURS19"),
+        archive_names=("WHU-RS19.zip", "WHU-RS19.rar"),
+        homepage="https://captain-whu.github.io/BED4RS/",
+        citation="Dai & Yang, Satellite image classification via two-layer sparse coding with "
+                 "biased image representation, IEEE GRSL 2011",
+        licence="Google Earth imagery, research use only",
+        note="per-class counts not validated (about 50 each)",
+    ),
+    SceneDatasetSpec(
+        name="PatternNet", classes=_classes(_PATTERNNET), counts=_PATTERNNET,
+        class_root="PatternNet/images", aliases=("Pattern-Net", "PatternNet_dataset"),
+        archive_names=("PatternNet.zip",),
+        homepage="https://sites.google.com/view/zhouwx/dataset",
+        citation="Zhou et al., PatternNet: A benchmark dataset for performance evaluation of "
+                 "remote sensing image retrieval, ISPRS JPRS 2018",
+        licence="research use only",
+        classname_overrides={"oil_gas_field": "oil and gas field"},
+    ),
+]
+
+_CAPTION_SPECS = [
+    CaptionSetSpec(
+        name="UCM-Captions", aliases=("UCM_Captions", "UCM_captions", "UCMCaptions", "ucm_precomp"),
+        json_names=("dataset.json",), json_tags=("ucm", "ucm_captions"),
+        image_dirs=("imgs", "images"),
+        scene_source="UCMerced", map_columns=("ucmerced_class", "ucmerced_stem"),
+        expected_json={"train": 1680, "val": 210, "test": 210},
+        homepage="https://github.com/201528014227051/RSICD_optimal",
+        citation="Qu et al., Deep semantic understanding of high resolution remote sensing "
+                 "image, CITS 2016",
+        licence="research use only (images: UC Merced, public domain)",
+    ),
+    CaptionSetSpec(
+        name="RSICD", aliases=("RSICD_optimal", "rsicd_precomp"),
+        json_names=("dataset_rsicd.json", "dataset.json"), json_tags=("rsicd",),
+        image_dirs=("RSICD_images", "images", "imgs"),
+        scene_source="AID", map_columns=("aid_class", "aid_stem"),
+        # Karpathy JSON of the release: 10,921 images (train 8,734 / val 1,094 / test 1,093).
+        expected_json={"train": 8734, "val": 1094, "test": 1093},
+        # AMFMN retrieval split files: the training split only is certain here.
+        expected_split_files={"train": 9828},
+        expected_mapped={"train": 8973},
+        homepage="https://github.com/201528014227051/RSICD_optimal",
+        citation="Lu et al., Exploring models and data for remote sensing image caption "
+                 "generation, IEEE TGRS 2017",
+        licence="research use only",
+    ),
+    CaptionSetSpec(
+        name="RSITMD", aliases=("rsitmd_precomp",),
+        json_names=("dataset_RSITMD.json", "dataset_rsitmd.json", "dataset.json"),
+        json_tags=("rsitmd",), image_dirs=("images", "imgs"),
+        # 4,743 images x 5 sentences; the split sizes differ between releases: not validated.
+        homepage="https://github.com/xiaoyuan1996/AMFMN",
+        citation="Yuan et al., Exploring a fine-grained multiscale method for cross-modal "
+                 "remote sensing image retrieval, IEEE TGRS 2022",
+        licence="research use only",
+    ),
+    CaptionSetSpec(
+        name="Sydney-Captions", aliases=("Sydney_Captions", "Sydney_captions", "Sydney",
+                                         "sydney_precomp"),
+        json_names=("dataset.json",), json_tags=("sydney", "sydney_captions"),
+        image_dirs=("imgs", "images"),
+        # 613 images x 5 sentences; split sizes vary between copies: not validated.
+        homepage="https://github.com/201528014227051/RSICD_optimal",
+        citation="Qu et al., Deep semantic understanding of high resolution remote sensing "
+                 "image, CITS 2016",
+        licence="research use only",
+    ),
+]
+
+#: every dataset by canonical name; tests may add or replace entries (monkeypatch.setitem)
+SPECS: dict[str, SceneDatasetSpec | CaptionSetSpec] = {s.name: s for s in _SCENE_SPECS + _CAPTION_SPECS}
+
+
+def normalise(name: str) -> str:
+    """Key for matching names and folders: lower case, letters and digits only."""
+    return re.sub(r"[^0-9a-z]", "", name.lower())
+
+
+def known_names() -> list[str]:
+    return list(SPECS) + [AID_HOLDOUT]
+
+
+def scene_specs() -> list[SceneDatasetSpec]:
+    return [s for s in SPECS.values() if isinstance(s, SceneDatasetSpec)]
+
+
+def caption_specs() -> list[CaptionSetSpec]:
+    return [s for s in SPECS.values() if isinstance(s, CaptionSetSpec)]
+
+
+def find_spec(name: str) -> SceneDatasetSpec | CaptionSetSpec | None:
+    """The spec whose name or alias matches ``name`` (ignoring case and separators), or None."""
+    key = normalise(name)
+    for spec in SPECS.values():
+        if key == normalise(spec.name) or key in {normalise(a) for a in spec.aliases}:
+            return spec
+    return None
+
+
+def get_spec(name: str) -> SceneDatasetSpec | CaptionSetSpec:
+    spec = find_spec(name)
+    if spec is None:
+        raise DataError(f"unknown dataset {name!r}: known datasets are {', '.join(known_names())}")
+    return spec
+
+
+# --- the data-root contract ------------------------------------------------------------------
+
+def resolve_root(root: str | Path | None) -> Path:
+    return Path(root).expanduser().resolve() if root is not None else data_root()
+
+
+def not_imported(name: str, root: Path, why: str = "") -> DataError:
+    spec = find_spec(name)
+    archives = [a for a in (spec.archive_names if spec else ()) if not a.endswith(".rar")]
+    archive = archives[0] if archives else f"<{name} folder>"
+    why = f" ({why})" if why else ""
+    return DataError(
+        f"dataset {name!r} is not imported in {root}{why}: run `fedrs data import {archive}` "
+        f"(or `fedrs data download {name}`)"
+    )
+
+
+def read_manifest(root: Path, name: str) -> dict[str, Any]:
+    """The manifest of ``<root>/<name>``; a DataError telling how to import it when absent."""
+    path = root / name / MANIFEST_NAME
+    if not path.is_file():
+        raise not_imported(name, root)
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise DataError(
+            f"{path} is unreadable ({exc}): re-import the dataset with `fedrs data import --force`"
+        ) from exc
+    if manifest.get("name") != name:
+        raise DataError(f"{path} belongs to {manifest.get('name')!r}, not {name!r}: "
+                        f"re-import it with `fedrs data import --force`")
+    return manifest
+
+
+def imported_names(root: Path) -> list[str]:
+    """Names of the datasets imported in ``root`` (folders with a manifest), registry order first."""
+    if not root.is_dir():
+        return []
+    present = {p.parent.name for p in root.glob(f"*/{MANIFEST_NAME}")}
+    order = [n for n in SPECS if n in present]
+    return order + sorted(present - set(order))
+
+
+# --- readable class names ----------------------------------------------------------------------
+
+# Concatenated or abbreviated folder names, keyed by normalise(name) after the prefix strip.
+_KNOWN_NAMES = {
+    "denseresidential": "dense residential",
+    "mediumresidential": "medium residential",
+    "sparseresidential": "sparse residential",
+    "baseballdiamond": "baseball diamond",
+    "golfcourse": "golf course",
+    "mobilehomepark": "mobile home park",
+    "storagetanks": "storage tanks",
+    "tenniscourt": "tennis court",
+    "parkinglot": "parking lot",
+    "riverlake": "river or lake",
+    "resident": "residential",
+}
+
+
+def readable_classname(folder: str) -> str:
+    """A readable class name for prompts from an official folder name.
+
+    ``"denseresidential"`` -> ``"dense residential"``, ``"BaseballField"`` -> ``"baseball field"``,
+    ``"ground_track_field"`` -> ``"ground track field"``, ``"dRiverLake"`` -> ``"river or lake"``
+    (RSSCN7's one-letter ordering prefix is dropped).
+    """
+    name = folder.strip()
+    name = re.sub(r"^[a-z](?=[A-Z][a-z])", "", name)  # RSSCN7: aGrass, bField, ...
+    known = _KNOWN_NAMES.get(normalise(name))
+    if known:
+        return known
+    name = re.sub(r"[_\-]+", " ", name)
+    name = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", name)      # camelCase -> camel Case
+    name = re.sub(r"(?<=[A-Z])(?=[A-Z][a-z])", " ", name)    # ABCWord -> ABC Word
+    words = [_KNOWN_NAMES.get(w.lower(), w.lower()) for w in name.split()]
+    return " ".join(words)
+
+
+def prompt_names(spec: SceneDatasetSpec | None, classnames: list[str],
+                 overrides: Mapping[str, str] | None = None) -> list[str]:
+    """Readable names in ``classnames`` order: user overrides > spec overrides > general rules."""
+    overrides = dict(overrides or {})
+    unknown = sorted(set(overrides) - set(classnames))
+    if unknown:
+        raise DataError(
+            f"classname_overrides name unknown class folder(s) {unknown}: "
+            f"use the official folder names {classnames}"
+        )
+    spec_over = dict(spec.classname_overrides) if spec is not None else {}
+    return [overrides.get(c) or spec_over.get(c) or readable_classname(c) for c in classnames]
+
+
+__all__ = [
+    "SceneDatasetSpec", "CaptionSetSpec", "SPECS", "MANIFEST_NAME", "IMAGE_EXTENSIONS",
+    "AID_HOLDOUT", "normalise", "known_names", "scene_specs", "caption_specs", "find_spec",
+    "get_spec", "resolve_root", "not_imported", "read_manifest", "imported_names",
+    "readable_classname", "prompt_names",
+]

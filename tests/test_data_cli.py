@@ -77,3 +77,19 @@ def test_download_via_file_url(cli_data_only, tiny_source, data_factory, tmp_pat
     assert cli_data_only(["data", "download", "TinyScenes", "--url", archive.as_uri(),
                           "--root", str(root)]) == 0
     assert (root / "TinyScenes" / "fedrs_manifest.json").is_file()
+
+
+def test_list_reports_a_damaged_manifest_and_goes_on(cli_data_only, tiny_source, tmp_path, capsys):
+    root = tmp_path / "data"
+    assert cli_data_only(["data", "import", str(tiny_source), "--root", str(root)]) == 0
+    (root / "Broken").mkdir()
+    (root / "Broken" / "fedrs_manifest.json").write_text("{not json")
+    (root / ".fedrs-import-TinyScenes-x").mkdir()  # an interrupted import's temp folder
+    (root / ".fedrs-import-TinyScenes-x" / "fedrs_manifest.json").write_text("{}")
+    capsys.readouterr()
+    assert cli_data_only(["data", "list", "--json", "--root", str(root)]) == 0
+    entries = {e["name"]: e for e in json.loads(capsys.readouterr().out)["datasets"]}
+    assert set(entries) == {"TinyScenes", "Broken"}
+    assert entries["Broken"]["kind"] == "damaged" and "--force" in entries["Broken"]["error"]
+    assert cli_data_only(["data", "list", "--root", str(root)]) == 0
+    assert "Broken" in capsys.readouterr().out

@@ -219,3 +219,25 @@ def test_manifest_is_complete(tiny_spec, data_factory, tmp_path):
         assert key in m, key
     im = m["images"][0]
     assert set(im) >= {"path", "label", "size", "bytes", "sha256"}
+
+
+def test_batch_checks_every_layout_before_importing_any(tiny_spec, patch_spec, data_factory, tmp_path):
+    from fedrs.data.registry import SPECS
+
+    classes = SPECS["RSSCN7"].classes
+    patch_spec("RSSCN7", counts={c: 2 for c in classes})
+    good = data_factory.scene_tree("tiny", "Tiny_Release/Images", tiny_spec.counts)
+    bad = data_factory.scene_tree("rsscn7", "RSSCN7", {c: 2 for c in classes[:-1]} | {classes[-1]: 1})
+    root = tmp_path / "data"
+    with pytest.raises(DataError, match=r"gParking 1 \(official 2\)"):
+        import_sources([good, bad], root=root, progress=False)
+    assert not (root / "TinyScenes").exists()
+
+
+def test_import_from_inside_the_data_root_is_refused(tiny_spec, data_factory, tmp_path):
+    src = data_factory.scene_tree("release", "Tiny_Release/Images", tiny_spec.counts)
+    root = tmp_path / "data"
+    import_sources([src], root=root, progress=False)
+    with pytest.raises(DataError, match="inside the imported TinyScenes"):
+        import_sources([root / "TinyScenes"], root=root, force=True, progress=False)
+    assert len(load_scene_dataset("TinyScenes", root=root)) == 8

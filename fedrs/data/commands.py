@@ -70,11 +70,16 @@ def list_datasets(root: str | Path | None = None) -> list[dict[str, Any]]:
     root = resolve_root(root)
     out = []
     for name in imported_names(root):
-        manifest = read_manifest(root, name)
-        if manifest.get("kind") == "captions" or isinstance(SPECS.get(name), CaptionSetSpec):
-            out.append(_caption_entry(root, manifest))
-        else:
-            out.append(_scene_entry(root, manifest))
+        try:
+            manifest = read_manifest(root, name)
+            if manifest.get("kind") == "captions" or isinstance(SPECS.get(name), CaptionSetSpec):
+                out.append(_caption_entry(root, manifest))
+            else:
+                out.append(_scene_entry(root, manifest))
+        except (DataError, KeyError, TypeError) as exc:  # one damaged import does not hide the rest
+            out.append({"name": name, "kind": "damaged", "path": str(root / name),
+                        "error": f"{type(exc).__name__}: {exc}" if not isinstance(exc, DataError)
+                        else str(exc)})
     names = {e["name"] for e in out}
     if {"AID", "RSICD"} <= names:
         view: dict[str, Any] = {"name": AID_HOLDOUT, "kind": "view", "of": "AID",
@@ -102,10 +107,9 @@ def _sizes(s: dict) -> str:
 def _format(entries: list[dict[str, Any]], root: Path) -> str:
     lines = [f"data root: {root}"]
     for e in entries:
-        if e["kind"] in ("scene", "view"):
-            if "error" in e:
-                lines.append(f"{e['name']:<16}{e['kind']:<10}unavailable: {e['error']}")
-                continue
+        if "error" in e:
+            lines.append(f"{e['name']:<16}{e['kind']:<10}unavailable: {e['error']}")
+        elif e["kind"] in ("scene", "view"):
             head = f"{e['name']:<16}{e['kind']:<10}{e['num_classes']:>3} classes {e['num_images']:>8,} images"
             if e["kind"] == "scene":
                 head += f"  {_sizes(e['image_sizes'])}" + ("  subset" if e["subset"] else "")

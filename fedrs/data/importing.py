@@ -692,12 +692,13 @@ def _install(tmp: Path, dest: Path) -> None:
         os.replace(tmp, dest)
 
 
-def _import_one(hit, opts: _Options) -> ImportResult:
+def _import_one(hit, opts: _Options, layout: tuple[dict[str, str], bool] | None) -> ImportResult:
     spec = hit.spec
     dest = opts.root / spec.name
     start = time.perf_counter()
-    if isinstance(hit, _SceneHit):
-        folder_map, subset = _check_scene_layout(hit)  # fail fast, before hashing or decoding
+    if hit.source.path.resolve().is_relative_to(dest.resolve()):
+        raise DataError(f"{hit.source.label} is inside the imported {spec.name} in {opts.root}: "
+                        f"import from the original archive or folder instead")
     fingerprint = hit.source.fingerprint(hit.member_names())
     previous = _existing_manifest(dest)
     if not opts.force and _same_source(previous, fingerprint, opts) and _verified(dest, previous):
@@ -708,7 +709,7 @@ def _import_one(hit, opts: _Options) -> ImportResult:
     try:
         manifest = _manifest_head(hit, fingerprint, opts)
         if isinstance(hit, _SceneHit):
-            result = _build_scene(hit, folder_map, subset, tmp, manifest, opts)
+            result = _build_scene(hit, *layout, tmp, manifest, opts)
         else:
             result = _build_captions(hit, tmp, manifest, opts)
         manifest["import_seconds"] = round(time.perf_counter() - start, 2)
@@ -810,9 +811,11 @@ def import_sources(sources: Iterable[str | Path] | str | Path, root: str | Path 
         if expect and expect not in {h.name for h in hits}:
             raise DataError(f"{', '.join(s.label for s in opened)} holds "
                             f"{', '.join(h.name for h in hits)}, not {expect}")
+        # every layout and count is checked before any dataset is hashed, decoded or written
+        layouts = [_check_scene_layout(h) if isinstance(h, _SceneHit) else None for h in hits]
         results = []
-        for hit in hits:
-            result = _import_one(hit, opts)
+        for hit, layout in zip(hits, layouts):
+            result = _import_one(hit, opts, layout)
             if progress:
                 print(result.summary())
             results.append(result)

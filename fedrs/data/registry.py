@@ -382,7 +382,8 @@ def imported_names(root: Path) -> list[str]:
     """Names of the datasets imported in ``root`` (folders with a manifest), registry order first."""
     if not root.is_dir():
         return []
-    present = {p.parent.name for p in root.glob(f"*/{MANIFEST_NAME}")}
+    present = {p.parent.name for p in root.glob(f"*/{MANIFEST_NAME}")
+               if not p.parent.name.startswith(".")}  # not an interrupted import's temp folder
     order = [n for n in SPECS if n in present]
     return order + sorted(present - set(order))
 

@@ -89,7 +89,7 @@ def load_scene_dataset(name: str, root: str | Path | None = None,
     ``classname_overrides`` maps official folder names to the readable names used in prompts.
     """
     root = resolve_root(root)
-    if normalise(name) in {normalise(AID_HOLDOUT), "aidholdout"}:
+    if normalise(name) == normalise(AID_HOLDOUT):
         return _load_aid_holdout(root, classname_overrides)
     spec = get_spec(name)
     if not isinstance(spec, SceneDatasetSpec):

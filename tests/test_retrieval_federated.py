@@ -1,0 +1,68 @@
+"""Federated retrieval through the shared engine: private adapter parts never leave a client."""
+
+import pytest
+import torch
+
+from fedrs.backbone.factory import create_backbone
+from fedrs.config import ConfigError
+from fedrs.errors import FedrsError
+from fedrs.methods import create_method, method_config
+from fedrs.methods.pe_rsitr import PERSITRConfig, federated_retrieval
+from fedrs.retrieval.config import AdapterConfig
+
+from test_retrieval_variants import tiny_set
+
+PRIVATE = ["adapter.up.vision", "adapter.up.text"]
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return create_backbone("fedrs-rsclip-tiny", pretrained="random")
+
+
+def tiny_cfg(**kw) -> PERSITRConfig:
+    return PERSITRConfig(adapter=AdapterConfig(bottleneck=16, shared_dim=8), **kw)
+
+
+def test_private_parts_are_declared_and_refused(tiny):
+    method = create_method(method_config({"name": "pe-rsitr", "private": PRIVATE,
+                                          "adapter": {"bottleneck": 16, "shared_dim": 8}}), tiny, [])
+    assert set(method.private_names) == {f"{p}.{w}" for p in PRIVATE for w in ("weight", "bias")}
+    assert all(n.startswith(("adapter.down.", "adapter.up_shared.")) for n in method.upload_names)
+    assert method.describe()["trainable_params"] == method.module.trainable_parameters()
+    with pytest.raises(FedrsError, match="private"):
+        method.check_upload(method.get_tensors(method.trainable_names))
+    with pytest.raises(ConfigError, match="match none"):
+        create_method(tiny_cfg(private=["adapter.nothing"]), tiny, [])
+
+
+def test_federated_run_never_uploads_private_parts(tiny, monkeypatch):
+    import fedrs.federated.engine as engine
+
+    uploads, real = [], engine.client_update
+
+    def spy(method, global_shared, client_state, data, cfg):
+        result = real(method, global_shared, client_state, data, cfg)
+        uploads.append((set(result.shared), set(method.private_names), set(result.client_state)))
+        return result
+
+    monkeypatch.setattr(engine, "client_update", spy)
+    data = tiny_set(tiny, n_images=8)
+    test = tiny_set(tiny, n_images=4)
+    torch.manual_seed(0)
+    out = federated_retrieval(tiny, data, test, tiny_cfg(private=PRIVATE), num_clients=2, rounds=2, lr=0.5)
+    assert len(uploads) == 4  # 2 clients x 2 rounds
+    for shared, private, kept in uploads:
+        assert shared and not shared & private and private <= kept
+    assert sorted(sum(out.shards, [])) == list(range(8)) and not set(out.shards[0]) & set(out.shards[1])
+    assert len(out.personalised) == 2 and 0 <= out.scores.mr <= 100
+    assert out.history[-1]["round"] == 2 and "global_acc" in out.history[-1]
+    # personalised up-projections trained separately on each client
+    assert out.upload_values_per_client_round < out.trainable_params
+
+
+def test_centralised_reference_is_one_client(tiny):
+    data, test = tiny_set(tiny, n_images=6), tiny_set(tiny, n_images=4)
+    out = federated_retrieval(tiny, data, test, tiny_cfg(), num_clients=1, rounds=1, lr=0.5)
+    assert out.shards == [list(range(6))] and out.personalised == []
+    assert out.upload_values_per_client_round == out.trainable_params

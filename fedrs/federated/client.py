@@ -1,0 +1,164 @@
+"""The client side of one federated round, engine-agnostic.
+
+:func:`client_update` and :func:`client_evaluate` take plain tensor dicts in and give plain tensor
+dicts out, so the in-process engine and a Flower ``ClientApp`` (message API) call exactly the same
+code: the ``ClientApp`` turns the received ``ArrayRecord`` into ``global_shared``, keeps
+``client_state`` in ``context.state`` (an ``ArrayRecord``) across rounds, and replies with
+``result.shared`` plus ``num-examples = result.num_examples``.
+
+A client state is a flat ``dict[str, Tensor]`` on the CPU: the client's private tensors under
+their own names and, with ``keep_optimizer_state``, SGD momentum buffers under ``"momentum.<name>"``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping
+
+import torch
+
+from fedrs.evaluate.classification import accuracy_counts
+from fedrs.methods.base import Batch, Method
+
+MOMENTUM = "momentum."
+
+
+@dataclass
+class LocalTrainConfig:
+    """What a client needs for one local update (the server sends it with the round)."""
+
+    lr: float = 0.002
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    local_epochs: int = 1
+    batch_size: int = 32
+    seed: int = 0                       # batch order; the engine derives it from (run seed, round, client)
+    keep_optimizer_state: bool = False  # persist momentum buffers in the client state between rounds
+
+
+@dataclass
+class ClientData:
+    """A client's view of a shared data pool: indices only, no copies.
+
+    ``labels [N]`` and, when present, ``features [N, D]`` (frozen, raw) and ``images [N, 3, H, W]``
+    cover the whole pool; ``train_indices`` / ``test_indices`` select this client's samples.
+    """
+
+    client_id: int
+    labels: torch.Tensor
+    train_indices: torch.Tensor
+    test_indices: torch.Tensor
+    features: torch.Tensor | None = None
+    images: torch.Tensor | None = None
+
+    @property
+    def num_train(self) -> int:
+        return int(self.train_indices.numel())
+
+    def batch(self, indices: torch.Tensor, images: bool, device: torch.device | str = "cpu") -> Batch:
+        """The samples at pool ``indices``; images only when asked, else features."""
+        if images and self.images is None:
+            raise ValueError("this pass needs decoded images but the data pool holds none")
+        feats = None if images or self.features is None else self.features[indices].to(device)
+        imgs = self.images[indices].to(device, torch.float32) if images else None
+        return Batch(labels=self.labels[indices].to(device), features=feats, images=imgs)
+
+
+@dataclass
+class ClientResult:
+    """What a client sends back (``shared``, ``num_examples``, ``metrics``) and keeps (``client_state``)."""
+
+    client_id: int
+    shared: dict[str, torch.Tensor]
+    num_examples: int
+    metrics: dict[str, float] = field(default_factory=dict)
+    client_state: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+def initial_client_state(method: Method, client_id: int) -> dict[str, torch.Tensor]:
+    """A new client's state: its initial private tensors."""
+    return method.initial_private(client_id)
+
+
+def load_client(method: Method, global_shared: Mapping[str, object], client_state: Mapping[str, object]) -> None:
+    """Put the global shared tensors and the client's private tensors into the method's module."""
+    method.set_tensors({k: v for k, v in global_shared.items()})
+    method.set_tensors({k: v for k, v in client_state.items() if not k.startswith(MOMENTUM)})
+
+
+def client_update(method: Method, global_shared: Mapping[str, object], client_state: Mapping[str, object],
+                  data: ClientData, cfg: LocalTrainConfig) -> ClientResult:
+    """Local training of one client for ``cfg.local_epochs`` epochs of SGD.
+
+    Returns the declared shared tensors (and only those: the privacy check runs on every upload),
+    the number of training examples, the mean of each loss term over steps, and the new client
+    state (private tensors, and momentum buffers with ``keep_optimizer_state``).
+    """
+    load_client(method, global_shared, client_state)
+    params = dict(zip(method.trainable_names, method.parameters()))
+    optimizer = torch.optim.SGD(list(params.values()), lr=cfg.lr, momentum=cfg.momentum,
+                                weight_decay=cfg.weight_decay)
+    if cfg.keep_optimizer_state:
+        for name, p in params.items():
+            buf = client_state.get(MOMENTUM + name)
+            if buf is not None:
+                optimizer.state[p]["momentum_buffer"] = torch.as_tensor(buf).to(p.device, p.dtype).clone()
+
+    sums: dict[str, float] = {}
+    steps = 0
+    if method.trains and params and data.num_train:
+        use_images = method.needs_images(train=True)
+        gen = torch.Generator().manual_seed(cfg.seed)
+        method.module.train()
+        for _ in range(cfg.local_epochs):
+            order = data.train_indices[torch.randperm(data.num_train, generator=gen)]
+            for start in range(0, data.num_train, cfg.batch_size):
+                batch = data.batch(order[start:start + cfg.batch_size], use_images, method.device)
+                loss, terms = method.loss(batch)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                for k, v in terms.items():
+                    sums[k] = sums.get(k, 0.0) + v
+                steps += 1
+        method.module.eval()
+
+    upload = method.get_tensors(method.upload_names)
+    method.check_upload(upload)
+    state = method.get_tensors(method.private_names)
+    if cfg.keep_optimizer_state:
+        for name, p in params.items():
+            buf = optimizer.state.get(p, {}).get("momentum_buffer")
+            if buf is not None:
+                state[MOMENTUM + name] = buf.detach().to("cpu", copy=True)
+    metrics = {k: v / steps for k, v in sums.items()}
+    metrics["steps"] = float(steps)
+    return ClientResult(data.client_id, upload, data.num_train, metrics, state)
+
+
+@torch.no_grad()
+def predict_counts(method: Method, data: ClientData, indices: torch.Tensor, personalised: bool,
+                   batch_size: int = 256) -> tuple[int, int]:
+    """``(correct, total)`` of the method's current tensors on pool ``indices``."""
+    method.module.eval()
+    use_images = method.needs_images(train=False, personalised=personalised)
+    correct = total = 0
+    for start in range(0, int(indices.numel()), batch_size):
+        batch = data.batch(indices[start:start + batch_size], use_images, method.device)
+        c, n = accuracy_counts(method.logits(batch, personalised=personalised), batch.labels)
+        correct, total = correct + c, total + n
+    return correct, total
+
+
+def client_evaluate(method: Method, global_shared: Mapping[str, object], client_state: Mapping[str, object],
+                    data: ClientData, batch_size: int = 256) -> dict[str, float]:
+    """Personalised accuracy on the client's own test split (shared + private tensors)."""
+    load_client(method, global_shared, client_state)
+    correct, total = predict_counts(method, data, data.test_indices, personalised=True, batch_size=batch_size)
+    return {"correct": float(correct), "total": float(total), "accuracy": correct / max(total, 1)}
+
+
+__all__ = [
+    "LocalTrainConfig", "ClientData", "ClientResult", "initial_client_state", "load_client",
+    "client_update", "client_evaluate", "predict_counts", "MOMENTUM",
+]

@@ -1,0 +1,396 @@
+"""The in-process federated engine (the embedded default) and ``run_experiment``.
+
+N simulated clients run one after another in one process over one shared frozen backbone. The
+method's trainable module is built once; each client's state (private tensors, optional momentum)
+is a small CPU tensor dict swapped in and out, and its data are index tensors into one shared pool
+(frozen features, and decoded images only when visual prompts are trained), so memory grows with
+N only by those dicts and indices.
+
+Reproducibility: every random choice is derived from ``train.seed``: prompt initialisation, client
+sampling ``(seed, 1, round)``, batch order ``(seed, 2, round, client)``. A checkpoint after every
+round (server tensors, every client's state, history, RNG states) is written atomically, so
+``resume`` finishes with exactly the metrics of an uninterrupted run.
+
+Round 0 in the history is the evaluation before any training; rounds 1..R train, aggregate and
+evaluate (every ``eval.every`` rounds and always the last).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from fedrs.config import to_dict
+from fedrs.errors import FedrsError
+from fedrs.evaluate.classification import accuracy_counts, personalised_summary
+from fedrs.federated.client import (
+    ClientData, LocalTrainConfig, client_evaluate, client_update, initial_client_state, load_client,
+    predict_counts,
+)
+from fedrs.federated.server import aggregate, payload_size
+from fedrs.io import save_torch_atomic, write_json_atomic
+from fedrs.methods import Method, create_method
+from fedrs.prompts import template_text_features
+from fedrs.runs import (
+    CHECKPOINT, CLIENTS, METRICS, ROUNDS, SPLIT, EvalConfig, RunConfig, RunFolder, TrainConfig, write_env,
+)
+
+CHECKPOINT_FORMAT = "fedrs-checkpoint-v1"
+#: leading columns of rounds.csv / clients.csv (the rest follow in first-seen order)
+ROUND_COLUMNS = ("round", "client", "lr", "clients_sampled", "personalised_acc_weighted",
+                 "personalised_acc_unweighted", "global_acc", "personalised_acc", "test_examples",
+                 "num_examples", "train_loss", "train_ce", "train_dpa", "train_cma")
+_SAMPLE, _LOCAL = 1, 2
+
+
+def derived_seed(seed: int, *key: int) -> int:
+    """A 63-bit seed for one (stage, round, client) from the run seed."""
+    return int(np.random.SeedSequence(seed, spawn_key=key).generate_state(2, np.uint64)[0] >> np.uint64(1))
+
+
+def round_lr(train: TrainConfig, round_index: int) -> float:
+    """Learning rate of round ``round_index`` (1-based): cosine over rounds or constant."""
+    if train.lr_schedule == "constant" or train.rounds <= 1:
+        return train.lr
+    return 0.5 * train.lr * (1.0 + math.cos(math.pi * (round_index - 1) / train.rounds))
+
+
+def sample_clients(num_clients: int, fraction: float, seed: int, round_index: int) -> list[int]:
+    """Sorted ids of the clients taking part in a round (at least one)."""
+    m = max(1, int(round(fraction * num_clients)))
+    if m >= num_clients:
+        return list(range(num_clients))
+    rng = np.random.default_rng(derived_seed(seed, _SAMPLE, round_index))
+    return sorted(int(i) for i in rng.choice(num_clients, size=m, replace=False))
+
+
+def _rng_state() -> dict:
+    np_state = np.random.get_state(legacy=False)
+    return {"torch": torch.get_rng_state(), "python": random.getstate(),
+            "numpy": {**np_state, "state": {"key": torch.from_numpy(np_state["state"]["key"].astype(np.int64)),
+                                            "pos": int(np_state["state"]["pos"])}}}
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    np_state = dict(state["numpy"])
+    np_state["state"] = {"key": state["numpy"]["state"]["key"].numpy().astype(np.uint32),
+                         "pos": state["numpy"]["state"]["pos"]}
+    np.random.set_state(np_state)
+
+
+class FederatedEngine:
+    """Rounds of sampling, local updates, FedAvg and evaluation over in-process clients.
+
+    Args:
+        method: the method, built once over the shared frozen backbone.
+        clients: one :class:`ClientData` per client (views of one shared pool).
+        pooled_test: pool indices of the pooled test set (global accuracy).
+        train, evaluation: the run's ``train`` and ``eval`` sections.
+        checkpoint: file for the per-round checkpoint (``None``: no checkpoints).
+    """
+
+    def __init__(self, method: Method, clients: Sequence[ClientData], pooled_test: torch.Tensor,
+                 train: TrainConfig, evaluation: EvalConfig, checkpoint: str | Path | None = None):
+        if not clients:
+            raise FedrsError("the federated engine needs at least one client")
+        self.method, self.clients = method, list(clients)
+        first = self.clients[0]
+        self.server_data = ClientData(-1, first.labels, first.train_indices[:0], pooled_test,
+                                      first.features, first.images)
+        self.train, self.evaluation = train, evaluation
+        self.checkpoint = Path(checkpoint) if checkpoint is not None else None
+        self.global_shared: dict[str, torch.Tensor] = {}
+        self.client_states: list[dict[str, torch.Tensor]] = []
+        self.history: list[dict] = []
+        self.client_rows: list[dict] = []
+        self.round = 0
+        self.elapsed = 0.0
+
+    # -- state ---------------------------------------------------------------------------------
+    def initialise(self) -> None:
+        self.global_shared = self.method.initial_global()
+        self.client_states = [initial_client_state(self.method, c.client_id) for c in self.clients]
+        self.history, self.client_rows, self.round, self.elapsed = [], [], 0, 0.0
+
+    def state_dict(self) -> dict:
+        return {"format": CHECKPOINT_FORMAT, "round": self.round, "global": self.global_shared,
+                "clients": self.client_states, "history": self.history, "client_rows": self.client_rows,
+                "elapsed": self.elapsed, "rng": _rng_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state.get("format") != CHECKPOINT_FORMAT or len(state["clients"]) != len(self.clients):
+            raise FedrsError("the checkpoint does not belong to this run (format or number of clients "
+                             "differs): start over with --force")
+        self.round, self.global_shared, self.client_states = state["round"], state["global"], state["clients"]
+        self.history, self.client_rows, self.elapsed = state["history"], state["client_rows"], state["elapsed"]
+        _set_rng_state(state["rng"])
+
+    def save(self) -> None:
+        if self.checkpoint is not None:
+            save_torch_atomic(self.checkpoint, self.state_dict())
+
+    # -- one round -----------------------------------------------------------------------------
+    def evaluate(self) -> tuple[dict, list[dict]]:
+        """Personalised accuracy of every client and global accuracy of the server's tensors."""
+        per_client = []
+        for data, state in zip(self.clients, self.client_states):
+            per_client.append(client_evaluate(self.method, self.global_shared, state, data, self.evaluation.batch_size))
+        summary = personalised_summary([(m["correct"], m["total"]) for m in per_client])
+        load_client(self.method, self.global_shared, self.method.initial_private(-1))
+        correct, total = predict_counts(self.method, self.server_data, self.server_data.test_indices,
+                                        personalised=False, batch_size=self.evaluation.batch_size)
+        row = {"personalised_acc_weighted": summary["weighted"],
+               "personalised_acc_unweighted": summary["unweighted"],
+               "global_acc": correct / max(total, 1)}
+        return row, per_client
+
+    def run_round(self, r: int) -> tuple[dict, list[dict]]:
+        """Train round ``r`` (1-based): sampled clients update, the server averages."""
+        lr = round_lr(self.train, r)
+        sampled = sample_clients(len(self.clients), self.train.sample_fraction, self.train.seed, r)
+        down_values, down_bytes = payload_size(self.global_shared)
+        results = []
+        for k in sampled:
+            cfg = LocalTrainConfig(lr=lr, momentum=self.train.momentum, weight_decay=self.train.weight_decay,
+                                   local_epochs=self.train.local_epochs, batch_size=self.train.batch_size,
+                                   seed=derived_seed(self.train.seed, _LOCAL, r, k),
+                                   keep_optimizer_state=self.train.keep_optimizer_state)
+            result = client_update(self.method, self.global_shared, self.client_states[k], self.clients[k], cfg)
+            self.client_states[k] = result.client_state
+            results.append(result)
+        self.global_shared = aggregate(results, self.method.upload_names)
+
+        total = sum(res.num_examples for res in results) or 1
+        terms = sorted({t for res in results for t in res.metrics if t != "steps"})
+        rows = []
+        for res in results:
+            up_values, up_bytes = payload_size(res.shared)
+            rows.append({"client": res.client_id, "num_examples": res.num_examples,
+                         "up_values": up_values, "up_bytes": up_bytes,
+                         "down_values": down_values, "down_bytes": down_bytes,
+                         **{f"train_{t}": res.metrics.get(t, float("nan")) for t in terms}})
+        row = {"round": r, "lr": lr, "clients_sampled": len(sampled)}
+        row.update({f"train_{t}": sum(res.metrics.get(t, 0.0) * res.num_examples for res in results) / total
+                    for t in terms})
+        for key in ("up_values", "up_bytes", "down_values", "down_bytes"):
+            row[f"{key}_per_client"] = sum(c[key] for c in rows) / len(rows)
+            row[f"{key}_round"] = sum(c[key] for c in rows)
+        return row, rows
+
+    def _finish_row(self, row: dict, client_rows: list[dict], r: int, started: float) -> None:
+        last = r == self.train.rounds
+        if r == 0 or last or r % self.evaluation.every == 0:
+            accs, per_client = self.evaluate()
+            row.update(accs)
+            by_id = {c["client"]: c for c in client_rows}
+            for data, m in zip(self.clients, per_client):
+                by_id.setdefault(data.client_id, {"client": data.client_id})
+                by_id[data.client_id].update({"test_examples": int(m["total"]), "personalised_acc": m["accuracy"]})
+            client_rows = [by_id[k] for k in sorted(by_id)]
+        previous = self.history[-1] if self.history else {}
+        for key in ("up_bytes", "down_bytes", "up_values", "down_values"):
+            row[f"cum_{key}"] = previous.get(f"cum_{key}", 0) + row.get(f"{key}_round", 0)
+        row["time_s"] = time.perf_counter() - started
+        self.history.append(row)
+        self.client_rows.extend({"round": r, **c} for c in client_rows)
+        self.round = r
+        self.elapsed += row["time_s"]
+
+    def run(self, resume: bool = False, progress: bool = True,
+            on_round: Callable[[int, dict], None] | None = None) -> list[dict]:
+        """Run (or, with ``resume`` and a checkpoint, continue) all rounds; returns the history."""
+        if resume and self.checkpoint is not None and self.checkpoint.is_file():
+            self.load_state_dict(torch.load(self.checkpoint, map_location="cpu", weights_only=True))
+        else:
+            self.initialise()
+        if not self.history:
+            started = time.perf_counter()
+            self._finish_row({"round": 0, "lr": 0.0, "clients_sampled": 0}, [], 0, started)
+            self.save()
+        bar = tqdm(range(self.round + 1, self.train.rounds + 1), desc=f"{self.method.name} rounds",
+                   disable=not progress, unit="round", initial=self.round, total=self.train.rounds)
+        for r in bar:
+            started = time.perf_counter()
+            row, client_rows = self.run_round(r)
+            self._finish_row(row, client_rows, r, started)
+            self.save()
+            if "global_acc" in row:
+                bar.set_postfix(pers=f"{row['personalised_acc_weighted']:.3f}", glob=f"{row['global_acc']:.3f}")
+            if on_round is not None:
+                on_round(r, row)
+        return self.history
+
+    # -- references ----------------------------------------------------------------------------
+    @torch.no_grad()
+    def zero_shot(self, text_features: torch.Tensor) -> dict:
+        """Accuracy of frozen image features against fixed class features (zero-shot reference)."""
+        features = self.server_data.features
+        if features is None:
+            return {}
+        feats = F.normalize(features.float(), dim=-1)
+        labels = self.server_data.labels
+
+        def counts(idx: torch.Tensor) -> tuple[int, int]:
+            return accuracy_counts(feats[idx] @ text_features.t().cpu(), labels[idx])
+
+        per_client = personalised_summary([counts(c.test_indices) for c in self.clients])
+        correct, total = counts(self.server_data.test_indices)
+        return {"personalised_acc_weighted": per_client["weighted"],
+                "personalised_acc_unweighted": per_client["unweighted"],
+                "global_acc": correct / max(total, 1)}
+
+
+# --- run_experiment ----------------------------------------------------------------------------
+
+def load_datasets(data_cfg) -> list:
+    """The scene datasets a partition config names (one, or one per cross-domain group)."""
+    from fedrs.data import load_scene_dataset
+
+    return [load_scene_dataset(n) for n in (data_cfg.cross_domain or [data_cfg.dataset])]
+
+
+def _partition(datasets: list, data_cfg):
+    from fedrs.data.partition import partition_cross_domain, partition_dataset
+
+    if data_cfg.cross_domain:
+        return partition_cross_domain(datasets, data_cfg)
+    return partition_dataset(datasets[0], data_cfg)
+
+
+def _decoded_images(backbone, datasets: list, dtype: torch.dtype, progress: bool) -> torch.Tensor:
+    """All images of the datasets, preprocessed once: ``[N, 3, H, W]`` in ``dtype``."""
+    from fedrs.backbone.features import load_images
+
+    out = []
+    for ds in datasets:
+        batch = load_images(list(ds.paths), backbone.preprocess)
+        for start in tqdm(range(0, len(ds.paths), 256), desc=f"decode {ds.name}", disable=not progress):
+            out.append(batch(start, min(start + 256, len(ds.paths))).to(dtype))
+    return torch.cat(out)
+
+
+def build_clients(method: Method, backbone, datasets: list, partition, train: TrainConfig,
+                  progress: bool = True) -> tuple[list[ClientData], torch.Tensor]:
+    """Client views over one shared pool of labels, frozen features and (if needed) decoded images."""
+    from fedrs.backbone.features import image_features
+
+    labels = torch.as_tensor(np.asarray(partition.labels), dtype=torch.long)
+    features = torch.cat([image_features(backbone, ds, progress=progress) for ds in datasets])
+    images = None
+    if method.needs_images(train=True) or method.needs_images(train=False):
+        images = _decoded_images(backbone, datasets, getattr(torch, train.image_dtype), progress)
+    clients = [ClientData(c.client_id, labels, torch.as_tensor(c.train_indices, dtype=torch.long),
+                          torch.as_tensor(c.test_indices, dtype=torch.long), features, images)
+               for c in partition.clients]
+    return clients, torch.as_tensor(partition.test_indices, dtype=torch.long)
+
+
+def prompt_names_of(datasets: list, partition) -> list[str]:
+    """Readable class names for prompts: the dataset's own, or the harmonised cross-domain names."""
+    return list(datasets[0].prompt_names) if len(datasets) == 1 else list(partition.classnames)
+
+
+def summarise(cfg: RunConfig, method: Method, backbone, partition, history: list[dict],
+              zeroshot: dict, elapsed: float) -> dict:
+    """metrics.json: the final accuracies, communication per client and round, sizes and times."""
+    final = next(r for r in reversed(history) if "global_acc" in r)
+    trained = [r for r in history if r["round"] > 0]
+    desc = method.describe()
+    d = cfg.data
+    split = f"{d.scheme}" + (f"(alpha={d.alpha})" if d.scheme == "dirichlet" else "") + \
+        (f"(k={d.classes_per_client})" if d.scheme == "pathological" else "") + \
+        f", {partition.num_clients} clients" + (f", {d.few_shot}-shot" if d.few_shot else "")
+    return {
+        "name": cfg.name,
+        "method": method.name,
+        "backbone": backbone.label,
+        "dataset": partition.dataset,
+        "split": split,
+        "partition": to_dict(cfg.data),
+        "seed": cfg.train.seed,
+        "rounds": cfg.train.rounds,
+        "num_clients": partition.num_clients,
+        "final_round": final["round"],
+        "personalised_accuracy": final["personalised_acc_weighted"],
+        "personalised_accuracy_unweighted": final["personalised_acc_unweighted"],
+        "global_accuracy": final["global_acc"],
+        "zeroshot": zeroshot,
+        "upload_values_per_client_round": desc["upload_values_per_client_round"],
+        "upload_bytes_per_client_round": desc["upload_bytes_per_client_round"],
+        "download_values_per_client_round": desc["download_values_per_client_round"],
+        "download_bytes_per_client_round": desc["download_bytes_per_client_round"],
+        "measured_upload_bytes_total": history[-1].get("cum_up_bytes", 0),
+        "measured_download_bytes_total": history[-1].get("cum_down_bytes", 0),
+        "trainable_params": desc["trainable_params"],
+        "uploaded_tensors": desc["uploaded_tensors"],
+        "private_tensors": desc["private_tensors"],
+        "wall_time_s": elapsed,
+        "rounds_time_s": elapsed,
+        "round_time_s": float(np.mean([r["time_s"] for r in trained])) if trained else 0.0,
+        "final_train_loss": trained[-1].get("train_loss") if trained else None,
+    }
+
+
+def run_experiment(cfg: RunConfig, out_dir: str | Path, resume: bool = False, progress: bool = True,
+                   force: bool = False, datasets: list | None = None,
+                   on_round: Callable[[int, dict], None] | None = None) -> dict:
+    """Run one configuration into ``out_dir`` and return its metrics (the notebooks' entry point).
+
+    A finished run with the same parameters is not re-run (its metrics are returned) unless
+    ``force``; an interrupted one continues with ``resume``. ``datasets`` replaces loading from the
+    data root (tests, custom data); ``on_round(r, row)`` is called after every round.
+    """
+    from fedrs.backbone.factory import create_backbone
+
+    started = time.perf_counter()
+    folder = RunFolder(out_dir)
+    if folder.prepare(cfg, resume=resume, force=force):
+        return folder.read_metrics()
+    write_env(folder)
+    backbone = create_backbone(cfg.backbone.model, cfg.backbone.pretrained, cfg.backbone.device)
+    datasets = list(datasets) if datasets is not None else load_datasets(cfg.data)
+    partition = _partition(datasets, cfg.data)
+    split_file = folder / SPLIT
+    if resume and split_file.is_file() and split_file.read_text(encoding="utf-8") != partition.to_json():
+        raise FedrsError(f"{split_file} differs from the partition rebuilt now (data changed?): start "
+                         f"over with --force")
+    partition.save(split_file)
+    names = prompt_names_of(datasets, partition)
+    method = create_method(cfg.method, backbone, names, seed=cfg.train.seed)
+    clients, pooled_test = build_clients(method, backbone, datasets, partition, cfg.train, progress)
+    engine = FederatedEngine(method, clients, pooled_test, cfg.train, cfg.eval, folder / CHECKPOINT)
+    setup_s = time.perf_counter() - started
+
+    def after_round(r: int, row: dict) -> None:
+        folder.write_csv(ROUNDS, engine.history, ROUND_COLUMNS)
+        if on_round is not None:
+            on_round(r, row)
+
+    history = engine.run(resume=resume, progress=progress, on_round=after_round)
+    folder.write_csv(ROUNDS, history, ROUND_COLUMNS)
+    folder.write_csv(CLIENTS, engine.client_rows, ROUND_COLUMNS)
+    zeroshot = {}
+    if cfg.eval.zeroshot_reference:
+        zeroshot = engine.zero_shot(template_text_features(backbone, names, cfg.eval.zeroshot_template))
+        zeroshot["template"] = cfg.eval.zeroshot_template
+    metrics = summarise(cfg, method, backbone, partition, history, zeroshot, engine.elapsed)
+    metrics["setup_time_s"] = setup_s
+    metrics["wall_time_s"] = setup_s + engine.elapsed
+    write_json_atomic(folder / METRICS, metrics)
+    return metrics
+
+
+__all__ = [
+    "FederatedEngine", "run_experiment", "build_clients", "load_datasets", "summarise",
+    "round_lr", "sample_clients", "derived_seed", "prompt_names_of",
+]

@@ -1,0 +1,179 @@
+"""The interface every method implements, so engines, accounting and evaluation never special-case one.
+
+A method (FedRSCLIP, a baseline of issue #4, the retrieval adapter of issue #6) is one subclass of
+:class:`Method` plus one registry entry in :mod:`fedrs.methods`. It declares:
+
+* ``config_class``: its config section, a dataclass deriving from :class:`MethodConfig` (the YAML
+  ``method:`` mapping; ``name`` picks the registry entry, every other key is the method's own);
+* ``module``: the trainable ``nn.Module``, built once per process over the shared frozen backbone.
+  Its parameters are exactly the trainable tensors (the backbone is referenced, not registered);
+* ``upload_names``: **the names of the tensors a client uploads** and the server averages. Every
+  other trainable tensor is private: it stays in the client's state and never leaves the client.
+  Communication accounting, the privacy check (:meth:`Method.check_upload`) and aggregation all
+  read this one declaration;
+* ``loss(batch)``: the training objective on one batch, with its named terms for logging;
+* ``logits(batch, personalised)``: personalised (shared + private tensors) or global (only what
+  the server holds) class scores, used for the two accuracies;
+* ``needs_images(train, personalised)``: whether a pass needs decoded images (prompted image
+  encoder) or can use the cached frozen image features.
+
+The engine moves tensors in and out with :meth:`get_tensors` / :meth:`set_tensors`; a method holds
+no per-client state itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar, Mapping, Sequence
+
+import torch
+from torch import nn
+
+from fedrs.errors import FedrsError
+
+
+@dataclass
+class MethodConfig:
+    """Base of every method's config section; ``name`` selects the method in the registry."""
+
+    name: str
+
+
+@dataclass
+class Batch:
+    """One batch of a client's data. ``features``: frozen image features ``[B, D]`` (raw, not
+    normalised); ``images``: preprocessed images ``[B, 3, H, W]``; either may be ``None`` when the
+    pass does not need it (see :meth:`Method.needs_images`)."""
+
+    labels: torch.Tensor
+    features: torch.Tensor | None = None
+    images: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+
+class Method:
+    """Base class of a method (see the module docstring for what a subclass defines)."""
+
+    name: ClassVar[str] = ""
+    config_class: ClassVar[type[MethodConfig]] = MethodConfig
+    #: False for methods that are only evaluated (zero-shot): the engine skips local training
+    trains: ClassVar[bool] = True
+
+    def __init__(self, cfg: MethodConfig, backbone, classnames: Sequence[str], seed: int = 0):
+        self.cfg = cfg
+        self.backbone = backbone
+        self.classnames = list(classnames)
+        self.seed = seed
+        self.module: nn.Module = self.build_module()
+        self.upload_names: tuple[str, ...] = tuple(self.declare_uploads())
+        unknown = sorted(set(self.upload_names) - set(self.trainable_names))
+        if unknown:
+            raise FedrsError(f"method {self.name!r} declares uploads {unknown} that are not among its "
+                             f"trainable tensors {list(self.trainable_names)}")
+        self._initial = self.get_tensors(self.trainable_names)
+
+    # -- what a subclass defines -------------------------------------------------------------
+    def build_module(self) -> nn.Module:
+        """The trainable module (prompts/adapters only; parameters = trainable tensors)."""
+        raise NotImplementedError
+
+    def declare_uploads(self) -> Sequence[str]:
+        """Names of the tensors a client uploads (subset of :attr:`trainable_names`)."""
+        raise NotImplementedError
+
+    def loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+        """``(total loss, {term name: value})`` on one batch, with the module in train mode."""
+        raise NotImplementedError
+
+    def logits(self, batch: Batch, personalised: bool = True) -> torch.Tensor:
+        """Class scores ``[B, C]``; ``personalised=False`` uses only what the server holds."""
+        raise NotImplementedError
+
+    def needs_images(self, train: bool, personalised: bool = True) -> bool:
+        """Whether a pass needs images (prompted image encoder) rather than cached features."""
+        return False
+
+    # -- derived, shared by every method ------------------------------------------------------
+    @property
+    def trainable_names(self) -> tuple[str, ...]:
+        return tuple(n for n, p in self.module.named_parameters() if p.requires_grad)
+
+    @property
+    def private_names(self) -> tuple[str, ...]:
+        """Trainable tensors that are never uploaded (kept in the client's state)."""
+        return tuple(n for n in self.trainable_names if n not in self.upload_names)
+
+    @property
+    def device(self) -> torch.device:
+        return self.backbone.device
+
+    def parameters(self) -> list[nn.Parameter]:
+        named = dict(self.module.named_parameters())
+        return [named[n] for n in self.trainable_names]
+
+    def num_values(self, names: Sequence[str]) -> int:
+        named = dict(self.module.named_parameters())
+        return sum(named[n].numel() for n in names)
+
+    def shapes(self, names: Sequence[str]) -> dict[str, list[int]]:
+        named = dict(self.module.named_parameters())
+        return {n: list(named[n].shape) for n in names}
+
+    def get_tensors(self, names: Sequence[str]) -> dict[str, torch.Tensor]:
+        """Detached CPU copies of the named trainable tensors."""
+        named = dict(self.module.named_parameters())
+        return {n: named[n].detach().to("cpu", copy=True) for n in names}
+
+    def set_tensors(self, tensors: Mapping[str, torch.Tensor]) -> None:
+        """Copy values (torch or numpy) into the named trainable tensors, in place."""
+        named = dict(self.module.named_parameters())
+        unknown = sorted(set(tensors) - set(named))
+        if unknown:
+            raise FedrsError(f"method {self.name!r} has no tensors {unknown}; it has {sorted(named)}")
+        with torch.no_grad():
+            for n, value in tensors.items():
+                value = torch.as_tensor(value)
+                if tuple(value.shape) != tuple(named[n].shape):
+                    raise FedrsError(f"tensor {n!r} has shape {tuple(value.shape)}, expected "
+                                     f"{tuple(named[n].shape)} (another method or prompt length?)")
+                named[n].copy_(value.to(named[n].device, named[n].dtype))
+
+    def initial_global(self) -> dict[str, torch.Tensor]:
+        """The server's initial values of the uploaded tensors."""
+        return {n: self._initial[n].clone() for n in self.upload_names}
+
+    def initial_private(self, client_id: int) -> dict[str, torch.Tensor]:
+        """A client's initial private tensors (the same seeded values for every client)."""
+        return {n: self._initial[n].clone() for n in self.private_names}
+
+    def check_upload(self, tensors: Mapping[str, object]) -> None:
+        """The privacy check: an upload holds exactly the declared tensors, nothing private."""
+        leaked = sorted(set(tensors) & set(self.private_names))
+        if leaked:
+            raise FedrsError(f"privacy check failed: upload contains private tensors {leaked}")
+        if set(tensors) != set(self.upload_names):
+            raise FedrsError(f"upload holds {sorted(tensors)} but {self.name!r} declares "
+                             f"{sorted(self.upload_names)}")
+
+    def describe(self) -> dict:
+        """Sizes read from the declaration: what ``fedrs describe`` prints."""
+        up = self.upload_names
+        values = self.num_values(up)
+        named = dict(self.module.named_parameters())
+        nbytes = sum(named[n].numel() * named[n].element_size() for n in up)
+        return {
+            "method": self.name,
+            "trainable_params": self.num_values(self.trainable_names),
+            "trainable_tensors": self.shapes(self.trainable_names),
+            "uploaded_tensors": self.shapes(up),
+            "private_tensors": self.shapes(self.private_names),
+            "upload_values_per_client_round": values,
+            "upload_bytes_per_client_round": nbytes,
+            "download_values_per_client_round": values,
+            "download_bytes_per_client_round": nbytes,
+        }
+
+
+__all__ = ["MethodConfig", "Batch", "Method"]

@@ -1,0 +1,152 @@
+"""FedRSCLIP: shared + private text and visual prompts on a frozen CLIP, with two alignment terms.
+
+Objective on a client batch (see ``../shared/reference/fedrsclip.md``)::
+
+    L = CE(logit_scale * v @ t.T, y) + lambda_dpa * L_dpa(t_s, t_p) + lambda_cma * L_cma(v, t[y], y)
+
+with ``t = normalize(t_s + t_p)`` and ``v`` the image feature prompted by ``V_s`` and ``V_p``.
+Uploaded tensors are configuration (``upload``; default the shared text prompt only, 4 x 512 =
+2,048 values on ViT-B-16). Shared tensors that are not uploaded stay on the client like private
+ones. Global accuracy uses only what the server holds: ``t_s``, and ``V_s`` only when it is
+uploaded (otherwise the frozen image features).
+
+Ablation switches: ``private_prompts: false`` (shared only, PromptFL-like), ``visual_prompts:
+false`` (text prompts only: training uses cached image features), ``n_ctx`` 4/8/16,
+``lambda_dpa: 0`` / ``lambda_cma: 0`` (the term is not computed at all).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Sequence
+
+import torch
+
+from fedrs.losses.classification import (
+    classification_loss, cross_modal_alignment_loss, dual_prompt_alignment_loss,
+)
+from fedrs.methods.base import Batch, Method, MethodConfig
+from fedrs.prompts import DualPromptModel, template_text_features
+
+SHAREABLE = ("text_shared", "visual_shared")
+
+
+@dataclass
+class FedRSCLIPConfig(MethodConfig):
+    """FedRSCLIP's section of a run config (``method:``); defaults are fedrs's specification."""
+
+    name: str = "fedrsclip"
+    n_ctx: int = 4                                   # M, text context tokens per prompt
+    text_init: Literal["random", "phrase"] = "random"
+    init_phrase: str = "a satellite photo of a"      # used by text_init: phrase (must have n_ctx tokens)
+    init_std: float = 0.02                           # N(0, std^2) for random contexts and visual tokens
+    private_prompts: bool = True
+    visual_prompts: bool = True
+    visual_tokens: int = 2                           # V, tokens in each of V_s and V_p
+    visual_depth: int = 1                            # 1 = shallow VPT; d > 1 = the first d blocks
+    upload: list[str] = field(default_factory=lambda: ["text_shared"])
+    lambda_dpa: float = 1.0
+    dpa: Literal["cosine", "kl", "contrastive"] = "cosine"
+    dpa_temperature: float = 0.5                     # contrastive DPA only (FedPGP: 0.5)
+    plain_template: str = "a satellite photo of a {}."  # contrastive DPA negatives
+    lambda_cma: float = 1.0
+    cma: Literal["infonce", "cosine"] = "infonce"
+    cma_temperature: float | None = None             # None: CLIP's own, 1 / logit_scale.exp()
+
+    def __post_init__(self) -> None:
+        if self.n_ctx < 1:
+            raise ValueError(f"method.n_ctx must be >= 1, got {self.n_ctx}")
+        if self.visual_tokens < 1 and self.visual_prompts:
+            raise ValueError("method.visual_tokens must be >= 1 when visual_prompts is true "
+                             "(or set visual_prompts: false)")
+        if self.visual_depth < 1:
+            raise ValueError(f"method.visual_depth must be >= 1, got {self.visual_depth}")
+        for key in ("lambda_dpa", "lambda_cma", "init_std"):
+            if getattr(self, key) < 0:
+                raise ValueError(f"method.{key} must be >= 0, got {getattr(self, key)}")
+        for key in ("dpa_temperature", "cma_temperature"):
+            value = getattr(self, key)
+            if value is not None and value <= 0:
+                raise ValueError(f"method.{key} must be > 0, got {value}")
+        if "{}" not in self.plain_template:
+            raise ValueError(f"method.plain_template must contain '{{}}' for the class name, got "
+                             f"{self.plain_template!r}")
+        allowed = [n for n in SHAREABLE if n != "visual_shared" or self.visual_prompts]
+        bad = [n for n in self.upload if n not in allowed]
+        if bad:
+            raise ValueError(f"method.upload lists {bad}: uploadable tensors are {allowed} "
+                             f"(private prompts are never uploaded"
+                             f"{'; visual prompts are off' if not self.visual_prompts else ''})")
+        if len(set(self.upload)) != len(self.upload):
+            raise ValueError(f"method.upload lists a tensor twice: {self.upload}")
+
+
+class FedRSCLIP(Method):
+    """Dual (shared/private) text and visual prompts with DPA and CMA constraints."""
+
+    name = "fedrsclip"
+    config_class = FedRSCLIPConfig
+    cfg: FedRSCLIPConfig
+
+    def __init__(self, cfg: FedRSCLIPConfig, backbone, classnames: Sequence[str], seed: int = 0):
+        self._plain: torch.Tensor | None = None
+        super().__init__(cfg, backbone, classnames, seed)
+
+    def build_module(self) -> DualPromptModel:
+        c = self.cfg
+        return DualPromptModel(
+            self.backbone, self.classnames, n_ctx=c.n_ctx, private=c.private_prompts,
+            visual_tokens=c.visual_tokens if c.visual_prompts else 0, visual_depth=c.visual_depth,
+            init=c.text_init, init_phrase=c.init_phrase, init_std=c.init_std, seed=self.seed,
+        )
+
+    def declare_uploads(self) -> Sequence[str]:
+        return list(self.cfg.upload)
+
+    def needs_images(self, train: bool, personalised: bool = True) -> bool:
+        if not self.cfg.visual_prompts:
+            return False
+        return train or personalised or "visual_shared" in self.upload_names
+
+    def plain_features(self) -> torch.Tensor:
+        """Hand-written prompt features ``[C, D]`` (contrastive DPA negatives), computed once."""
+        if self._plain is None:
+            self._plain = template_text_features(self.backbone, self.classnames, self.cfg.plain_template)
+        return self._plain
+
+    def loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+        c, m = self.cfg, self.module
+        text = m.text_features()
+        image = m.image_features(batch.images, batch.features)
+        labels = batch.labels
+        ce = classification_loss(m.logits(image, text["combined"]), labels)
+        total, terms = ce, {"ce": ce.item()}
+        if c.lambda_dpa > 0 and text["private"] is not None:
+            dpa = dual_prompt_alignment_loss(
+                text["shared"], text["private"], c.dpa, image_features=image, logit_scale=m.logit_scale,
+                plain=self.plain_features() if c.dpa == "contrastive" else None,
+                temperature=c.dpa_temperature)
+            total = total + c.lambda_dpa * dpa
+            terms["dpa"] = dpa.item()
+        if c.lambda_cma > 0:
+            temperature = c.cma_temperature or float(1.0 / m.logit_scale)
+            cma = cross_modal_alignment_loss(image, text["combined"][labels], labels, c.cma,
+                                             temperature=temperature)
+            total = total + c.lambda_cma * cma
+            terms["cma"] = cma.item()
+        terms["loss"] = total.item()
+        return total, terms
+
+    def logits(self, batch: Batch, personalised: bool = True) -> torch.Tensor:
+        m = self.module
+        if personalised:
+            text = m.text_features()["combined"]
+            image = m.image_features(batch.images, batch.features)
+        else:
+            text = m.text_features(private=False)["combined"]
+            image = m.image_features(batch.images, batch.features, shared="visual_shared" in self.upload_names,
+                                     private=False)
+        return m.logits(image, text)
+
+
+__all__ = ["FedRSCLIPConfig", "FedRSCLIP"]

@@ -1,0 +1,319 @@
+"""Prompt learning on a frozen open_clip CLIP: text contexts, visual tokens, and the dual-prompt model.
+
+Three pieces, each usable on its own (the baselines of issue #4 compose the first two):
+
+* :class:`TextPromptEncoder` -- CoOp-style prompts in token-embedding space. For every class it
+  keeps the token embeddings of ``[SOS]`` (prefix) and of ``<class name> . [EOS] <pad>`` (suffix)
+  as *derived, non-persistent buffers*: they are never trained, never saved in a state dict and
+  never uploaded. ``encoder(ctx)`` splices learnable context vectors ``ctx [M, W]`` (or a stack
+  ``[S, M, W]``, or class-specific ``[S, C, M, W]``) between them and runs the frozen text
+  transformer, giving class text features ``[S, C, D]`` (one pass for all prompt sets).
+* :class:`VisualPromptEncoder` -- runs the pieces of open_clip's ``VisionTransformer`` itself
+  (conv1, class token, positional embedding, patch dropout, ln_pre, transformer, pooling,
+  ln_post, proj) with learnable tokens inserted after the class token once the positional
+  embedding is added (shallow VPT), optionally re-inserted before each of the first ``depth``
+  blocks (deep VPT). The prompt tokens are dropped again before pooling. With no prompt tokens it
+  reproduces ``model.encode_image`` exactly.
+* :class:`DualPromptModel` -- FedRSCLIP's trainable module: shared and private text contexts
+  (``text_shared``, ``text_private``) and shared and private visual tokens (``visual_shared``,
+  ``visual_private``). Its parameters are *only* these tensors; the backbone is referenced, not
+  registered, so ``state_dict()`` and ``parameters()`` never contain a backbone weight.
+
+Supported backbones: open_clip ``CLIP`` (and ``CustomTextCLIP`` whose ``text`` is open_clip's own
+``TextTransformer``) with the CLIP BPE tokenizer; visual prompts additionally need a
+``VisionTransformer`` image tower. Anything else (ModifiedResNet, timm or Hugging Face towers)
+raises :class:`PromptError` naming what is supported.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from open_clip.transformer import TextTransformer, VisionTransformer, text_global_pool
+from torch import nn
+
+from fedrs.errors import FedrsError
+
+#: one token in CLIP's BPE vocabulary; stands in for each context vector while tokenising
+PLACEHOLDER = "X"
+SUPPORTED_TEXT = ("open_clip CLIP with its built-in text transformer, or CustomTextCLIP whose text "
+                  "tower is open_clip's TextTransformer, with the CLIP BPE tokenizer")
+SUPPORTED_VISION = "open_clip VisionTransformer (ViT-*) image towers"
+
+
+class PromptError(FedrsError):
+    """A backbone or prompt setting that prompt learning cannot work with."""
+
+
+def _text_tower(model: nn.Module) -> tuple[nn.Module, str, int | None]:
+    """(module holding token_embedding/transformer/ln_final/..., pool type, eos id)."""
+    if hasattr(model, "token_embedding") and hasattr(model, "ln_final") and hasattr(model, "transformer"):
+        return model, getattr(model, "text_pool_type", "argmax"), getattr(model, "text_eos_id", None)
+    text = getattr(model, "text", None)
+    if isinstance(text, TextTransformer):
+        if text.cls_emb is not None or getattr(text, "use_pad_mask", False):
+            raise PromptError(f"text prompts do not support a CoCa-style text tower (class token or "
+                              f"padding mask); supported: {SUPPORTED_TEXT}")
+        return text, text.pool_type, getattr(text, "eos_id", None)
+    found = type(text).__name__ if text is not None else type(model).__name__
+    raise PromptError(f"text prompts cannot be inserted into a {found} text tower; supported: {SUPPORTED_TEXT}")
+
+
+def _project(x: torch.Tensor, proj) -> torch.Tensor:
+    if proj is None:
+        return x
+    return proj(x) if isinstance(proj, nn.Linear) else x @ proj
+
+
+class TextPromptEncoder(nn.Module):
+    """Class text features from learnable context vectors: ``[SOS] ctx_1..ctx_M <name> . [EOS]``.
+
+    Args:
+        model: the frozen open_clip CLIP (referenced, never registered as a submodule).
+        tokenizer: its tokenizer (``list[str] -> [N, L]``).
+        classnames: readable class names, in label order.
+        n_ctx: number of context vectors M.
+    """
+
+    def __init__(self, model: nn.Module, tokenizer, classnames: Sequence[str], n_ctx: int):
+        super().__init__()
+        if n_ctx < 1:
+            raise PromptError(f"prompt length must be >= 1, got {n_ctx}")
+        if not classnames:
+            raise PromptError("text prompts need at least one class name")
+        tower, self.pool_type, self.eos_id = _text_tower(model)
+        object.__setattr__(self, "_tower", tower)  # not a submodule: stays out of state_dict
+        self.n_ctx = n_ctx
+        self.width = int(tower.token_embedding.weight.shape[1])
+        placeholder = " ".join([PLACEHOLDER] * n_ctx)
+        ids = tokenizer([f"{placeholder} {name}." for name in classnames]).long()
+        ctx_len = ids.shape[1]
+        bare = tokenizer([placeholder]).long()[0]
+        if not (bare[1:1 + n_ctx] == bare[1]).all() or bare[1 + n_ctx] == bare[1]:
+            raise PromptError(f"the tokenizer does not map {PLACEHOLDER!r} to one token each; supported: {SUPPORTED_TEXT}")
+        lengths = (ids != 0).sum(dim=1)
+        too_long = [n for n, k in zip(classnames, lengths.tolist()) if k >= ctx_len]
+        if too_long:
+            raise PromptError(f"prompt length {n_ctx} + class name tokens exceed the text context length "
+                              f"{ctx_len} for {too_long[:3]}: use fewer context tokens or shorter class names")
+        with torch.no_grad():
+            emb = tower.token_embedding(ids.to(tower.token_embedding.weight.device)).float()
+        self.register_buffer("token_ids", ids, persistent=False)
+        self.register_buffer("prefix", emb[:, :1].clone(), persistent=False)
+        self.register_buffer("suffix", emb[:, 1 + n_ctx:].clone(), persistent=False)
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.prefix.shape[0])
+
+    def phrase_init(self, tokenizer, phrase: str) -> torch.Tensor:
+        """Token embeddings ``[M, W]`` of a phrase with exactly M tokens (CoOp's phrase init)."""
+        ids = tokenizer([phrase]).long()[0]
+        n = int((ids != 0).sum()) - 2
+        if n != self.n_ctx:
+            raise PromptError(f"init phrase {phrase!r} has {n} tokens but the prompt length is {self.n_ctx}: "
+                              f"set the prompt length to {n} or choose a phrase with {self.n_ctx} tokens")
+        with torch.no_grad():
+            return self._tower.token_embedding(ids[1:1 + n].to(self.prefix.device)).float().clone()
+
+    def forward(self, ctx: torch.Tensor, normalize: bool = True) -> torch.Tensor:
+        """Class text features for one or several prompt sets.
+
+        Args:
+            ctx: ``[M, W]`` (one set), ``[S, M, W]`` (S sets shared by all classes) or
+                ``[S, C, M, W]`` (class-specific contexts).
+        Returns:
+            ``[C, D]`` for a single ``[M, W]`` input, otherwise ``[S, C, D]``; L2-normalised unless
+            ``normalize=False``.
+        """
+        single = ctx.dim() == 2
+        if single:
+            ctx = ctx.unsqueeze(0)
+        num_sets, num_classes = ctx.shape[0], self.num_classes
+        if ctx.dim() == 3:
+            ctx = ctx.unsqueeze(1).expand(num_sets, num_classes, *ctx.shape[1:])
+        if ctx.shape[1:] != (num_classes, self.n_ctx, self.width):
+            raise PromptError(f"context tensor of shape {tuple(ctx.shape)} does not fit "
+                              f"{num_classes} classes x {self.n_ctx} tokens x width {self.width}")
+        tower = self._tower
+        cast = tower.transformer.get_cast_dtype()
+        prefix = self.prefix.unsqueeze(0).expand(num_sets, -1, -1, -1)
+        suffix = self.suffix.unsqueeze(0).expand(num_sets, -1, -1, -1)
+        x = torch.cat([prefix, ctx.to(prefix.dtype), suffix], dim=2).flatten(0, 1).to(cast)
+        x = x + tower.positional_embedding.to(cast)
+        x = tower.transformer(x, attn_mask=tower.attn_mask)
+        x = tower.ln_final(x)
+        ids = self.token_ids.repeat(num_sets, 1)
+        x = text_global_pool(x, ids, self.pool_type, eos_token_id=self.eos_id)
+        x = _project(x, tower.text_projection).float()
+        if normalize:
+            x = F.normalize(x, dim=-1)
+        x = x.reshape(num_sets, num_classes, -1)
+        return x[0] if single else x
+
+
+class VisualPromptEncoder(nn.Module):
+    """Image features of a frozen ViT with learnable tokens after the class token.
+
+    ``forward(images [B,3,H,W], prompts [depth, P, W] or None) -> [B, D]``: the prompts of layer 0
+    are inserted after the positional embedding (before ``ln_pre``); for ``depth > 1`` the
+    prompt tokens entering block ``i < depth`` are replaced by ``prompts[i]`` (deep VPT).
+    """
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        visual = getattr(model, "visual", None)
+        if not isinstance(visual, VisionTransformer):
+            raise PromptError(f"visual prompts cannot be inserted into a {type(visual).__name__} image tower; "
+                              f"supported: {SUPPORTED_VISION}; or switch visual prompts off (text prompts "
+                              f"work with any open_clip CLIP)")
+        object.__setattr__(self, "_visual", visual)
+        self.width = int(visual.conv1.out_channels)
+        self.depth_limit = len(visual.transformer.resblocks)
+
+    def forward(self, images: torch.Tensor, prompts: torch.Tensor | None = None, normalize: bool = True) -> torch.Tensor:
+        v = self._visual
+        cast = v.conv1.weight.dtype
+        x = v.conv1(images.to(cast))
+        x = x.reshape(x.shape[0], x.shape[1], -1).permute(0, 2, 1)
+        cls = v.class_embedding.to(x.dtype).reshape(1, 1, -1).expand(x.shape[0], -1, -1)
+        x = torch.cat([cls, x], dim=1) + v.positional_embedding.to(x.dtype)
+        x = v.patch_dropout(x)
+        n_prompt = 0 if prompts is None else prompts.shape[1]
+        if n_prompt:
+            if prompts.dim() != 3 or prompts.shape[-1] != self.width or prompts.shape[0] > self.depth_limit:
+                raise PromptError(f"visual prompts of shape {tuple(prompts.shape)} do not fit "
+                                  f"[depth <= {self.depth_limit}, tokens, {self.width}]")
+            x = self._insert(x, prompts[0], replace=False)
+        x = v.ln_pre(x)
+        if n_prompt and prompts.shape[0] > 1:
+            x = self._deep(x, prompts)
+        else:
+            x = v.transformer(x)
+        if n_prompt:
+            x = torch.cat([x[:, :1], x[:, 1 + n_prompt:]], dim=1)
+        pooled, _ = v._pool(x)
+        if v.proj is not None:
+            pooled = pooled @ v.proj
+        pooled = pooled.float()
+        return F.normalize(pooled, dim=-1) if normalize else pooled
+
+    @staticmethod
+    def _insert(x: torch.Tensor, tokens: torch.Tensor, replace: bool) -> torch.Tensor:
+        tokens = tokens.to(x.dtype).unsqueeze(0).expand(x.shape[0], -1, -1)
+        rest = x[:, 1 + tokens.shape[1]:] if replace else x[:, 1:]
+        return torch.cat([x[:, :1], tokens, rest], dim=1)
+
+    def _deep(self, x: torch.Tensor, prompts: torch.Tensor) -> torch.Tensor:
+        transformer = self._visual.transformer
+        batch_first = getattr(transformer, "batch_first", True)
+        for i, block in enumerate(transformer.resblocks):
+            if 0 < i < prompts.shape[0]:
+                x = self._insert(x, prompts[i], replace=True)
+            x = block(x if batch_first else x.transpose(0, 1))
+            x = x if batch_first else x.transpose(0, 1)
+        return x
+
+
+@torch.no_grad()
+def template_text_features(backbone, names: Sequence[str], template: str = "a satellite photo of a {}.") -> torch.Tensor:
+    """Frozen hand-written prompt features ``[C, D]`` (L2-normalised), e.g. zero-shot class features."""
+    tokens = backbone.tokenizer([template.format(n) for n in names]).to(backbone.device)
+    return F.normalize(backbone.model.encode_text(tokens).float(), dim=-1)
+
+
+class DualPromptModel(nn.Module):
+    """FedRSCLIP's prompts on a frozen CLIP: shared + private text contexts and visual tokens.
+
+    Parameters (the only tensors that require grad; names are what methods declare and upload):
+
+    ==================  ====================  ===========================================
+    ``text_shared``     ``[M, W_text]``       P_s, shared text context
+    ``text_private``    ``[M, W_text]``       P_p, private text context (if ``private``)
+    ``visual_shared``   ``[depth, V, W_vis]`` V_s (if ``visual_tokens > 0``)
+    ``visual_private``  ``[depth, V, W_vis]`` V_p (if ``visual_tokens > 0`` and ``private``)
+    ==================  ====================  ===========================================
+
+    Features: ``t_s = g(P_s)``, ``t_p = g(P_p)``, ``t = normalize(t_s + t_p)`` (each ``[C, D]``,
+    L2-normalised); ``v = f(x; V_s, V_p)`` ``[B, D]`` L2-normalised; logits
+    ``logit_scale.exp() * v @ t.T`` with the backbone's own temperature.
+    """
+
+    def __init__(self, backbone, classnames: Sequence[str], *, n_ctx: int = 4, private: bool = True,
+                 visual_tokens: int = 2, visual_depth: int = 1, init: str = "random",
+                 init_phrase: str = "a satellite photo of a", init_std: float = 0.02, seed: int = 0):
+        super().__init__()
+        model = backbone.model
+        object.__setattr__(self, "_model", model)
+        self.text = TextPromptEncoder(model, backbone.tokenizer, classnames, n_ctx)
+        self.visual = VisualPromptEncoder(model) if visual_tokens > 0 else None
+        if self.visual is not None and not 1 <= visual_depth <= self.visual.depth_limit:
+            raise PromptError(f"visual prompt depth must be in 1..{self.visual.depth_limit} for this backbone, "
+                              f"got {visual_depth}")
+        self.private = private
+        gen = torch.Generator().manual_seed(seed)
+        device = self.text.prefix.device
+
+        def text_ctx() -> nn.Parameter:
+            if init == "phrase":
+                return nn.Parameter(self.text.phrase_init(backbone.tokenizer, init_phrase))
+            if init != "random":
+                raise PromptError(f"text prompt init must be 'random' or 'phrase', got {init!r}")
+            return nn.Parameter((torch.randn(n_ctx, self.text.width, generator=gen) * init_std).to(device))
+
+        def visual_ctx() -> nn.Parameter:
+            shape = (visual_depth, visual_tokens, self.visual.width)
+            return nn.Parameter((torch.randn(*shape, generator=gen) * init_std).to(device))
+
+        self.text_shared = text_ctx()
+        self.text_private = text_ctx() if private else None
+        self.visual_shared = visual_ctx() if self.visual is not None else None
+        self.visual_private = visual_ctx() if self.visual is not None and private else None
+
+    @property
+    def logit_scale(self) -> torch.Tensor:
+        return self._model.logit_scale.exp().detach()
+
+    def text_features(self, private: bool = True) -> dict[str, torch.Tensor]:
+        """``{"shared", "private", "combined"}`` class features ``[C, D]`` in one encoder pass.
+
+        Without private prompts (or ``private=False``) ``private`` is ``None`` and ``combined`` is
+        ``t_s``.
+        """
+        if private and self.text_private is not None:
+            t_s, t_p = self.text(torch.stack([self.text_shared, self.text_private]))
+            return {"shared": t_s, "private": t_p, "combined": F.normalize(t_s + t_p, dim=-1)}
+        t_s = self.text(self.text_shared)
+        return {"shared": t_s, "private": None, "combined": t_s}
+
+    def visual_prompt_tokens(self, shared: bool = True, private: bool = True) -> torch.Tensor | None:
+        parts = [p for p, on in ((self.visual_shared, shared), (self.visual_private, private)) if on and p is not None]
+        return torch.cat(parts, dim=1) if parts else None
+
+    def image_features(self, images: torch.Tensor | None = None, features: torch.Tensor | None = None,
+                       shared: bool = True, private: bool = True) -> torch.Tensor:
+        """L2-normalised image features ``[B, D]``.
+
+        With visual prompts selected (``shared``/``private``) the images are encoded through the
+        prompted ViT; otherwise the frozen cached ``features`` are used when given (no encoder pass).
+        """
+        tokens = self.visual_prompt_tokens(shared, private) if self.visual is not None else None
+        if tokens is None and features is not None:
+            return F.normalize(features.float(), dim=-1)
+        if images is None:
+            raise PromptError("prompted image features need the images (visual prompts are on)")
+        if self.visual is None:
+            return F.normalize(self._model.encode_image(images).float(), dim=-1)
+        return self.visual(images, tokens)
+
+    def logits(self, image_features: torch.Tensor, text_features: torch.Tensor) -> torch.Tensor:
+        """``[B, C] = logit_scale.exp() * v @ t.T``."""
+        return self.logit_scale * image_features @ text_features.t()
+
+
+__all__ = [
+    "PromptError", "TextPromptEncoder", "VisualPromptEncoder", "DualPromptModel",
+    "template_text_features", "PLACEHOLDER",
+]

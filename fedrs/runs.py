@@ -1,0 +1,243 @@
+"""Run configurations and run folders.
+
+A run is one YAML file (:class:`RunConfig`) and one self-describing folder::
+
+    DIR/params.yaml     the full configuration, defaults filled in
+    DIR/split.json      the Fed-RSIC partition manifest
+    DIR/rounds.csv      one row per round (accuracies, loss terms, communication, time)
+    DIR/clients.csv     one row per client and round (examples, bytes up/down, personalised accuracy)
+    DIR/metrics.json    the final summary (written last: its presence marks a finished run)
+    DIR/env.json        versions, git commit, host
+    DIR/checkpoint.pt   state after the last finished round (for --resume)
+
+YAML layout (every key optional except ``data.dataset`` and ``method.name``)::
+
+    backbone: {model: fedrs-rsclip-s, pretrained: null, device: cpu}
+    data:     {dataset: UCMerced, num_clients: 10, scheme: dirichlet, alpha: 0.5, seed: 0, ...}
+    method:   {name: fedrsclip, n_ctx: 4, ...}     # the method's own section (fedrs.methods)
+    train:    {rounds: 10, local_epochs: 1, lr: 0.002, momentum: 0.9, batch_size: 32,
+               sample_fraction: 1.0, lr_schedule: cosine, seed: 0, ...}
+    eval:     {every: 1, batch_size: 256, zeroshot_reference: true}
+
+An unknown key or a value of the wrong type is an error naming the key and the file.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Mapping, Sequence
+
+import yaml
+
+from fedrs.config import ConfigError, dump_yaml, from_dict, load_config, to_dict
+from fedrs.data.partition import PartitionConfig
+from fedrs.errors import FedrsError
+from fedrs.io import write_json_atomic, write_text_atomic
+from fedrs.methods import MethodConfig, method_config
+
+
+@dataclass
+class BackboneConfig:
+    """Which frozen CLIP: an open_clip name with a hub tag / checkpoint file / ``random``, or the
+    offline default ``fedrs-rsclip-s`` with ``pretrained: null`` (its local checkpoint)."""
+
+    model: str = "fedrs-rsclip-s"
+    pretrained: str | None = None
+    device: str = "cpu"
+
+
+@dataclass
+class TrainConfig:
+    """The federated protocol and the local optimiser (shared by every method of a study)."""
+
+    rounds: int = 10
+    local_epochs: int = 1
+    lr: float = 0.002
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    batch_size: int = 32
+    sample_fraction: float = 1.0                          # clients sampled per round
+    lr_schedule: Literal["cosine", "constant"] = "cosine"  # over rounds
+    seed: int = 0                                         # prompt init, sampling, batch order
+    keep_optimizer_state: bool = False                    # persist client momentum across rounds
+    image_dtype: Literal["float32", "float16"] = "float32"  # decoded image pool (visual prompts)
+
+    def __post_init__(self) -> None:
+        checks = {
+            "rounds": self.rounds >= 0, "local_epochs": self.local_epochs >= 1,
+            "lr": self.lr > 0, "batch_size": self.batch_size >= 1, "seed": self.seed >= 0,
+            "momentum": 0 <= self.momentum < 1, "weight_decay": self.weight_decay >= 0,
+            "sample_fraction": 0 < self.sample_fraction <= 1,
+        }
+        bad = [k for k, ok in checks.items() if not ok]
+        if bad:
+            raise ValueError(f"train.{bad[0]}={getattr(self, bad[0])!r} is out of range (rounds >= 0, "
+                             f"local_epochs >= 1, lr > 0, batch_size >= 1, seed >= 0, 0 <= momentum < 1, "
+                             f"weight_decay >= 0, 0 < sample_fraction <= 1)")
+
+
+@dataclass
+class EvalConfig:
+    """When and how to evaluate (personalised and global accuracy)."""
+
+    every: int = 1                   # evaluate every k rounds (round 0 and the last round always)
+    batch_size: int = 256
+    zeroshot_reference: bool = True  # also report the frozen backbone's zero-shot accuracy
+    zeroshot_template: str = "a satellite photo of a {}."
+
+    def __post_init__(self) -> None:
+        if self.every < 1 or self.batch_size < 1:
+            raise ValueError(f"eval.every and eval.batch_size must be >= 1, got {self.every}, {self.batch_size}")
+        if "{}" not in self.zeroshot_template:
+            raise ValueError(f"eval.zeroshot_template must contain '{{}}', got {self.zeroshot_template!r}")
+
+
+@dataclass
+class RunConfig:
+    """One federated run: backbone, data partition, method, protocol, evaluation."""
+
+    data: PartitionConfig
+    method: Any  # a mapping in YAML; becomes the registered method's config dataclass
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.method, MethodConfig):
+            self.method = method_config(self.method, "method")
+
+
+def load_run_config(path: str | Path, overrides: Mapping[str, Any] | None = None) -> RunConfig:
+    """Read a run's YAML (``overrides``: dotted keys, e.g. ``{"train.rounds": 2}``)."""
+    return load_config(RunConfig, path, overrides)
+
+
+def run_config(data: Mapping[str, Any], source: str = "RunConfig") -> RunConfig:
+    """A :class:`RunConfig` from plain data (notebooks, papermill parameters)."""
+    return from_dict(RunConfig, data, source)
+
+
+# --- run folders --------------------------------------------------------------------------------
+
+PARAMS, SPLIT, ROUNDS, CLIENTS, METRICS, ENV, CHECKPOINT = (
+    "params.yaml", "split.json", "rounds.csv", "clients.csv", "metrics.json", "env.json", "checkpoint.pt")
+
+
+class RunFolder:
+    """The files of one run and its status (``empty``, ``interrupted``, ``finished``)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def __truediv__(self, name: str) -> Path:
+        return self.path / name
+
+    @property
+    def status(self) -> str:
+        if (self / METRICS).is_file():
+            return "finished"
+        if (self / CHECKPOINT).is_file() or (self / PARAMS).is_file():
+            return "interrupted"
+        return "empty"
+
+    def stored_params(self) -> dict | None:
+        file = self / PARAMS
+        return yaml.safe_load(file.read_text(encoding="utf-8")) if file.is_file() else None
+
+    def same_params(self, cfg: RunConfig) -> bool:
+        return self.stored_params() == to_dict(cfg)
+
+    def clear(self) -> None:
+        """Remove the run's own files (nothing else in the folder)."""
+        for name in (PARAMS, SPLIT, ROUNDS, CLIENTS, METRICS, ENV, CHECKPOINT):
+            (self / name).unlink(missing_ok=True)
+
+    def prepare(self, cfg: RunConfig, resume: bool, force: bool) -> bool:
+        """Check the folder against the request; ``True`` when the finished result can be reused."""
+        status = self.status
+        if force:
+            self.clear()
+        elif status == "finished":
+            if self.same_params(cfg):
+                return True
+            raise FedrsError(f"{self.path} holds a finished run with other parameters: choose another "
+                             f"--out or pass --force to overwrite it")
+        elif status == "interrupted":
+            if not resume:
+                raise FedrsError(f"{self.path} holds an interrupted run: pass --resume to continue it "
+                                 f"or --force to start over")
+            if not self.same_params(cfg):
+                raise FedrsError(f"{self.path} was started with other parameters ({self / PARAMS}): resume "
+                                 f"with the same YAML, or use another --out")
+        self.path.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(self / PARAMS, dump_yaml(cfg))
+        return False
+
+    def write_csv(self, name: str, rows: list[dict], first: Sequence[str] = ()) -> None:
+        """``rows`` as CSV, atomically; columns: ``first`` (those present), then the union of the
+        rows' keys in first-seen order."""
+        present = {k for row in rows for k in row}
+        keys: list[str] = [k for k in first if k in present]
+        for row in rows:
+            keys += [k for k in row if k not in keys]
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=keys, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        write_text_atomic(self / name, buf.getvalue())
+
+    def read_metrics(self) -> dict:
+        return json.loads((self / METRICS).read_text(encoding="utf-8"))
+
+
+def environment() -> dict[str, Any]:
+    """Versions, git commit and host: what ``env.json`` records."""
+    import numpy
+    import open_clip
+    import torch
+
+    def git(*args: str) -> str | None:
+        try:
+            out = subprocess.run(["git", *args], capture_output=True, text=True, timeout=10,
+                                 cwd=Path(__file__).resolve().parent)
+            return out.stdout.strip() if out.returncode == 0 else None
+        except (OSError, subprocess.SubprocessError):
+            return None
+
+    from fedrs import __version__
+
+    return {
+        "fedrs": __version__,
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "open_clip": open_clip.__version__,
+        "numpy": numpy.__version__,
+        "git_commit": git("rev-parse", "HEAD"),
+        "git_dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
+        "host": socket.gethostname(),
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.is_available(),
+    }
+
+
+def write_env(folder: RunFolder) -> None:
+    write_json_atomic(folder / ENV, environment())
+
+
+__all__ = [
+    "BackboneConfig", "TrainConfig", "EvalConfig", "RunConfig", "load_run_config", "run_config",
+    "RunFolder", "environment", "write_env", "ConfigError",
+    "PARAMS", "SPLIT", "ROUNDS", "CLIENTS", "METRICS", "ENV", "CHECKPOINT",
+]

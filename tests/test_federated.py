@@ -1,0 +1,230 @@
+"""Client update, aggregation, the in-process engine, checkpoint/resume and run configs.
+
+Everything runs on the tiny random-init backbone and a synthetic 3-class dataset of 32 px images.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from fedrs.backbone.factory import create_backbone
+from fedrs.config import ConfigError
+from fedrs.errors import FedrsError
+from fedrs.federated import ClientData, ClientResult, LocalTrainConfig, aggregate, client_update, run_experiment
+from fedrs.federated.engine import round_lr, sample_clients
+from fedrs.methods import create_method
+from fedrs.runs import TrainConfig, load_run_config, run_config
+
+CLASSES = ["airplane", "beach", "forest"]
+TIMING = ("time_s",)
+
+
+def make_dataset(folder: Path, per_class: int = 10, name: str = "Synth"):
+    """A SceneDataset of small PNGs, one colour cast per class."""
+    from PIL import Image
+
+    from fedrs.data.scenes import SceneDataset
+
+    rng = np.random.default_rng(0)
+    paths, labels = [], []
+    for c in range(len(CLASSES)):
+        for i in range(per_class):
+            arr = rng.integers(0, 90, (32, 32, 3)) + np.eye(3, dtype=int)[c] * 160
+            path = folder / f"{c}_{i}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(arr.astype("uint8")).save(path)
+            paths.append(path)
+            labels.append(c)
+    return SceneDataset(name=name, classnames=CLASSES, prompt_names=CLASSES, paths=paths, labels=labels)
+
+
+def tiny_config(**sections) -> dict:
+    cfg = {
+        "backbone": {"model": "fedrs-rsclip-tiny", "pretrained": "random"},
+        "data": {"dataset": "Synth", "num_clients": 3, "scheme": "iid", "seed": 0},
+        "method": {"name": "fedrsclip"},
+        "train": {"rounds": 3, "batch_size": 8, "lr": 0.01, "seed": 0},
+    }
+    for key, value in sections.items():
+        cfg[key] = {**cfg.get(key, {}), **value}
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory):
+    return make_dataset(tmp_path_factory.mktemp("synth"))
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("FEDRS_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+@pytest.fixture(scope="module")
+def backbone():
+    return create_backbone("fedrs-rsclip-tiny", pretrained="random")
+
+
+def read_rounds(folder: Path) -> list[dict]:
+    with open(folder / "rounds.csv") as fh:
+        return [{k: v for k, v in row.items() if k not in TIMING} for row in csv.DictReader(fh)]
+
+
+@pytest.fixture(scope="module")
+def reference_run(synth, tmp_path_factory):
+    """One uninterrupted 3-round run (visual prompts on), shared by several tests."""
+    out = tmp_path_factory.mktemp("ref")
+    metrics = run_experiment(run_config(tiny_config()), out, datasets=[synth], progress=False)
+    return out, metrics
+
+
+# --- aggregation -------------------------------------------------------------------------------
+
+def result(cid: int, n: int, value) -> ClientResult:
+    return ClientResult(client_id=cid, shared={"p": value}, num_examples=n)
+
+
+def test_fedavg_is_the_sample_weighted_mean():
+    a, b, c = torch.tensor([1.0, 2.0]), torch.tensor([3.0, -1.0]), torch.tensor([0.5, 0.0])
+    expected = (10 * a + 30 * b + 60 * c) / 100
+    out = aggregate([result(2, 60, c), result(0, 10, a), result(1, 30, b)], ["p"])
+    assert torch.allclose(out["p"], expected) and out["p"].dtype == torch.float32
+    shuffled = aggregate([result(1, 30, b), result(2, 60, c), result(0, 10, a)], ["p"])
+    assert torch.equal(out["p"], shuffled["p"])  # client-id order, not arrival order
+    as_numpy = aggregate([result(0, 10, a.numpy()), result(1, 30, b.numpy()), result(2, 60, c.numpy())], ["p"])
+    assert isinstance(as_numpy["p"], np.ndarray) and np.allclose(as_numpy["p"], expected.numpy())
+
+
+def test_aggregate_rejects_undeclared_or_missing_tensors():
+    with pytest.raises(FedrsError, match="expected exactly"):
+        aggregate([ClientResult(0, {"p": torch.ones(1), "secret": torch.ones(1)}, 1)], ["p"])
+    with pytest.raises(FedrsError, match="expected exactly"):
+        aggregate([ClientResult(0, {}, 1)], ["p"])
+    assert aggregate([], []) == {}
+
+
+# --- client update -----------------------------------------------------------------------------
+
+def client_data(backbone, n: int = 12, images: bool = True) -> ClientData:
+    gen = torch.Generator().manual_seed(0)
+    labels = torch.arange(n) % 3
+    return ClientData(0, labels, torch.arange(n), torch.arange(n),
+                      features=torch.randn(n, backbone.embed_dim, generator=gen),
+                      images=torch.randn(n, 3, 32, 32, generator=gen) if images else None)
+
+
+@pytest.mark.parametrize("upload", [["text_shared"], ["text_shared", "visual_shared"]])
+def test_upload_never_contains_private_tensors(backbone, upload):
+    method = create_method({"name": "fedrsclip", "upload": upload}, backbone, CLASSES)
+    res = client_update(method, method.initial_global(), method.initial_private(0), client_data(backbone),
+                        LocalTrainConfig(lr=0.01, batch_size=4, keep_optimizer_state=True))
+    assert set(res.shared) == set(upload)
+    assert not set(res.shared) & {"text_private", "visual_private"}
+    private = set(method.private_names)
+    assert {k for k in res.client_state if not k.startswith("momentum.")} == private
+    assert {k for k in res.client_state if k.startswith("momentum.")} == {f"momentum.{n}" for n in method.trainable_names}
+    assert res.num_examples == 12 and res.metrics["steps"] == 3
+    with pytest.raises(FedrsError, match="privacy check failed"):
+        method.check_upload({**res.shared, "text_private": torch.zeros(1)})
+
+
+def test_text_only_uses_cached_features_and_one_text_pass_per_step(backbone):
+    method = create_method({"name": "fedrsclip", "visual_prompts": False}, backbone, CLASSES)
+    calls = []
+    text = method.module.text
+    original = text.forward
+    text.forward = lambda ctx, normalize=True: calls.append(ctx.shape) or original(ctx, normalize)
+    res = client_update(method, method.initial_global(), method.initial_private(0),
+                        client_data(backbone, images=False), LocalTrainConfig(lr=0.01, batch_size=4))
+    assert res.metrics["steps"] == 3 and calls == [(2, 4, 64)] * 3  # shared+private stacked, once a step
+
+
+# --- engine ------------------------------------------------------------------------------------
+
+def test_round_schedule_and_sampling():
+    train = TrainConfig(rounds=4, lr=0.002)
+    assert [round(round_lr(train, r), 6) for r in (1, 3)] == [0.002, 0.001]
+    assert sample_clients(10, 1.0, 0, 1) == list(range(10))
+    picked = sample_clients(10, 0.3, 0, 1)
+    assert len(picked) == 3 and picked == sample_clients(10, 0.3, 0, 1) == sorted(picked)
+
+
+def test_run_writes_the_folder(reference_run):
+    out, metrics = reference_run
+    for name in ("params.yaml", "split.json", "rounds.csv", "clients.csv", "metrics.json", "env.json"):
+        assert (out / name).is_file(), name
+    assert metrics["upload_values_per_client_round"] == 4 * 64
+    assert metrics["upload_bytes_per_client_round"] == 4 * 64 * 4
+    assert metrics["measured_upload_bytes_total"] == 3 * 3 * 4 * 64 * 4  # rounds x clients x bytes
+    assert metrics["backbone"] == "fedrs-rsclip-tiny/random-init" and metrics["method"] == "fedrsclip"
+    rows = read_rounds(out)
+    assert [int(r["round"]) for r in rows] == [0, 1, 2, 3]
+    assert {"personalised_acc_weighted", "personalised_acc_unweighted", "global_acc", "train_ce",
+            "train_dpa", "train_cma", "up_bytes_per_client", "cum_up_bytes"} <= set(rows[1])
+
+
+def test_same_seed_gives_identical_metrics(reference_run, synth, tmp_path):
+    out, metrics = reference_run
+    again = run_experiment(run_config(tiny_config()), tmp_path, datasets=[synth], progress=False)
+    assert read_rounds(tmp_path) == read_rounds(out)
+    assert all(again[k] == metrics[k] for k in ("personalised_accuracy", "global_accuracy", "final_train_loss"))
+
+
+def test_interrupt_and_resume_gives_identical_final_metrics(reference_run, synth, tmp_path):
+    cfg = run_config(tiny_config())
+
+    def stop_after_round_1(r, row):
+        if r == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(cfg, tmp_path, datasets=[synth], progress=False, on_round=stop_after_round_1)
+    assert not (tmp_path / "metrics.json").exists()
+    with pytest.raises(FedrsError, match="interrupted run: pass --resume"):
+        run_experiment(cfg, tmp_path, datasets=[synth], progress=False)
+    resumed = run_experiment(cfg, tmp_path, datasets=[synth], progress=False, resume=True)
+    out, metrics = reference_run
+    assert read_rounds(tmp_path) == read_rounds(out)
+    assert (tmp_path / "clients.csv").read_text().count("\n") == (out / "clients.csv").read_text().count("\n")
+    assert all(resumed[k] == metrics[k] for k in ("personalised_accuracy", "global_accuracy", "final_train_loss"))
+
+
+def test_finished_run_is_not_rerun(reference_run, synth):
+    out, metrics = reference_run
+    stamp = (out / "metrics.json").stat().st_mtime_ns
+    assert run_experiment(run_config(tiny_config()), out, datasets=[synth], progress=False) == metrics
+    assert (out / "metrics.json").stat().st_mtime_ns == stamp
+    with pytest.raises(FedrsError, match="finished run with other parameters"):
+        run_experiment(run_config(tiny_config(train={"rounds": 5})), out, datasets=[synth], progress=False)
+
+
+# --- configuration errors ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("patch, message", [
+    ({"trian": {}}, r"unknown key\(s\) \['trian'\]"),
+    ({"train": {"rounds": "ten"}}, "train.rounds: expected an integer"),
+    ({"train": {"sample_fraction": 0.0}}, "train.sample_fraction=0.0 is out of range"),
+    ({"method": {"name": "fedprox"}}, "unknown method 'fedprox'"),
+    ({"method": {"n_ctx": 0}}, "method.n_ctx must be >= 1"),
+    ({"method": {"upload": ["text_private"]}}, "private prompts are never uploaded"),
+    ({"method": {"visual_prompts": False, "upload": ["visual_shared"]}}, "visual prompts are off"),
+    ({"method": {"dpa": "l2"}}, "method.dpa: must be one of"),
+    ({"method": {"colour": 1}}, r"method: unknown key\(s\) \['colour'\]"),
+    ({"data": {"alpha": 0}}, "alpha must be a number > 0"),
+])
+def test_bad_configuration_names_key_and_file(tmp_path, patch, message):
+    import yaml
+
+    data = tiny_config()
+    for key, value in patch.items():
+        data[key] = {**data.get(key, {}), **value} if value else value
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError, match=message) as err:
+        load_run_config(path)
+    assert str(path) in str(err.value)

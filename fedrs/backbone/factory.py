@@ -65,7 +65,7 @@ class Backbone:
         """Human-readable name used to label every result (``model/weights``)."""
         if self.pretrained == RANDOM:
             return f"{self.model_name}/random-init"
-        if self.model_name in OFFLINE_MODELS and self.checkpoint is not None:
+        if self.pretrained is None and self.checkpoint is not None:  # locally built offline model
             return f"{self.model_name}/offline-{self.fingerprint[:8]}"
         if self.checkpoint is not None and self.pretrained and os.path.isfile(str(self.pretrained)):
             return f"{self.model_name}/{Path(self.pretrained).stem}"
@@ -252,7 +252,9 @@ def create_backbone(
         clip_model, _, preprocess = open_clip.create_model_and_transforms(
             model, pretrained=open_clip_pretrained, device=device, **kwargs
         )
-    except RuntimeError as exc:
+    except (RuntimeError, AssertionError, ValueError, KeyError) as exc:
+        # open_clip signals shape mismatches with RuntimeError (load_state_dict) or AssertionError
+        # (positional-embedding resizing); both mean "wrong file for this architecture"
         if "Failed to download" in str(exc):
             raise BackboneError(f"could not download {pretrained!r} for {model!r}: {exc}; "
                                 f"{_offline_alternatives(model)}") from exc

@@ -1,0 +1,52 @@
+# fedrs: one command to set up and run the study, one to run the tests.
+#   make study   # venv + data import + offline backbone (if missing) + the study's main job
+#   make test    # venv + the whole test suite (unit, integration on ../shared/data, notebooks)
+PYTHON      ?= python3
+VENV        ?= .venv
+BIN         := $(VENV)/bin
+# torch/torchvision pair that installs from this machine's local disk; override for other hosts
+TORCH_SPEC  ?= torch==2.14.1 torchvision==0.29.1
+# where `make study` imports the archives from (folder of zips / official layouts)
+FEDRS_SOURCE ?= ../shared/data
+export FEDRS_SOURCE
+export PYDEVD_DISABLE_FILE_VALIDATION=1
+export FLWR_TELEMETRY_ENABLED=0
+
+.PHONY: setup data backbone backbone-tiny zeroshot study test test-fast clean-cache help
+
+help:
+	@sed -n '2,3p' Makefile
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet $(TORCH_SPEC)
+	$(BIN)/python -m pip install --quiet -e '.[dev,flower]'
+	$(BIN)/python -m ipykernel install --user --name fedrs --display-name "Python (fedrs)" >/dev/null
+	touch $@
+
+setup: $(BIN)/.installed
+
+data: setup
+	$(BIN)/fedrs data import "$(FEDRS_SOURCE)"
+	$(BIN)/fedrs data list
+
+backbone: data
+	$(BIN)/fedrs backbone pretrain --model fedrs-rsclip-s --if-missing
+
+backbone-tiny: data
+	$(BIN)/fedrs backbone pretrain --model fedrs-rsclip-tiny --if-missing --no-card
+
+zeroshot: backbone
+	$(BIN)/fedrs zeroshot --model fedrs-rsclip-s
+
+study: zeroshot
+
+test: setup
+	$(BIN)/python -m pytest -q tests
+
+test-fast: setup
+	$(BIN)/python -m pytest -q tests -m "not realdata"
+
+clean-cache:
+	rm -rf cache

@@ -1,0 +1,67 @@
+"""``fedrs sweep`` (batches of runs through the run notebook) and ``fedrs report`` (tables, figures)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from fedrs.study.sweep import sweep
+
+    summary = sweep(args.params, study=args.study, results=args.results, jobs=args.jobs,
+                    notebook=args.notebook, kernel=args.kernel, timeout=args.timeout,
+                    force=args.force, progress=not args.no_progress)
+    print(summary.text())
+    if args.json:
+        print(json.dumps(summary.to_dict(), indent=2))
+    return 1 if summary.failed else 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from fedrs.study.report import write_report
+
+    report = write_report(args.results_dir, out_dir=args.out, figures=not args.no_figures)
+    for table in report.tables.values():
+        print(table.to_markdown())
+    backbones = ", ".join(sorted(report.runs["backbone"].unique()))
+    print(f"{len(report.runs)} runs ({backbones}) -> {len(report.files)} files:", file=sys.stderr)
+    for path in report.files:
+        print(f"  {path}", file=sys.stderr)
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "sweep", help="execute the run notebook once per params file (papermill), skipping complete runs",
+        description="Execute notebooks/02_federated_run.ipynb through papermill once per params YAML into "
+                    "RESULTS/<study>/<run>/ (executed notebook, params.yaml, metrics.json, rounds.csv, "
+                    "env.json, sweep.log). Complete runs are skipped, interrupted ones resumed; a failed run "
+                    "does not stop the others, and the exit status is 1 if any failed.")
+    p.add_argument("params", nargs="+", metavar="PARAMS",
+                   help="params YAML files or folders (folders: every *.yaml below, except _* bases)")
+    p.add_argument("--study", help="results sub-folder (default: the YAML's folder below params/studies/)")
+    p.add_argument("--results", metavar="DIR", help="results root (default: $FEDRS_RESULTS or results/)")
+    p.add_argument("--jobs", "-j", type=int, default=1, help="runs in parallel, one process each (default 1)")
+    p.add_argument("--notebook", help="run notebook (default: notebooks/02_federated_run.ipynb)")
+    p.add_argument("--kernel", default="python3",
+                   help="Jupyter kernel (default python3: this interpreter, i.e. the project's venv)")
+    p.add_argument("--timeout", type=float, default=None, help="seconds per notebook cell (default: none)")
+    p.add_argument("--force", action="store_true", help="rerun the given runs from scratch, even complete ones")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="also print the outcomes as JSON")
+    p.set_defaults(func=cmd_sweep)
+
+    r = sub.add_parser(
+        "report", help="tables (CSV + Markdown) and figures (PNG + PDF) from every run folder",
+        description="Read every run folder (metrics.json + params.yaml [+ rounds.csv]) under RESULTS_DIR and "
+                    "write RESULTS_DIR/tables/{methods,constraints,prompt_length,communication,runs}.{csv,md} "
+                    "and RESULTS_DIR/figures/*.{png,pdf}. Deterministic: regenerated files equal committed ones.")
+    r.add_argument("results_dir", metavar="RESULTS_DIR", help="folder holding the run folders (e.g. results)")
+    r.add_argument("--out", help="where tables/ and figures/ go (default: RESULTS_DIR)")
+    r.add_argument("--no-figures", action="store_true", help="tables only")
+    r.set_defaults(func=cmd_report)

@@ -1,0 +1,382 @@
+"""Figures of the study: the notebooks and ``fedrs report`` call these, nothing else draws.
+
+Every function returns a matplotlib ``Figure`` and takes a ``backbone`` label that goes into the
+title, so no figure can be separated from the model that produced it. Axes carry units
+(accuracy in %, communication in values or KiB per client per round).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from matplotlib.ticker import MaxNLocator
+
+STYLE = {"figure.dpi": 100, "axes.grid": True, "grid.alpha": 0.3, "axes.spines.top": False,
+         "axes.spines.right": False, "font.size": 9, "svg.hashsalt": "fedrs"}
+plt.rcParams.update(STYLE)
+
+
+def _title(what: str, backbone: str | None) -> str:
+    return f"{what}\nbackbone: {backbone}" if backbone else what
+
+
+# --- 00_data ------------------------------------------------------------------------------------
+
+def sample_grid(dataset, per_class: int = 1, max_classes: int | None = None, thumb: int = 64,
+                columns: int = 7) -> plt.Figure:
+    """The first ``per_class`` images of each class (up to ``max_classes`` classes), labelled."""
+    from fedrs.backbone.features import load_rgb
+
+    labels = np.asarray(dataset.labels)
+    classes = list(range(dataset.num_classes))[: max_classes or None]
+    picks = [(c, int(i)) for c in classes for i in np.flatnonzero(labels == c)[:per_class]]
+    cols = min(columns * per_class, len(picks)) or 1
+    rows = math.ceil(len(picks) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(1.3 * cols, 1.45 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, (c, i) in zip(axes.flat, picks):
+        img = load_rgb(dataset.paths[i]).resize((thumb, thumb))
+        ax.imshow(img)
+        ax.set_title(dataset.prompt_names[c], fontsize=7)
+    fig.suptitle(f"{dataset.name}: {len(dataset)} images, {dataset.num_classes} classes")
+    fig.tight_layout()
+    return fig
+
+
+def class_counts(dataset) -> plt.Figure:
+    """Images per class of one dataset (bar chart)."""
+    counts = dataset.class_counts()
+    fig, ax = plt.subplots(figsize=(max(4, 0.28 * len(counts)), 2.6))
+    ax.bar(range(len(counts)), counts, color="tab:blue")
+    ax.set_xticks(range(len(counts)), dataset.prompt_names, rotation=75, fontsize=7)
+    ax.set_ylabel("images")
+    ax.set_title(f"{dataset.name}: images per class")
+    fig.tight_layout()
+    return fig
+
+
+def client_class_heatmap(partition, title: str | None = None) -> plt.Figure:
+    """Training images per (client, class) of a Fed-RSIC partition."""
+    import seaborn as sns
+
+    hist = np.array([c.class_histogram for c in partition.clients])
+    fig, ax = plt.subplots(figsize=(max(5, 0.3 * hist.shape[1] + 2), 0.35 * hist.shape[0] + 1.8))
+    sns.heatmap(hist, ax=ax, cmap="viridis", cbar_kws={"label": "training images"},
+                xticklabels=partition.classnames, yticklabels=[f"client {c.client_id}" for c in partition.clients])
+    ax.tick_params(axis="x", labelsize=7, rotation=75)
+    ax.set_xlabel("class")
+    ax.set_ylabel("")
+    ax.set_title(title or f"{partition.dataset}: training images per client and class")
+    fig.tight_layout()
+    return fig
+
+
+def samples_per_client(partition, title: str | None = None) -> plt.Figure:
+    """Training and test images per client, stacked."""
+    ids = [c.client_id for c in partition.clients]
+    train = [len(c.train_indices) for c in partition.clients]
+    test = [len(c.test_indices) for c in partition.clients]
+    fig, ax = plt.subplots(figsize=(max(4, 0.45 * len(ids) + 1), 2.6))
+    ax.bar(ids, train, label="train", color="tab:blue")
+    ax.bar(ids, test, bottom=train, label="test (personalised)", color="tab:orange")
+    ax.set_xticks(ids)
+    ax.set_xlabel("client")
+    ax.set_ylabel("images")
+    ax.legend(fontsize=7)
+    ax.set_title(title or f"{partition.dataset}: images per client")
+    fig.tight_layout()
+    return fig
+
+
+# --- 01_zero_shot -------------------------------------------------------------------------------
+
+def zero_shot_accuracy(rows: Sequence[Mapping[str, Any]], backbone: str) -> plt.Figure:
+    """Top-1 per dataset (``evaluate_zero_shot`` rows), with chance level."""
+    df = pd.DataFrame(rows)
+    fig, ax = plt.subplots(figsize=(1.4 * len(df) + 2, 3))
+    x = np.arange(len(df))
+    cols = [c for c in ("top1", "top1_ensemble") if c in df]
+    width = 0.8 / len(cols)
+    for k, col in enumerate(cols):
+        bars = ax.bar(x + (k - (len(cols) - 1) / 2) * width, df[col], width,
+                      label="single template" if col == "top1" else "template ensemble")
+        ax.bar_label(bars, fmt="%.1f", fontsize=7)
+    if "chance" in df:
+        ax.scatter(x, df["chance"], marker="_", s=400, color="k", label="chance", zorder=3)
+    ax.set_xticks(x, df["dataset"])
+    ax.set_ylabel("top-1 accuracy (%)")
+    ax.set_ylim(0, 100)
+    ax.legend(fontsize=7)
+    ax.set_title(_title("Zero-shot accuracy per dataset", backbone))
+    fig.tight_layout()
+    return fig
+
+
+def per_class_accuracy(per_class: Mapping[str, float], dataset: str, backbone: str) -> plt.Figure:
+    """Per-class top-1 (``ZeroShotResult.per_class_accuracy()``), sorted."""
+    items = sorted(per_class.items(), key=lambda kv: (-np.nan_to_num(kv[1], nan=-1), kv[0]))
+    fig, ax = plt.subplots(figsize=(max(4, 0.3 * len(items) + 1), 3))
+    ax.bar(range(len(items)), [v for _, v in items], color="tab:green")
+    ax.set_xticks(range(len(items)), [k for k, _ in items], rotation=75, fontsize=7)
+    ax.set_ylabel("top-1 accuracy (%)")
+    ax.set_ylim(0, 100)
+    ax.set_title(_title(f"{dataset}: zero-shot accuracy per class", backbone))
+    fig.tight_layout()
+    return fig
+
+
+def confusion(labels: Sequence[int], predictions: Sequence[int], classnames: Sequence[str],
+              dataset: str, backbone: str, normalize: bool = True) -> plt.Figure:
+    """Row-normalised confusion matrix (sklearn), true class on the rows."""
+    import seaborn as sns
+    from sklearn.metrics import confusion_matrix
+
+    cm = confusion_matrix(labels, predictions, labels=list(range(len(classnames))),
+                          normalize="true" if normalize else None)
+    n = len(classnames)
+    fig, ax = plt.subplots(figsize=(0.32 * n + 2.5, 0.3 * n + 2))
+    sns.heatmap(100 * cm if normalize else cm, ax=ax, cmap="Blues", vmin=0,
+                cbar_kws={"label": "% of the true class" if normalize else "images"},
+                xticklabels=classnames, yticklabels=classnames, square=True)
+    ax.tick_params(labelsize=6)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title(_title(f"{dataset}: zero-shot confusion matrix", backbone))
+    fig.tight_layout()
+    return fig
+
+
+# --- 02_federated_run ---------------------------------------------------------------------------
+
+#: rounds.csv columns (fedrs.federated.engine): accuracies are fractions, losses ``train_*``
+ACCURACY_CURVES = {"personalised_acc_weighted": "personalised (weighted by test images)",
+                   "personalised_acc_unweighted": "personalised (mean over clients)",
+                   "global_acc": "global (shared prompts, pooled test set)"}
+
+
+def learning_curves(rounds: pd.DataFrame, backbone: str, title: str = "") -> plt.Figure:
+    """Accuracy (personalised and global, %) and training loss terms against the round."""
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.4), layout="constrained")
+    for col, label in ACCURACY_CURVES.items():
+        if col in rounds:
+            rows = rounds[["round", col]].dropna()
+            a.plot(rows["round"], 100 * rows[col], marker="o", ms=3, label=label)
+    a.set_xlabel("round (0 = before training)")
+    a.set_ylabel("top-1 accuracy (%)")
+    a.legend(fontsize=7)
+    a.set_title("accuracy")
+    losses = [c for c in rounds.columns if str(c).startswith("train_")]
+    for col in losses:
+        rows = rounds[rounds["round"] > 0][["round", col]].dropna()
+        b.plot(rows["round"], rows[col], marker="o", ms=3, label=col.removeprefix("train_"))
+    b.set_xlabel("round")
+    b.set_ylabel("training loss (mean over sampled clients)")
+    if losses:
+        b.legend(fontsize=7)
+    b.set_title("loss terms")
+    for ax in (a, b):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    fig.suptitle(_title(title or "Learning curves", backbone))
+    return fig
+
+
+def communication_per_round(rounds: pd.DataFrame, backbone: str, title: str = "") -> plt.Figure:
+    """KiB uploaded / downloaded per client in each round, and cumulative over all clients."""
+    rows = rounds[rounds["round"] > 0]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.4), layout="constrained")
+    for col, label in (("up_bytes_per_client", "upload"), ("down_bytes_per_client", "download")):
+        if col in rows:
+            a.plot(rows["round"], rows[col] / 1024, marker="o", ms=3, label=label)
+    for col, label in (("cum_up_bytes", "upload"), ("cum_down_bytes", "download")):
+        if col in rounds:
+            b.plot(rounds["round"], rounds[col] / 1024, marker="o", ms=3, label=label)
+    a.set_ylabel("KiB per client per round")
+    a.set_title("per client and round")
+    b.set_ylabel("cumulative KiB (all clients)")
+    b.set_title("cumulative")
+    for ax in (a, b):
+        ax.set_xlabel("round")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylim(bottom=0)
+        if ax.lines:
+            ax.legend(fontsize=7)
+    fig.suptitle(_title(title or "Communication", backbone))
+    return fig
+
+
+def per_client_accuracy(clients: pd.DataFrame, backbone: str, title: str = "") -> plt.Figure:
+    """Each client's personalised accuracy on its own test split at the last evaluated round
+    (``clients.csv``), with its number of test images."""
+    evaluated = clients.dropna(subset=["personalised_acc"])
+    last = evaluated[evaluated["round"] == evaluated["round"].max()].sort_values("client")
+    fig, ax = plt.subplots(figsize=(max(5, 0.5 * len(last) + 1.5), 3), layout="constrained")
+    bars = ax.bar(last["client"].astype(str), 100 * last["personalised_acc"], color="tab:purple")
+    if "test_examples" in last:
+        ax.bar_label(bars, labels=[f"n={int(n)}" for n in last["test_examples"]], fontsize=6)
+    if len(last):
+        mean = 100 * float(last["personalised_acc"].mean())
+        ax.axhline(mean, color="k", ls="--", lw=1, label=f"mean over clients {mean:.1f}%")
+        ax.legend(fontsize=7, loc="lower right")
+    ax.set_xlabel("client (n = test images)")
+    ax.set_ylabel("personalised accuracy (%)")
+    ax.set_ylim(0, 105)
+    round_ = int(last["round"].iloc[0]) if len(last) else 0
+    ax.set_title(_title(title or f"Accuracy per client after round {round_}", backbone))
+    return fig
+
+
+# --- 03_ablations / fedrs report ------------------------------------------------------------------
+
+def _setting(row) -> str:
+    return f"{row['dataset']}\n{row['split']}"
+
+
+def _colors(labels: Sequence[str]) -> dict[str, Any]:
+    """One fixed colour per label (same label, same colour in every panel)."""
+    cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    return {label: cycle[i % len(cycle)] for i, label in enumerate(dict.fromkeys(labels))}
+
+
+def grouped_bars(summary: pd.DataFrame, group: str, labels: Mapping[Any, str] | None, value: str,
+                 backbone: str, title: str) -> plt.Figure:
+    """Mean ± std bars: settings on the x axis, one bar per ``group`` value."""
+    part = summary[summary["backbone"] == backbone]
+    settings = list(dict.fromkeys(_setting(r) for _, r in part.iterrows()))
+    groups = list(dict.fromkeys(part[group]))
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.5 + len(settings) * (0.3 * len(groups) + 0.6)), 3.8),
+                           layout="constrained")
+    width = 0.8 / max(len(groups), 1)
+    x = np.arange(len(settings))
+    for k, g in enumerate(groups):
+        rows = part[part[group] == g]
+        pos = {_setting(r): (r[f"{value}_mean"], r[f"{value}_std"]) for _, r in rows.iterrows()}
+        means = [pos.get(s, (np.nan, np.nan))[0] for s in settings]
+        stds = [np.nan_to_num(pos.get(s, (np.nan, np.nan))[1]) for s in settings]
+        ax.bar(x + (k - (len(groups) - 1) / 2) * width, means, width, yerr=stds, capsize=2,
+               label=(labels or {}).get(g, str(g)))
+    ax.set_xticks(x, settings)
+    ax.set_ylabel(f"{value.replace('_acc', '').replace('_', ' ')} accuracy (%)")
+    ax.set_ylim(0, 100)
+    fig.legend(loc="outside right upper", fontsize=7)
+    ax.set_title(_title(title, backbone))
+    return fig
+
+
+def prompt_length_curve(summary: pd.DataFrame, backbone: str) -> plt.Figure:
+    """Accuracy and uploaded values against prompt length (FedRSCLIP, full)."""
+    part = summary[summary["backbone"] == backbone]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.4), layout="constrained")
+    settings = [" · ".join(map(str, k)) for k in dict.fromkeys(zip(part["dataset"], part["split"]))]
+    colors = _colors(settings)
+    for (dataset, split), rows in part.groupby(["dataset", "split"], sort=False):
+        name = f"{dataset} · {split}"
+        lengths = rows["prompt_length"].astype(float)
+        a.errorbar(lengths, rows["personalised_acc_mean"], yerr=np.nan_to_num(rows["personalised_acc_std"].astype(float)),
+                   marker="o", capsize=2, color=colors[name], label=f"{name}, personalised")
+        a.errorbar(lengths, rows["global_acc_mean"], yerr=np.nan_to_num(rows["global_acc_std"].astype(float)),
+                   marker="s", ls="--", capsize=2, color=colors[name], label=f"{name}, global")
+        b.plot(lengths, rows["upload_values"].astype(float), marker="o", color=colors[name], label=name)
+    ticks = sorted(set(part["prompt_length"].dropna().astype(int)))
+    for ax in (a, b):
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(ticks, [str(t) for t in ticks])
+        ax.minorticks_off()
+        ax.set_xlabel("prompt length (context tokens)")
+        ax.legend(fontsize=7)
+    a.set_ylabel("top-1 accuracy (%)")
+    b.set_ylabel("uploaded values / client / round")
+    a.set_title("accuracy (solid: personalised, dashed: global)")
+    b.set_title("communication")
+    fig.suptitle(_title("FedRSCLIP: prompt length", backbone))
+    return fig
+
+
+def accuracy_vs_communication(summary: pd.DataFrame, backbone: str) -> plt.Figure:
+    """Personalised accuracy against uploaded values per client per round (symlog x: 0 = local)."""
+    part = summary[summary["backbone"] == backbone]
+    settings = list(dict.fromkeys(zip(part["dataset"], part["split"])))
+    colors = _colors(list(part["label"]))
+    fig, axes = plt.subplots(1, len(settings), figsize=(4.0 * len(settings) + 2, 3.4), squeeze=False,
+                             layout="constrained")
+    for ax, setting in zip(axes[0], settings):
+        rows = part[(part["dataset"] == setting[0]) & (part["split"] == setting[1])]
+        for _, r in rows.iterrows():
+            xval = np.nan if pd.isna(r["upload_values"]) else float(r["upload_values"])
+            ax.errorbar(xval, r["personalised_acc_mean"], yerr=np.nan_to_num(r["personalised_acc_std"]),
+                        marker="o", capsize=2, color=colors[r["label"]], label=r["label"])
+        ax.set_xscale("symlog", linthresh=100)
+        ax.set_xlabel("uploaded values / client / round")
+        ax.set_ylabel("personalised accuracy (%)")
+        ax.set_title(" · ".join(map(str, setting)))
+    handles = [plt.Line2D([], [], color=c, marker="o", ls="", label=label) for label, c in colors.items()]
+    fig.legend(handles=handles, loc="outside right upper", fontsize=7)
+    fig.suptitle(_title("Accuracy against communication (0 = nothing uploaded)", backbone))
+    return fig
+
+
+def mean_learning_curves(rounds: pd.DataFrame, backbone: str, value: str) -> plt.Figure | None:
+    """Mean over seeds of ``value`` per round, one line per method, one panel per setting."""
+    part = rounds[rounds["backbone"] == backbone] if "backbone" in rounds else rounds
+    if part.empty or value not in part or "round" not in part:
+        return None
+    settings = list(dict.fromkeys(zip(part["dataset"], part["split"])))
+    fig, axes = plt.subplots(1, len(settings), figsize=(4.0 * len(settings) + 2, 3.4), squeeze=False,
+                             layout="constrained")
+    from fedrs.study.report import method_label
+
+    colors = _colors([method_label(m) for m in part["method"]])
+    for ax, setting in zip(axes[0], settings):
+        rows = part[(part["dataset"] == setting[0]) & (part["split"] == setting[1])]
+        for method, m in rows.groupby("method", sort=False):
+            curve = m.groupby("round")[value].agg(["mean", "std"]).reset_index()
+            color = colors[method_label(method)]
+            ax.plot(curve["round"], 100 * curve["mean"], marker="o", ms=3, color=color)
+            ax.fill_between(curve["round"], 100 * (curve["mean"] - curve["std"].fillna(0)),
+                            100 * (curve["mean"] + curve["std"].fillna(0)), alpha=0.15, color=color)
+        ax.set_xlabel("round (0 = before training)")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylabel(f"{value.replace('_', ' ')} (%)")
+        ax.set_title(" · ".join(map(str, setting)))
+    handles = [plt.Line2D([], [], color=c, marker="o", label=label) for label, c in colors.items()]
+    fig.legend(handles=handles, loc="outside right upper", fontsize=7)
+    fig.suptitle(_title("Learning curves (mean ± std over seeds)", backbone))
+    return fig
+
+
+def report_figures(tables: Mapping[str, Any], runs: pd.DataFrame, results_dir: str | Path) -> dict[str, plt.Figure]:
+    """Every figure of the report, by file stem (one per table and backbone)."""
+    from fedrs.study import report
+
+    backbones = sorted(runs["backbone"].unique())
+
+    def stem(name: str, backbone: str) -> str:
+        return name if len(backbones) == 1 else f"{name}__{backbone.replace('/', '__')}"
+
+    figs: dict[str, plt.Figure] = {}
+    for b in backbones:
+        if "methods" in tables:
+            figs[stem("methods", b)] = grouped_bars(tables["methods"].frame, "method", report.METHOD_LABELS,
+                                                    "personalised_acc", b, "Methods: personalised accuracy (mean ± std over seeds)")
+        if "constraints" in tables:
+            figs[stem("constraints", b)] = grouped_bars(tables["constraints"].frame, "variant", None,
+                                                        "personalised_acc", b, "FedRSCLIP: alignment-constraint ablation")
+        if "prompt_length" in tables:
+            figs[stem("prompt_length", b)] = prompt_length_curve(tables["prompt_length"].frame, b)
+        if "communication" in tables:
+            figs[stem("accuracy_vs_communication", b)] = accuracy_vs_communication(tables["communication"].frame, b)
+    figs = {k: v for k, v in figs.items() if v is not None}
+    if "methods" in tables:
+        methods_runs = runs[(runs["variant"] == "full") & report._is_default_length(runs["prompt_length"])]
+        rounds = report.load_rounds(results_dir, methods_runs)
+        for b in backbones if "personalised_acc_weighted" in rounds else []:
+            fig = mean_learning_curves(rounds, b, "personalised_acc_weighted")
+            if fig is not None:
+                figs[stem("learning_curves", b)] = fig
+    return figs

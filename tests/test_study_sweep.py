@@ -1,0 +1,135 @@
+"""fedrs sweep on a stand-in run notebook: skip complete, resume partial, isolate failures, --jobs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+from fedrs.study import sweep as sw
+
+# A stand-in for 02_federated_run: same parameters, writes a run folder like run_experiment, fails
+# on request, and records whether it was asked to resume.
+FAKE_CELLS = [
+    ("params_file: str = ''\nout_dir: str = ''\nresume: bool = False\nprogress: bool = True", ["parameters"]),
+    ("import json, pathlib, yaml\n"
+     "cfg = yaml.safe_load(pathlib.Path(params_file).read_text())\n"
+     "out = pathlib.Path(out_dir)\n"
+     "with open(out / 'calls.txt', 'a') as f:\n"
+     "    f.write(f'resume={resume}\\n')\n"
+     "if cfg.get('fail'):\n"
+     "    raise ValueError('deliberate failure in ' + params_file)\n"
+     "(out / 'params.yaml').write_text(yaml.safe_dump(cfg))\n"
+     "(out / 'metrics.json').write_text(json.dumps({'method': 'fedrsclip', 'seed': cfg['seed'],\n"
+     "    'personalised_accuracy': 0.5, 'global_accuracy': 0.4}))", []),
+]
+
+
+@pytest.fixture
+def fake_notebook(tmp_path) -> Path:
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [nbformat.v4.new_code_cell(src, metadata={"tags": tags}) for src, tags in FAKE_CELLS]
+    path = tmp_path / "fake_run.ipynb"
+    nbformat.write(nb, path)
+    return path
+
+
+def write_params(folder: Path, name: str, **cfg) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump({"seed": 0, **cfg}))
+    return path
+
+
+def calls(out: Path) -> list[str]:
+    return (out / "calls.txt").read_text().split()
+
+
+def test_plan_study_names_and_bases(tmp_path):
+    studies = tmp_path / "params" / "studies"
+    write_params(studies / "offline" / "methods", "a")
+    write_params(studies / "offline" / "methods", "_base")
+    write_params(tmp_path / "elsewhere", "b")
+    specs = sw.plan([studies / "offline", tmp_path / "elsewhere" / "b.yaml"], results=tmp_path / "results")
+    assert [(s.study, s.name) for s in specs] == [("offline/methods", "a"), ("elsewhere", "b")]
+    assert specs[0].out_dir == (tmp_path / "results" / "offline" / "methods" / "a").resolve()
+    assert [s.study for s in sw.plan([studies], study="x", results=tmp_path)] == ["x"]
+
+
+def test_plan_rejects_clashing_runs_and_missing_files(tmp_path):
+    write_params(tmp_path / "one", "a")
+    write_params(tmp_path / "two", "a")
+    with pytest.raises(sw.SweepError, match="would all write"):
+        sw.plan([tmp_path / "one", tmp_path / "two"], study="same", results=tmp_path)
+    with pytest.raises(sw.SweepError, match="no such params file"):
+        sw.plan([tmp_path / "nope.yaml"])
+
+
+def test_sweep_isolates_failures_skips_complete_and_resumes(tmp_path, fake_notebook, capsys):
+    from fedrs.cli import main
+
+    params = tmp_path / "params" / "studies" / "demo"
+    write_params(params, "good0", seed=0)
+    write_params(params, "good1", seed=1)
+    write_params(params, "broken", fail=True)
+    results = tmp_path / "results"
+    argv = ["sweep", str(params), "--results", str(results), "--notebook", str(fake_notebook), "--no-progress"]
+
+    # 1) jobs=2 in worker processes: one failure, reported with its log; the others complete
+    assert main(argv + ["--jobs", "2"]) == 1
+    out = capsys.readouterr().out
+    assert "3 runs" in out and "2 done" in out and "1 failed" in out
+    assert "FAILED demo/broken: ValueError: deliberate failure" in out
+    broken = results / "demo" / "broken"
+    assert f"log: {broken / 'sweep.log'}" in out
+    assert "deliberate failure" in (broken / "sweep.log").read_text()
+    assert (broken / "02_federated_run.ipynb").is_file()  # the partially executed notebook is kept
+    assert json.loads((broken / "sweep.json").read_text())["status"] == "failed"
+    for name in ("good0", "good1"):
+        run = results / "demo" / name
+        assert (run / "metrics.json").is_file() and (run / "02_federated_run.ipynb").is_file()
+        assert json.loads((run / "sweep.json").read_text())["status"] == "complete"
+        assert calls(run) == ["resume=False"]
+
+    # 2) an interrupted run (folder without metrics.json) is resumed; complete runs are skipped
+    (results / "demo" / "good1" / "metrics.json").unlink()
+    write_params(params, "broken", seed=2)  # fixed: the failed run is retried (as a resume)
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "2 done (2 resumed), 1 skipped (complete), 0 failed" in out
+    assert calls(results / "demo" / "good0") == ["resume=False"]
+    assert calls(results / "demo" / "good1") == ["resume=False", "resume=True"]
+    assert calls(broken) == ["resume=False", "resume=True"]
+
+
+def test_changed_params_of_a_complete_run_need_force(tmp_path, fake_notebook):
+    params = tmp_path / "p"
+    path = write_params(params, "a", seed=0)
+    kw = dict(results=tmp_path / "r", notebook=fake_notebook, progress=False)
+    assert sw.sweep([path], **kw).count("done") == 1
+    path.write_text(yaml.safe_dump({"seed": 5}))
+    summary = sw.sweep([path], **kw)
+    assert summary.count("failed") == 1 and "--force" in summary.failed[0].error
+    summary = sw.sweep([path], force=True, **kw)
+    assert summary.count("done") == 1
+    assert calls(tmp_path / "r" / "p" / "a") == ["resume=False"]  # started over from scratch
+
+
+def test_missing_notebook_is_one_clear_error(tmp_path):
+    path = write_params(tmp_path, "a")
+    with pytest.raises(sw.SweepError, match="--notebook"):
+        sw.sweep([path], notebook=tmp_path / "missing.ipynb", results=tmp_path / "r")
+
+
+def test_help_of_both_commands():
+    from fedrs.cli import build_parser
+
+    parser = build_parser()
+    for command in ("sweep", "report"):
+        with pytest.raises(SystemExit) as exc:
+            parser.parse_args([command, "--help"])
+        assert exc.value.code == 0

@@ -15,7 +15,6 @@ import sys
 COMMAND_MODULES = [
     "fedrs.data.commands",       # fedrs data import|list|download
     "fedrs.backbone.commands",   # fedrs backbone pretrain|list|card ; fedrs zeroshot
-    "fedrs.study.commands",      # fedrs sweep ; fedrs report
     "fedrs.federated.commands",  # fedrs run ; fedrs describe
     "fedrs.study.commands",      # fedrs sweep ; fedrs report
 ]

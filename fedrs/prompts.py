@@ -173,7 +173,11 @@ class VisualPromptEncoder(nn.Module):
         self.width = int(visual.conv1.out_channels)
         self.depth_limit = len(visual.transformer.resblocks)
 
-    def forward(self, images: torch.Tensor, prompts: torch.Tensor | None = None, normalize: bool = True) -> torch.Tensor:
+    def forward(self, images: torch.Tensor, prompts: torch.Tensor | None = None, normalize: bool = True,
+                return_tokens: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Pooled image features ``[B, D]``; with ``return_tokens`` also the patch tokens projected
+        into the same space ``[B, L, D]`` (prompt tokens excluded), e.g. for optimal-transport
+        matching."""
         v = self._visual
         cast = v.conv1.weight.dtype
         x = v.conv1(images.to(cast))
@@ -194,11 +198,15 @@ class VisualPromptEncoder(nn.Module):
             x = v.transformer(x)
         if n_prompt:
             x = torch.cat([x[:, :1], x[:, 1 + n_prompt:]], dim=1)
-        pooled, _ = v._pool(x)
+        pooled, tokens = v._pool(x)
         if v.proj is not None:
             pooled = pooled @ v.proj
         pooled = pooled.float()
-        return F.normalize(pooled, dim=-1) if normalize else pooled
+        pooled = F.normalize(pooled, dim=-1) if normalize else pooled
+        if not return_tokens:
+            return pooled
+        tokens = _project(tokens, v.proj).float()
+        return pooled, F.normalize(tokens, dim=-1) if normalize else tokens
 
     @staticmethod
     def _insert(x: torch.Tensor, tokens: torch.Tensor, replace: bool) -> torch.Tensor:

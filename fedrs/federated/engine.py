@@ -103,7 +103,7 @@ class FederatedEngine:
                  train: TrainConfig, evaluation: EvalConfig, checkpoint: str | Path | None = None):
         if not clients:
             raise FedrsError("the federated engine needs at least one client")
-        self.method, self.clients = method, list(clients)
+        self.method, self.clients = method, method.arrange_clients(clients)
         first = self.clients[0]
         self.server_data = ClientData(-1, first.labels, first.train_indices[:0], pooled_test,
                                       first.features, first.images)
@@ -351,7 +351,11 @@ def run_experiment(cfg: RunConfig, out_dir: str | Path, resume: bool = False, pr
     data root (tests, custom data); ``on_round(r, row)`` is called after every round.
     """
     from fedrs.backbone.factory import create_backbone
+    from fedrs.methods import get_method_class, task_runner
 
+    runner = task_runner(get_method_class(cfg.method.name).task)
+    if runner is not None:
+        return runner(cfg, out_dir, resume=resume, progress=progress, force=force, on_round=on_round)
     started = time.perf_counter()
     folder = RunFolder(out_dir)
     if folder.prepare(cfg, resume=resume, force=force):

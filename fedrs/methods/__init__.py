@@ -2,7 +2,9 @@
 
 Adding a method (a baseline of issue #4, the retrieval adapter of issue #6) means writing one
 module with a :class:`~fedrs.methods.base.Method` subclass and its config dataclass, and adding
-one line to :data:`METHODS`.
+one line to :data:`METHODS` (``name: "module:Class"``, imported only when the method is used).
+A method whose task is not classification names its own experiment runner in
+:data:`TASK_RUNNERS` (``fedrs run`` dispatches on ``Method.task``).
 
 ```python
 from fedrs.methods import create_method, method_config
@@ -14,24 +16,40 @@ method.upload_names        # ('text_shared',)
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+import importlib
+from typing import Any, Callable, Mapping, Sequence
 
 from fedrs.config import ConfigError, from_dict
 from fedrs.methods.base import Batch, Method, MethodConfig
-from fedrs.methods.fedrsclip import FedRSCLIP, FedRSCLIPConfig
-from fedrs.methods.pe_rsitr import PERSITR
 
-#: name -> Method subclass
-METHODS: dict[str, type[Method]] = {
-    FedRSCLIP.name: FedRSCLIP,
-    PERSITR.name: PERSITR,
+#: method name -> "module:Method subclass" (imported only when the method is used)
+METHODS: dict[str, str] = {
+    "fedrsclip": "fedrs.methods.fedrsclip:FedRSCLIP",
+    "pe-rsitr": "fedrs.methods.pe_rsitr:PERSITR",
 }
+
+#: Method.task -> "module:function" running one configuration into a run folder
+#: (``fn(cfg, out_dir, resume=, progress=, force=, on_round=) -> metrics``); classification runs
+#: use :func:`fedrs.federated.engine.run_experiment` itself.
+TASK_RUNNERS: dict[str, str] = {
+    "retrieval": "fedrs.methods.pe_rsitr:run_retrieval_experiment",
+}
+
+
+def _resolve(path: str) -> Any:
+    module, attr = path.split(":")
+    return getattr(importlib.import_module(module), attr)
 
 
 def get_method_class(name: str) -> type[Method]:
     if name not in METHODS:
         raise ConfigError(f"method.name: unknown method {name!r}; choose one of {sorted(METHODS)}")
-    return METHODS[name]
+    return _resolve(METHODS[name])
+
+
+def task_runner(task: str) -> Callable[..., dict] | None:
+    """The experiment runner of a non-classification task (``None`` for classification)."""
+    return _resolve(TASK_RUNNERS[task]) if task in TASK_RUNNERS else None
 
 
 def method_config(data: Mapping[str, Any] | str | MethodConfig, source: str = "method") -> MethodConfig:
@@ -53,6 +71,6 @@ def create_method(cfg: MethodConfig | Mapping[str, Any], backbone, classnames: S
 
 
 __all__ = [
-    "METHODS", "Method", "MethodConfig", "Batch", "FedRSCLIP", "FedRSCLIPConfig",
-    "get_method_class", "method_config", "create_method",
+    "METHODS", "TASK_RUNNERS", "Method", "MethodConfig", "Batch", "get_method_class", "task_runner",
+    "method_config", "create_method",
 ]

@@ -24,12 +24,15 @@ no per-client state itself.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, Mapping, Sequence
+from typing import TYPE_CHECKING, ClassVar, Mapping, Sequence
 
 import torch
 from torch import nn
 
 from fedrs.errors import FedrsError
+
+if TYPE_CHECKING:
+    from fedrs.federated.client import ClientData
 
 
 @dataclass
@@ -60,6 +63,9 @@ class Method:
     config_class: ClassVar[type[MethodConfig]] = MethodConfig
     #: False for methods that are only evaluated (zero-shot): the engine skips local training
     trains: ClassVar[bool] = True
+    #: "classification" runs through fedrs.federated.engine.run_experiment; another task names its
+    #: runner in fedrs.methods.TASK_RUNNERS
+    task: ClassVar[str] = "classification"
 
     def __init__(self, cfg: MethodConfig, backbone, classnames: Sequence[str], seed: int = 0):
         self.cfg = cfg
@@ -94,6 +100,11 @@ class Method:
     def needs_images(self, train: bool, personalised: bool = True) -> bool:
         """Whether a pass needs images (prompted image encoder) rather than cached features."""
         return False
+
+    def arrange_clients(self, clients: Sequence[ClientData]) -> list[ClientData]:
+        """The clients the engine trains and evaluates, from the partition's (default: as they
+        are). Centralised training pools them into one client holding all their data."""
+        return list(clients)
 
     # -- derived, shared by every method ------------------------------------------------------
     @property

@@ -97,7 +97,7 @@ def client_update(method: Method, global_shared: Mapping[str, object], client_st
     load_client(method, global_shared, client_state)
     params = dict(zip(method.trainable_names, method.parameters()))
     optimizer = torch.optim.SGD(list(params.values()), lr=cfg.lr, momentum=cfg.momentum,
-                                weight_decay=cfg.weight_decay)
+                                weight_decay=cfg.weight_decay) if params else None  # none: zero-shot
     if cfg.keep_optimizer_state:
         for name, p in params.items():
             buf = client_state.get(MOMENTUM + name)

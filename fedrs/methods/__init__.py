@@ -26,6 +26,12 @@ from fedrs.methods.base import Batch, Method, MethodConfig
 METHODS: dict[str, str] = {
     "fedrsclip": "fedrs.methods.fedrsclip:FedRSCLIP",
     "pe-rsitr": "fedrs.methods.pe_rsitr:PERSITR",
+    "zeroshot": "fedrs.methods.zeroshot:ZeroShot",
+    "local": "fedrs.methods.local:LocalOnly",
+    "promptfl": "fedrs.methods.promptfl:PromptFL",
+    "fedpgp": "fedrs.methods.fedpgp:FedPGP",
+    "fedotp": "fedrs.methods.fedotp:FedOTP",
+    "centralised": "fedrs.methods.centralised:Centralised",
 }
 
 #: Method.task -> "module:function" running one configuration into a run folder

@@ -32,7 +32,7 @@ import platform
 import socket
 import subprocess
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, Mapping, Sequence
 
@@ -56,20 +56,36 @@ class BackboneConfig:
 
 
 @dataclass
-class TrainConfig:
-    """The federated protocol and the local optimiser (shared by every method of a study)."""
+class LocalTrainConfig:
+    """What a client needs for one local update (a Flower server sends it with the round).
 
-    rounds: int = 10
-    local_epochs: int = 1
+    For a client, ``seed`` orders its batches (the engine derives it from the run seed, the round
+    and the client) and ``lr`` is the round's scheduled rate.
+    """
+
     lr: float = 0.002
     momentum: float = 0.9
     weight_decay: float = 0.0
+    local_epochs: int = 1
     batch_size: int = 32
+    seed: int = 0
+    keep_optimizer_state: bool = False  # persist client momentum buffers between rounds
+
+
+@dataclass
+class TrainConfig(LocalTrainConfig):
+    """The run's ``train`` section: the local optimiser above (``seed`` seeds prompt init,
+    sampling and batch order) plus the federated protocol (shared by every method of a study)."""
+
+    rounds: int = 10
     sample_fraction: float = 1.0                          # clients sampled per round
     lr_schedule: Literal["cosine", "constant"] = "cosine"  # over rounds
-    seed: int = 0                                         # prompt init, sampling, batch order
-    keep_optimizer_state: bool = False                    # persist client momentum across rounds
     image_dtype: Literal["float32", "float16"] = "float32"  # decoded image pool (visual prompts)
+
+    def local(self, lr: float, seed: int) -> LocalTrainConfig:
+        """The local update config of one client in one round."""
+        shared = {f.name: getattr(self, f.name) for f in fields(LocalTrainConfig)}
+        return LocalTrainConfig(**{**shared, "lr": lr, "seed": seed})
 
     def __post_init__(self) -> None:
         checks = {
@@ -237,7 +253,7 @@ def write_env(folder: RunFolder) -> None:
 
 
 __all__ = [
-    "BackboneConfig", "TrainConfig", "EvalConfig", "RunConfig", "load_run_config", "run_config",
+    "BackboneConfig", "LocalTrainConfig", "TrainConfig", "EvalConfig", "RunConfig", "load_run_config", "run_config",
     "RunFolder", "environment", "write_env", "ConfigError",
     "PARAMS", "SPLIT", "ROUNDS", "CLIENTS", "METRICS", "ENV", "CHECKPOINT",
 ]

@@ -60,9 +60,12 @@ def synth(tmp_path_factory):
     return make_dataset(tmp_path_factory.mktemp("synth"))
 
 
-@pytest.fixture(autouse=True)
-def _cache(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("FEDRS_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+@pytest.fixture(scope="module", autouse=True)
+def _cache(tmp_path_factory):
+    """Feature caches of the synthetic data go to a temporary folder, never the repository's."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FEDRS_CACHE", str(tmp_path_factory.mktemp("cache")))
+        yield
 
 
 @pytest.fixture(scope="module")

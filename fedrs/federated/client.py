@@ -19,21 +19,9 @@ import torch
 
 from fedrs.evaluate.classification import accuracy_counts
 from fedrs.methods.base import Batch, Method
+from fedrs.runs import LocalTrainConfig
 
 MOMENTUM = "momentum."
-
-
-@dataclass
-class LocalTrainConfig:
-    """What a client needs for one local update (the server sends it with the round)."""
-
-    lr: float = 0.002
-    momentum: float = 0.9
-    weight_decay: float = 0.0
-    local_epochs: int = 1
-    batch_size: int = 32
-    seed: int = 0                       # batch order; the engine derives it from (run seed, round, client)
-    keep_optimizer_state: bool = False  # persist momentum buffers in the client state between rounds
 
 
 @dataclass

@@ -92,18 +92,22 @@ def _cmd_describe(args: argparse.Namespace) -> int:
     return 0
 
 
+def _config_args(parser: argparse.ArgumentParser, example: str) -> None:
+    parser.add_argument("params", metavar="PARAMS.yaml")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help=f"override a config value (dotted key, YAML value), e.g. {example}")
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     run = subparsers.add_parser(
         "run", help="run one federated configuration into a run folder",
         description="Run PARAMS.yaml and write params.yaml, split.json, rounds.csv, clients.csv, "
                     "metrics.json and env.json into --out. A finished folder with the same "
                     "parameters is not re-run (use --force).")
-    run.add_argument("params", metavar="PARAMS.yaml")
+    _config_args(run, "--set train.rounds=2")
     run.add_argument("--out", required=True, metavar="DIR", help="the run folder")
     run.add_argument("--resume", action="store_true", help="continue an interrupted run from its checkpoint")
     run.add_argument("--force", action="store_true", help="start over even if DIR holds a run")
-    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                     help="override a config value (dotted key, YAML value), e.g. --set train.rounds=2")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.set_defaults(func=_cmd_run)
 
@@ -112,9 +116,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Build the configuration's method and print, as JSON, its trainable parameter "
                     "count, the uploaded tensors with their shapes and the values uploaded per "
                     "client per round.")
-    describe.add_argument("params", metavar="PARAMS.yaml")
+    _config_args(describe, "--set method.n_ctx=16")
     describe.add_argument("--no-weights", action="store_true",
                           help="build the backbone with random weights (no download, no checkpoint)")
-    describe.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                          help="override a config value, e.g. --set method.n_ctx=16")
     describe.set_defaults(func=_cmd_describe)

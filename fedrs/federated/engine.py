@@ -32,7 +32,7 @@ from fedrs.config import to_dict
 from fedrs.errors import FedrsError
 from fedrs.evaluate.classification import accuracy_counts, personalised_summary
 from fedrs.federated.client import (
-    ClientData, LocalTrainConfig, client_evaluate, client_update, initial_client_state, load_client,
+    ClientData, client_evaluate, client_update, initial_client_state, load_client,
     predict_counts,
 )
 from fedrs.federated.server import aggregate, payload_size
@@ -161,10 +161,7 @@ class FederatedEngine:
         down_values, down_bytes = payload_size(self.global_shared)
         results = []
         for k in sampled:
-            cfg = LocalTrainConfig(lr=lr, momentum=self.train.momentum, weight_decay=self.train.weight_decay,
-                                   local_epochs=self.train.local_epochs, batch_size=self.train.batch_size,
-                                   seed=derived_seed(self.train.seed, _LOCAL, r, k),
-                                   keep_optimizer_state=self.train.keep_optimizer_state)
+            cfg = self.train.local(lr, derived_seed(self.train.seed, _LOCAL, r, k))
             result = client_update(self.method, self.global_shared, self.client_states[k], self.clients[k], cfg)
             self.client_states[k] = result.client_state
             results.append(result)

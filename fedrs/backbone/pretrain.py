@@ -330,7 +330,7 @@ def pretrain(cfg: PretrainConfig, out_dir: Path | None = None, resume: bool = Tr
         "versions": {"torch": torch.__version__, "open_clip": open_clip.__version__},
     }
     t_eval = time.time()
-    card["zero_shot"] = _card_zero_shot(cfg, progress)
+    card["zero_shot"] = _card_zero_shot(cfg, ckpt, progress)
     card["zero_shot_seconds"] = round(time.time() - t_eval, 1)
     for folder in [out_dir] + list(card_dirs or []):
         write_model_card(card, Path(folder))
@@ -344,13 +344,16 @@ def _sha256(path: Path) -> str:
     return file_fingerprint(path)
 
 
-def _card_zero_shot(cfg: PretrainConfig, progress: bool) -> list[dict]:
+def _card_zero_shot(cfg: PretrainConfig, checkpoint: Path, progress: bool) -> list[dict]:
+    """Zero-shot rows of the checkpoint just written (not whatever the default location holds)."""
+    from fedrs.backbone.factory import create_backbone
     from fedrs.evaluate.zeroshot import evaluate_zero_shot
 
     rows = []
+    backbone = create_backbone(cfg.model, pretrained=str(checkpoint), cache=False)
     for name in cfg.eval_datasets:
         try:
-            rows.extend(evaluate_zero_shot(cfg.model, None, datasets=[name], progress=progress))
+            rows.extend(evaluate_zero_shot(backbone, datasets=[name], progress=progress))
         except Exception as exc:  # noqa: BLE001 - a card without one dataset is still useful
             rows.append({"dataset": name, "error": str(exc)})
     return rows

@@ -160,9 +160,11 @@ class RunFolder:
 
     @property
     def status(self) -> str:
+        """``finished`` (metrics.json), ``interrupted`` (a checkpoint, no metrics) or ``empty``
+        (nothing, or a run that failed before its first checkpoint: it simply starts over)."""
         if (self / METRICS).is_file():
             return "finished"
-        if (self / CHECKPOINT).is_file() or (self / PARAMS).is_file():
+        if (self / CHECKPOINT).is_file():
             return "interrupted"
         return "empty"
 

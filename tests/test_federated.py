@@ -231,3 +231,13 @@ def test_bad_configuration_names_key_and_file(tmp_path, patch, message):
     with pytest.raises(ConfigError, match=message) as err:
         load_run_config(path)
     assert str(path) in str(err.value)
+
+
+def test_run_that_failed_before_its_first_checkpoint_starts_over(tmp_path):
+    from fedrs.runs import RunFolder
+
+    folder = RunFolder(tmp_path)
+    assert folder.prepare(run_config(tiny_config()), resume=False, force=False) is False
+    assert folder.status == "empty"  # params.yaml alone: setup failed (e.g. backbone not built yet)
+    assert folder.prepare(run_config(tiny_config(train={"rounds": 5})), resume=False, force=False) is False
+    assert folder.stored_params()["train"]["rounds"] == 5

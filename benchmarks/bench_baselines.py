@@ -23,7 +23,10 @@ import argparse
 import csv
 import io
 import statistics
+import sys
 from pathlib import Path
+
+import torch
 
 from fedrs.federated.engine import run_experiment
 from fedrs.io import write_text_atomic
@@ -39,7 +42,7 @@ LABELS = {"zeroshot": "zero-shot CLIP", "local": "local-only", "promptfl": "Prom
 NO_GLOBAL = {"local"}
 COLUMNS = ["method", "seeds", "personalised_mean", "personalised_std", "global_mean", "global_std",
            "upload_values_per_client_round", "wall_s_mean", "wall_s_std", "rounds_s_mean", "rounds",
-           "local_epochs", "backbone"]
+           "local_epochs", "torch_threads", "backbone"]
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
@@ -66,7 +69,8 @@ def run_method(method: str, seeds: list[int], overrides: dict, runs: Path, force
             "upload_values_per_client_round": first["upload_values_per_client_round"],
             "wall_s_mean": wall[0], "wall_s_std": wall[1],
             "rounds_s_mean": statistics.fmean(m["rounds_time_s"] for _, m in per_seed),
-            "rounds": cfg.train.rounds, "local_epochs": cfg.train.local_epochs, "backbone": first["backbone"]}
+            "rounds": cfg.train.rounds, "local_epochs": cfg.train.local_epochs,
+            "torch_threads": torch.get_num_threads(), "backbone": first["backbone"]}
 
 
 def to_markdown(rows: list[dict], command: str) -> str:
@@ -91,7 +95,8 @@ def to_markdown(rows: list[dict], command: str) -> str:
                      f"{glob} | {up} | {r['wall_s_mean']:.1f} +- {r['wall_s_std']:.1f} | {r['rounds_s_mean']:.1f} |")
     lines += ["", "Centralised: FedRSCLIP's model trained by one client holding every client's training "
               "data, evaluated with its whole model. Zero-shot: template 'a satellite photo of a {}.'. "
-              "Wall time = backbone/feature setup + rounds, on a shared 2-core CPU.", "",
+              f"Wall time = backbone/feature setup + rounds, on a shared 2-core CPU with "
+              f"{r0['torch_threads']} torch thread(s).", "",
               f"Command: `{command}`", ""]
     return "\n".join(lines)
 
@@ -106,7 +111,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", type=Path, default=None, help="run folders (default $FEDRS_CACHE/bench_baselines)")
     p.add_argument("--out", type=Path, default=None, help="table folder (default results/baselines)")
     p.add_argument("--force", action="store_true", help="re-run finished run folders")
+    p.add_argument("--threads", type=int, help="torch threads (default torch's; 1 is faster on a busy machine)")
     args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     overrides = {k: v for k, v in (("train.rounds", args.rounds), ("train.local_epochs", args.local_epochs),
                                    ("train.lr", args.lr)) if v is not None}
@@ -120,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     writer.writerows(rows)
     stem = "fed_ucmerced_dir0.5"
     write_text_atomic(out / f"{stem}.csv", buf.getvalue())
-    command = "python benchmarks/bench_baselines.py " + " ".join(argv if argv is not None else __import__("sys").argv[1:])
+    command = "python benchmarks/bench_baselines.py " + " ".join(argv if argv is not None else sys.argv[1:])
     md = write_text_atomic(out / f"{stem}.md", to_markdown(rows, command.strip()))
     print(md.read_text())
     return 0

@@ -18,6 +18,7 @@ rounds, 2 local epochs and 16 tokens are study settings here, shared with every 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Sequence
 
 import torch
@@ -55,9 +56,10 @@ class FedPGP(TextPromptMethod):
     config_class = FedPGPConfig
     cfg: FedPGPConfig
 
-    def __init__(self, cfg: FedPGPConfig, backbone, classnames: Sequence[str], seed: int = 0):
-        self._plain: torch.Tensor | None = None
-        super().__init__(cfg, backbone, classnames, seed)
+    @cached_property
+    def plain_features(self) -> torch.Tensor:
+        """Hand-written prompt features ``[C, D]`` (the contrastive negatives), computed once."""
+        return template_text_features(self.backbone, self.classnames, self.cfg.plain_template)
 
     def add_prompts(self, module: TextPrompts) -> None:
         module.sigma = module.context()
@@ -77,10 +79,8 @@ class FedPGP(TextPromptMethod):
         c, m = self.cfg, self.module
         if c.contrastive_weight == 0:
             return super().train_outputs(image)
-        if self._plain is None:
-            self._plain = template_text_features(self.backbone, self.classnames, c.plain_template)
         personal, global_ = m.text(torch.stack([m.sigma + m.U @ m.V, m.sigma]))  # one encoder pass
-        con = dual_prompt_alignment_loss(global_, personal, "contrastive", plain=self._plain,
+        con = dual_prompt_alignment_loss(global_, personal, "contrastive", plain=self.plain_features,
                                          temperature=c.temperature)
         return m.logits(image, personal), {"con": (c.contrastive_weight, con)}
 

@@ -37,8 +37,18 @@ def write_json_atomic(path: str | os.PathLike, obj: Any, indent: int = 2) -> Pat
 
 
 def save_torch_atomic(path: str | os.PathLike, obj: Any) -> Path:
+    """``torch.save`` atomically and byte-reproducibly.
+
+    Saving to a named file embeds that (temporary, random) name in the archive, so equal tensors
+    would hash differently; serialising through a buffer gives identical bytes for identical
+    content, which keeps checkpoint fingerprints (cache keys, result labels) stable.
+    """
+    import io
+
     import torch
 
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
     with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+        tmp.write_bytes(buffer.getvalue())
     return Path(path)

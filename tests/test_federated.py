@@ -142,7 +142,8 @@ def test_text_only_uses_cached_features_and_one_text_pass_per_step(backbone):
     text = method.module.text
     original = text.forward
     text.forward = lambda ctx, normalize=True: calls.append(ctx.shape) or original(ctx, normalize)
-    res = client_update(method, method.initial_global(), method.initial_private(0),
+    as_numpy = {k: v.numpy() for k, v in {**method.initial_global(), **method.initial_private(0)}.items()}
+    res = client_update(method, {"text_shared": as_numpy.pop("text_shared")}, as_numpy,  # Flower arrays
                         client_data(backbone, images=False), LocalTrainConfig(lr=0.01, batch_size=4))
     assert res.metrics["steps"] == 3 and calls == [(2, 4, 64)] * 3  # shared+private stacked, once a step
 

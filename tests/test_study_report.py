@@ -180,3 +180,12 @@ def test_fmt_mean_std():
     assert report.fmt_mean_std(72.0, 2.0) == "72.00 ± 2.00"
     assert report.fmt_mean_std(72.0, float("nan")) == "72.00"
     assert report.fmt_mean_std(float("nan"), float("nan")) == "-"
+
+
+def test_every_ablation_switch_reads_back_as_its_variant():
+    assert tuple(report.ABLATION_SWITCHES) == report.ABLATION_VARIANTS
+    for variant, switches in report.ABLATION_SWITCHES.items():
+        params = {"method.name": "fedrsclip", "method.lambda_dpa": 1.0, "method.lambda_cma": 1.0,
+                  "method.private_prompts": True, "method.visual_prompts": True}
+        params.update({f"method.{k}": v for k, v in switches.items()})
+        assert report.variant_of(params) == variant

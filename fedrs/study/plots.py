@@ -191,12 +191,12 @@ def communication_per_round(rounds: pd.DataFrame, backbone: str, title: str = ""
     """KiB uploaded / downloaded per client in each round, and cumulative over all clients."""
     rows = rounds[rounds["round"] > 0]
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.4), layout="constrained")
-    for col, label in (("up_bytes_per_client", "upload"), ("down_bytes_per_client", "download")):
+    for col, label, style in (("up_bytes_per_client", "upload", "-o"), ("down_bytes_per_client", "download", "--s")):
         if col in rows:
-            a.plot(rows["round"], rows[col] / 1024, marker="o", ms=3, label=label)
-    for col, label in (("cum_up_bytes", "upload"), ("cum_down_bytes", "download")):
+            a.plot(rows["round"], rows[col] / 1024, style, ms=3, label=label)
+    for col, label, style in (("cum_up_bytes", "upload", "-o"), ("cum_down_bytes", "download", "--s")):
         if col in rounds:
-            b.plot(rounds["round"], rounds[col] / 1024, marker="o", ms=3, label=label)
+            b.plot(rounds["round"], rounds[col] / 1024, style, ms=3, label=label)
     a.set_ylabel("KiB per client per round")
     a.set_title("per client and round")
     b.set_ylabel("cumulative KiB (all clients)")

@@ -51,6 +51,16 @@ MAIN_METHOD = "fedrsclip"
 ABLATION_VARIANTS = (
     "full", "w/o DPA", "w/o CMA", "w/o DPA & CMA", "w/o private prompts", "w/o visual prompts",
 )
+#: the method-config switches of each ablation variant (params/make_studies.py writes them;
+#: :func:`variant_of` reads them back from a run's params.yaml)
+ABLATION_SWITCHES: dict[str, dict[str, Any]] = {
+    "full": {},
+    "w/o DPA": {"lambda_dpa": 0.0},
+    "w/o CMA": {"lambda_cma": 0.0},
+    "w/o DPA & CMA": {"lambda_dpa": 0.0, "lambda_cma": 0.0},
+    "w/o private prompts": {"private_prompts": False},
+    "w/o visual prompts": {"visual_prompts": False},
+}
 #: the specification's default prompt length (context tokens per text prompt)
 DEFAULT_PROMPT_LENGTH = 4
 PROMPT_LENGTHS = (4, 8, 16)
@@ -73,7 +83,7 @@ _FIELDS: dict[str, tuple[str, ...]] = {
     "clients": ("num_clients", "data.num_clients"),
     "rounds": ("rounds", "train.rounds"),
     "method": ("method", "method.name"),
-    "seed": ("seed", "train.seed"),
+    "seed": ("seed", "train.seed"),  # the training seed (metrics.json "seed" is train.seed)
     "personalised_acc": ("personalised_accuracy",),
     "personalised_acc_unweighted": ("personalised_accuracy_unweighted",),
     "global_acc": ("global_accuracy",),
@@ -112,6 +122,7 @@ def lookup(flat: Mapping[str, Any], names: Sequence[str], default: Any = None) -
     for name in names:
         if name in flat and flat[name] is not None:
             return flat[name]
+    for name in names:
         suffix = "." + name
         for key in sorted(flat):
             if key.endswith(suffix) and flat[key] is not None:
@@ -244,10 +255,12 @@ def _float_or_nan(v: Any) -> float:
         return float("nan")
 
 
-def collect_runs(results_dir: str | Path) -> pd.DataFrame:
-    """One row per run folder under ``results_dir`` (columns :data:`RUN_COLUMNS`), sorted."""
+def collect_runs(results_dir: str | Path, missing_ok: bool = False) -> pd.DataFrame:
+    """One row per run folder under ``results_dir`` (columns :data:`RUN_COLUMNS`), sorted;
+    ``missing_ok``: no rows (instead of an error) when the folder does not exist."""
     root = Path(results_dir)
-    rows = [read_run(d, root) for d in find_run_dirs(root)]
+    dirs = [] if missing_ok and not root.is_dir() else find_run_dirs(root)
+    rows = [read_run(d, root) for d in dirs]
     df = pd.DataFrame(rows, columns=RUN_COLUMNS)
     for column in ("clients", "rounds", "seed", "prompt_length", "upload_values", "upload_bytes"):
         df[column] = df[column].astype("Int64")
@@ -542,6 +555,7 @@ TABLE_BUILDERS = {
 
 def build_tables(runs: pd.DataFrame) -> dict[str, Table]:
     """Every study table that has at least one row, by name (fixed order)."""
+    runs = runs[runs[list(ACCURACY_COLUMNS)].notna().any(axis=1)]  # classification runs only
     tables = {name: build(runs) for name, build in TABLE_BUILDERS.items()}
     return {name: t for name, t in tables.items() if not t.frame.empty}
 
@@ -595,7 +609,7 @@ def write_report(results_dir: str | Path, out_dir: str | Path | None = None,
 
 
 __all__ = [
-    "ABLATION_VARIANTS", "METHOD_LABELS", "PROMPT_LENGTHS", "Report", "ReportError", "Table",
+    "ABLATION_SWITCHES", "ABLATION_VARIANTS", "METHOD_LABELS", "PROMPT_LENGTHS", "Report", "ReportError", "Table",
     "build_tables", "collect_runs", "communication_table", "constraints_table", "find_run_dirs",
     "fmt_mean_std", "load_rounds", "methods_table", "prompt_length_table", "read_run", "summarise",
     "variant_of", "write_report",

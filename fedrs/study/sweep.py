@@ -33,6 +33,7 @@ from typing import Iterable, Literal, Sequence
 
 from fedrs.errors import FedrsError
 from fedrs.io import write_json_atomic
+from fedrs.study import project_root
 
 NOTEBOOK_NAME = "02_federated_run.ipynb"
 STATUS_FILE = "sweep.json"
@@ -44,11 +45,6 @@ Status = Literal["complete", "partial", "new", "stale"]
 
 class SweepError(FedrsError):
     """A sweep that cannot start (no params files, clashing run names, missing notebook)."""
-
-
-def project_root() -> Path:
-    """The checkout holding ``fedrs/`` and ``notebooks/`` (editable installs and source trees)."""
-    return Path(__file__).resolve().parents[2]
 
 
 def default_notebook() -> Path:

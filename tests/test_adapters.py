@@ -49,7 +49,8 @@ def test_zero_init_adapter_leaves_backbone_outputs_unchanged(tiny):
     tokens = tiny.tokenizer(["dense residential area", "a runway"])
     with torch.no_grad():
         assert torch.equal(model.encode_image(images), tiny.model.encode_image(images))
-        assert torch.equal(model.encode_text(tokens), tiny.model.encode_text(tokens))
+        # the text tower runs only up to the last [EOT] (exact up to float summation order)
+        assert torch.allclose(model.encode_text(tokens), tiny.model.encode_text(tokens), atol=1e-5)
     # the adapter is applied: once up-projections move, outputs move; the backbone is untouched
     before = {k: v.clone() for k, v in tiny.model.state_dict().items()}
     with torch.no_grad():

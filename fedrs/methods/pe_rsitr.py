@@ -144,7 +144,7 @@ class FederatedRetrievalResult:
     trainable_params: int
     upload_values_per_client_round: int
     shards: list[list[int]]
-    zeroshot: RetrievalScores | None = None
+    model: RetrievalModel  # holds the server's tensors (private parts at their initial values)
 
     def personalised_row(self) -> dict[str, float]:
         rows = [s.as_row() for s in self.personalised]
@@ -161,7 +161,7 @@ def concat_pool(train: RetrievalSet, test: RetrievalSet) -> tuple[RetrievalSet, 
 
 def federated_retrieval(backbone, train: RetrievalSet, test: RetrievalSet,
                         cfg: PERSITRConfig | RetrievalConfig | None = None, *, num_clients: int = 5,
-                        rounds: int = 10, local_epochs: int = 1, lr: float = 0.05,
+                        rounds: int = 10, local_epochs: int = 1, lr: float = 0.1,
                         train_cfg=None, eval_cfg=None, split_seed: int = 0,
                         checkpoint: str | Path | None = None, resume: bool = False,
                         progress: bool = False, on_round=None) -> FederatedRetrievalResult:
@@ -169,8 +169,8 @@ def federated_retrieval(backbone, train: RetrievalSet, test: RetrievalSet,
 
     ``cfg`` is the method section (a :class:`RetrievalConfig` is converted: variant, adapter,
     prompts, loss). ``train_cfg``/``eval_cfg`` are the run's ``train``/``eval`` sections (default:
-    ``rounds``, ``local_epochs``, ``lr``, constant schedule). ``num_clients=1`` is the centralised
-    reference through exactly the same code.
+    ``rounds``, ``local_epochs``, SGD ``lr``, cosine over rounds, batch 64). ``num_clients=1`` is
+    the centralised reference through exactly the same code.
     """
     from fedrs.federated.client import ClientData, load_client
     from fedrs.federated.engine import FederatedEngine
@@ -179,8 +179,7 @@ def federated_retrieval(backbone, train: RetrievalSet, test: RetrievalSet,
     if isinstance(cfg, RetrievalConfig):
         cfg = PERSITRConfig(variant=cfg.variant, adapter=cfg.adapter, prompts=cfg.prompts, loss=cfg.loss)
     cfg = cfg or PERSITRConfig()
-    train_cfg = train_cfg or TrainConfig(rounds=rounds, local_epochs=local_epochs, lr=lr,
-                                         lr_schedule="constant", batch_size=64)
+    train_cfg = train_cfg or TrainConfig(rounds=rounds, local_epochs=local_epochs, lr=lr, batch_size=64)
     eval_cfg = eval_cfg or EvalConfig(every=max(1, train_cfg.rounds), zeroshot_reference=False)
     method = PERSITR(cfg, backbone, seed=train_cfg.seed)
     pool, test_idx = concat_pool(train, test)
@@ -199,7 +198,7 @@ def federated_retrieval(backbone, train: RetrievalSet, test: RetrievalSet,
     personalised = [scores_with(state) for state in engine.client_states] if method.private_names else []
     final = scores_with(method.initial_private(-1))
     return FederatedRetrievalResult(final, personalised, history, method.num_values(method.trainable_names),
-                                    method.num_values(method.upload_names), shards)
+                                    method.num_values(method.upload_names), shards, method.module)
 
 
 def run_retrieval_experiment(cfg, out_dir: str | Path, resume: bool = False, progress: bool = True,

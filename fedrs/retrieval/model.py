@@ -121,6 +121,13 @@ class RetrievalModel(nn.Module):
     def trainable_parameters(self) -> int:
         return count_parameters(self)
 
+    def _body_grad(self, modality: str) -> torch.autograd.grad_mode.set_grad_enabled:
+        """Autograd through a tower's blocks only when something trainable acts inside them
+        (projection heads act after the blocks: a linear probe never back-propagates through them)."""
+        prompt = self.visual_prompt if modality == "vision" else self.text_prompt
+        inside = self.adapter is not None or prompt is not None or "clip" in self._modules
+        return torch.set_grad_enabled(torch.is_grad_enabled() and inside)
+
     def trainable_state(self) -> dict[str, torch.Tensor]:
         """Name -> tensor of every trainable parameter (what training changes)."""
         return {n: p for n, p in self.named_parameters() if p.requires_grad}
@@ -140,20 +147,24 @@ class RetrievalModel(nn.Module):
     def encode_text(self, tokens: torch.Tensor, augment: bool = False) -> torch.Tensor:
         clip = self._clip
         cast = clip.transformer.get_cast_dtype()
-        x = clip.token_embedding(tokens).to(cast)
-        if augment and self.text_dropout > 0:
-            x = F.dropout(x, self.text_dropout, training=True)
         eot = tokens.argmax(dim=-1)
-        if self.text_prompt is not None:
-            ctx = self.text_prompt.ctx.to(cast).unsqueeze(0).expand(x.shape[0], -1, -1)
-            x = torch.cat([x[:, :1], ctx, x[:, 1:]], dim=1)
-            eot = eot + self.text_prompt.n_ctx
-        length = x.shape[1]
-        x = x + clip.positional_embedding[:length].to(cast)
-        mask = clip.attn_mask[:length, :length] if clip.attn_mask is not None else None
-        x = self._blocks(clip.transformer, x, mask, "text")
-        x = clip.ln_final(x)
-        pooled = x[torch.arange(x.shape[0], device=x.device), eot]
+        # causal attention: padding after the last [EOT] never reaches an [EOT] output, so dropping
+        # it is exact (and saves most of the text tower on short captions)
+        tokens = tokens[:, :int(eot.max()) + 1]
+        with self._body_grad("text"):
+            x = clip.token_embedding(tokens).to(cast)
+            if augment and self.text_dropout > 0:
+                x = F.dropout(x, self.text_dropout, training=True)
+            if self.text_prompt is not None:
+                ctx = self.text_prompt.ctx.to(cast).unsqueeze(0).expand(x.shape[0], -1, -1)
+                x = torch.cat([x[:, :1], ctx, x[:, 1:]], dim=1)
+                eot = eot + self.text_prompt.n_ctx
+            length = x.shape[1]
+            x = x + clip.positional_embedding[:length].to(cast)
+            mask = clip.attn_mask[:length, :length] if clip.attn_mask is not None else None
+            x = self._blocks(clip.transformer, x, mask, "text")
+            x = clip.ln_final(x)
+            pooled = x[torch.arange(x.shape[0], device=x.device), eot]
         proj = self.heads.text if self.heads is not None else clip.text_projection
         return pooled @ proj.to(pooled.dtype) if not isinstance(proj, nn.Linear) else proj(pooled)
 
@@ -161,11 +172,12 @@ class RetrievalModel(nn.Module):
 
     def encode_image(self, images: torch.Tensor, augment: bool = False) -> torch.Tensor:
         visual = self._clip.visual
-        x = visual._embeds(images)  # conv, class token, positions, (patch dropout), ln_pre
-        if augment and self.vision_dropout > 0:
-            x = F.dropout(x, self.vision_dropout, training=True)
-        x = self._blocks(visual.transformer, x, None, "vision", self.visual_prompt)
-        pooled, _ = visual._pool(x)
+        with self._body_grad("vision"):
+            x = visual._embeds(images)  # conv, class token, positions, (patch dropout), ln_pre
+            if augment and self.vision_dropout > 0:
+                x = F.dropout(x, self.vision_dropout, training=True)
+            x = self._blocks(visual.transformer, x, None, "vision", self.visual_prompt)
+            pooled, _ = visual._pool(x)
         proj = self.heads.visual if self.heads is not None else visual.proj
         return pooled @ proj.to(pooled.dtype)
 

@@ -133,3 +133,23 @@ def test_help_of_both_commands():
         with pytest.raises(SystemExit) as exc:
             parser.parse_args([command, "--help"])
         assert exc.value.code == 0
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_sweep_and_report_on_the_real_run_notebook(tmp_path):
+    """The real 02_federated_run notebook on the smoke params (tiny backbone), then the report."""
+    from fedrs.study.report import collect_runs, write_report
+
+    smoke = sw.project_root() / "params" / "studies" / "smoke" / "fedrsclip_tiny.yaml"
+    summary = sw.sweep([smoke], results=tmp_path, progress=False)
+    assert not summary.failed, summary.text()
+    run = tmp_path / "smoke" / "fedrsclip_tiny"
+    for name in ("02_federated_run.ipynb", "params.yaml", "split.json", "rounds.csv", "metrics.json",
+                 "env.json", "learning_curves.png"):
+        assert (run / name).is_file(), name
+    assert sw.sweep([smoke], results=tmp_path, progress=False).count("skipped") == 1
+    runs = collect_runs(tmp_path)
+    assert runs["backbone"].iloc[0].startswith("fedrs-rsclip-tiny/") and runs["rounds"].iloc[0] == 2
+    report = write_report(tmp_path)
+    assert "methods" in report.tables and (tmp_path / "figures" / "learning_curves.png").is_file()

@@ -597,8 +597,9 @@ def write_report(results_dir: str | Path, out_dir: str | Path | None = None,
     for name, table in tables.items():
         files.append(write_text_atomic(out_dir / "tables" / f"{name}.csv", table.to_csv()))
         files.append(write_text_atomic(out_dir / "tables" / f"{name}.md", table.to_markdown()))
+    runs_table = runs.drop(columns=["wall_s"])  # timings differ between machines: not in committed tables
     files.append(write_text_atomic(out_dir / "tables" / "runs.csv",
-                                   runs.to_csv(index=False, float_format="%.2f", lineterminator="\n")))
+                                   runs_table.to_csv(index=False, float_format="%.2f", lineterminator="\n")))
     if figures:
         import matplotlib.pyplot as plt
 

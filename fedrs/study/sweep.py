@@ -12,9 +12,9 @@ name starts with ``_`` are shared bases and are skipped) writes every run into
   it is skipped. A folder without ``metrics.json`` (interrupted) is **resumed**: the notebook gets
   ``resume=True`` and passes it to ``run_experiment``. A complete run whose params file changed
   since is reported as failed (stale) unless ``force`` reruns it from scratch.
-* ``jobs`` runs execute in parallel worker processes, each kernel limited to its share of CPU
-  threads. A failed run does not stop the others; its ``sweep.log`` and partially executed
-  notebook are kept, and the summary names them.
+* Runs execute in ``jobs`` parallel worker processes, each kernel limited to its share of CPU
+  threads (``OMP_NUM_THREADS``). A failed run does not stop the others; its ``sweep.log`` and
+  partially executed notebook are kept, and the summary names them.
 """
 
 from __future__ import annotations
@@ -26,10 +26,11 @@ import shutil
 import time
 import traceback
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Iterable, Literal, Sequence
+from typing import Iterable, Iterator, Literal, Sequence
 
 from fedrs.errors import FedrsError
 from fedrs.io import write_json_atomic
@@ -160,8 +161,11 @@ class RunOutcome:
 
 
 def execute_run(spec: RunSpec, notebook: str | Path, resume: bool, kernel: str | None = DEFAULT_KERNEL,
-                timeout: float | None = None, threads: int | None = None) -> RunOutcome:
-    """Execute the run notebook for one params file; never raises (failures become outcomes)."""
+                timeout: float | None = None, threads: int | None = None, capture_fd: bool = False) -> RunOutcome:
+    """Execute the run notebook for one params file; never raises (failures become outcomes).
+
+    ``capture_fd`` (worker processes) also sends this process's file descriptor 2 to the run's
+    log, so the kernel's own messages land there instead of under the progress bar."""
     import papermill as pm
 
     out = spec.out_dir
@@ -176,7 +180,7 @@ def execute_run(spec: RunSpec, notebook: str | Path, resume: bool, kernel: str |
         for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
             os.environ.setdefault(var, str(threads))
     error = ""
-    with open(log, "a", encoding="utf-8") as fh:
+    with open(log, "a", encoding="utf-8") as fh, _stderr_to(fh if capture_fd else None):
         fh.write(f"=== {time.strftime('%Y-%m-%d %H:%M:%S')} {spec.label} "
                  f"({'resume' if resume else 'start'}) params={spec.params}\n")
         fh.flush()
@@ -198,6 +202,21 @@ def execute_run(spec: RunSpec, notebook: str | Path, resume: bool, kernel: str |
     marker.update(status="failed" if error else "complete", seconds=round(seconds, 1), error=error)
     write_json_atomic(out / STATUS_FILE, marker)
     return RunOutcome(spec.label, "failed" if error else "done", str(out), seconds, error, str(log), resume)
+
+
+@contextmanager
+def _stderr_to(fh) -> Iterator[None]:
+    if fh is None:
+        yield
+        return
+    fh.flush()
+    saved = os.dup(2)
+    os.dup2(fh.fileno(), 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -277,26 +296,23 @@ def sweep(params: Sequence[str | Path], study: str | None = None, results: str |
             bar.write(f"FAILED {outcome.label}: {outcome.error} (log: {outcome.log})")
 
     try:
-        if jobs == 1:
-            for spec, resume in todo:
-                bar.set_description(f"sweep {spec.label}")
-                record(execute_run(spec, notebook, resume, kernel, timeout, threads))
-        else:
-            with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
-                futures: dict[Future, RunSpec] = {
-                    pool.submit(execute_run, spec, notebook, resume, kernel, timeout, threads): spec
-                    for spec, resume in todo
-                }
-                pending = set(futures)
-                while pending:
-                    finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-                    for fut in finished:
-                        spec = futures[fut]
-                        try:
-                            record(fut.result())
-                        except Exception as exc:  # noqa: BLE001 - a crashed worker is one failed run
-                            record(RunOutcome(spec.label, "failed", str(spec.out_dir), error=_one_line(exc),
-                                              log=str(spec.out_dir / LOG_FILE)))
+        # always worker processes: a crashing kernel or library cannot take the sweep down, and
+        # each worker's stderr goes to its run's log
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
+            futures: dict[Future, RunSpec] = {
+                pool.submit(execute_run, spec, notebook, resume, kernel, timeout, threads, True): spec
+                for spec, resume in todo
+            }
+            pending = set(futures)
+            while pending:
+                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    spec = futures[fut]
+                    try:
+                        record(fut.result())
+                    except Exception as exc:  # noqa: BLE001 - a crashed worker is one failed run
+                        record(RunOutcome(spec.label, "failed", str(spec.out_dir), error=_one_line(exc),
+                                          log=str(spec.out_dir / LOG_FILE)))
     finally:
         bar.close()
     ordered = [outcomes[s.label] for s in specs if s.label in outcomes]

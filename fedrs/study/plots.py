@@ -70,6 +70,7 @@ def client_class_heatmap(partition, title: str | None = None) -> plt.Figure:
     fig, ax = plt.subplots(figsize=(max(5, 0.3 * hist.shape[1] + 2), 0.35 * hist.shape[0] + 1.8))
     sns.heatmap(hist, ax=ax, cmap="viridis", cbar_kws={"label": "training images"},
                 xticklabels=partition.classnames, yticklabels=[f"client {c.client_id}" for c in partition.clients])
+    ax.grid(False)
     ax.tick_params(axis="x", labelsize=7, rotation=75)
     ax.set_xlabel("class")
     ax.set_ylabel("")
@@ -145,6 +146,7 @@ def confusion(labels: Sequence[int], predictions: Sequence[int], classnames: Seq
     sns.heatmap(100 * cm if normalize else cm, ax=ax, cmap="Blues", vmin=0,
                 cbar_kws={"label": "% of the true class" if normalize else "images"},
                 xticklabels=classnames, yticklabels=classnames, square=True)
+    ax.grid(False)
     ax.tick_params(labelsize=6)
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")

@@ -439,6 +439,29 @@ def _modal_seeds(part: pd.DataFrame) -> int:
     return int(sorted(counts.index, key=lambda n: (-counts[n], n))[0])
 
 
+def _accuracy_sections(summary: pd.DataFrame, row_key: str, row_label) -> list[tuple[str, pd.DataFrame]]:
+    """Pivot sections for personalised, then global accuracy (one per backbone each)."""
+    return [(f"{name.capitalize()} accuracy · {heading}", frame)
+            for value, name in ACCURACIES.items()
+            for heading, frame in _pivot(summary, row_key, row_label, value)]
+
+
+def _detail_sections(summary: pd.DataFrame, columns) -> list[tuple[str, pd.DataFrame]]:
+    """One section per backbone: ``Setting``, then ``columns(part)`` (a dict of columns), then the
+    two accuracies as mean ± std."""
+    sections = []
+    for backbone, part in summary.groupby("backbone", sort=True):
+        with_size, note = _size_note(part)
+        frame = pd.DataFrame({
+            "Setting": [_setting_label(r, with_size) for _, r in part.iterrows()],
+            **columns(part),
+            **{f"{name.capitalize()} (%)": [fmt_mean_std(m, d) for m, d in zip(part[f"{v}_mean"], part[f"{v}_std"])]
+               for v, name in ACCURACIES.items()},
+        })
+        sections.append((f"backbone `{backbone}`" + (f" · {note}" if note else ""), frame))
+    return sections
+
+
 def _caption(what: str, extra: str = "") -> str:
     return (f"{what}, top-1 accuracy (%) as mean ± sample std (ddof 1) over seeds; "
             f"n = seeds per cell when it differs from the rest of the table. {extra}").strip()
@@ -449,15 +472,11 @@ def methods_table(runs: pd.DataFrame) -> Table:
     rows = runs[(runs["variant"] == "full") & _is_default_length(runs["prompt_length"])]
     s = summarise(rows, SETTING + ["method"])
     s.insert(s.columns.get_loc("method") + 1, "method_label", s["method"].map(method_label))
-    sections = []
-    for value, name in ACCURACIES.items():
-        for heading, frame in _pivot(s, "method", method_label, value):
-            sections.append((f"{name.capitalize()} accuracy · {heading}", frame))
     return Table("methods", "Methods × datasets × heterogeneity", s,
                  _caption("Personalised (each client's own test split with its shared + private "
                           "prompts, weighted by test images) and global (the server's shared prompts "
                           "only, pooled test set) accuracy",
-                          f"Prompt length {DEFAULT_PROMPT_LENGTH}."), sections)
+                          f"Prompt length {DEFAULT_PROMPT_LENGTH}."), _accuracy_sections(s, "method", method_label))
 
 
 def constraints_table(runs: pd.DataFrame) -> Table:
@@ -469,38 +488,28 @@ def constraints_table(runs: pd.DataFrame) -> Table:
         keyed = s.set_index(SETTING).index
         s[f"{value}_delta"] = [m - full.get(k, float("nan")) if k in full.index else float("nan")
                                for k, m in zip(keyed, s[f"{value}_mean"])]
-    sections = []
-    for value, name in ACCURACIES.items():
-        for heading, frame in _pivot(s, "variant", str, value):
-            sections.append((f"{name.capitalize()} accuracy · {heading}", frame))
     return Table("constraints", "Alignment-constraint ablation (FedRSCLIP)", s,
                  _caption("FedRSCLIP without Dual Prompt Alignment (λ_dpa = 0), without Cross-Modal "
                           "Alignment (λ_cma = 0), without both, without private prompts (shared only) "
                           "and without visual prompts",
                           f"Prompt length {DEFAULT_PROMPT_LENGTH}; `*_delta` columns of the CSV are "
-                          "differences to the full model in accuracy points."), sections)
+                          "differences to the full model in accuracy points."), _accuracy_sections(s, "variant", str))
 
 
 def prompt_length_table(runs: pd.DataFrame) -> Table:
     """FedRSCLIP (full) at each prompt length, with the values it uploads per client per round."""
     rows = runs[(runs["method"] == MAIN_METHOD) & (runs["variant"] == "full") & runs["prompt_length"].notna()]
     s = summarise(rows, SETTING + ["prompt_length"])
-    sections = []
-    for backbone, part in s.groupby("backbone", sort=True):
-        with_size, note = _size_note(part)
-        frame = pd.DataFrame({
-            "Setting": [_setting_label(r, with_size) for _, r in part.iterrows()],
-            "Prompt length (tokens)": part["prompt_length"].astype(str).values,
-            "Uploaded values / client / round": [_na(v) for v in part["upload_values"]],
-            "Uploaded KiB / client / round": [_kib(v) for v in part["upload_bytes"]],
-            "Personalised (%)": [fmt_mean_std(m, d) for m, d in zip(part["personalised_acc_mean"], part["personalised_acc_std"])],
-            "Global (%)": [fmt_mean_std(m, d) for m, d in zip(part["global_acc_mean"], part["global_acc_std"])],
-            "Seeds": part["seeds"].values,
-        })
-        sections.append((f"backbone `{backbone}`" + (f" · {note}" if note else ""), frame))
+    sections = _detail_sections(s, lambda part: {
+        "Prompt length (tokens)": part["prompt_length"].astype(str).values,
+        "Uploaded values / client / round": [_na(v) for v in part["upload_values"]],
+        "Uploaded KiB / client / round": [_kib(v) for v in part["upload_bytes"]],
+        "Seeds": part["seeds"].astype(str).values,
+    })
     return Table("prompt_length", "Prompt length against uploaded values (FedRSCLIP)", s,
                  _caption("FedRSCLIP (full) with 4, 8 and 16 context tokens per text prompt",
-                          "Uploaded values are measured from the tensors exchanged (M tokens × text width)."),
+                          "Uploaded values per client per round as metrics.json records them (for FedRSCLIP's "
+                          "shared text prompt: M tokens × the text width)."),
                  sections)
 
 
@@ -523,18 +532,11 @@ def communication_table(runs: pd.DataFrame) -> Table:
     total = [None if (b is pd.NA or b is None or r is pd.NA or r is None) else int(b) * int(r)
              for b, r in zip(s["upload_bytes"], s["rounds"])]
     s["upload_bytes_total"] = pd.array(total, dtype="Int64")
-    sections = []
-    for backbone, part in s.groupby("backbone", sort=True):
-        with_size, note = _size_note(part)
-        frame = pd.DataFrame({
-            "Setting": [_setting_label(r, with_size) for _, r in part.iterrows()],
-            "Method": part["label"].values,
-            "Uploaded values / client / round": [_na(v) for v in part["upload_values"]],
-            "Uploaded KiB / client (whole run)": [_kib(v) for v in part["upload_bytes_total"]],
-            "Personalised (%)": [fmt_mean_std(m, d) for m, d in zip(part["personalised_acc_mean"], part["personalised_acc_std"])],
-            "Global (%)": [fmt_mean_std(m, d) for m, d in zip(part["global_acc_mean"], part["global_acc_std"])],
-        })
-        sections.append((f"backbone `{backbone}`" + (f" · {note}" if note else ""), frame))
+    sections = _detail_sections(s, lambda part: {
+        "Method": part["label"].values,
+        "Uploaded values / client / round": [_na(v) for v in part["upload_values"]],
+        "Uploaded KiB / client (whole run)": [_kib(v) for v in part["upload_bytes_total"]],
+    })
     return Table("communication", "Accuracy against communication", s,
                  _caption("Accuracy against values and bytes uploaded per client",
                           "Whole run = per round × rounds (every client sampled every round)."),

@@ -155,6 +155,12 @@ def test_report_without_runs_is_one_clear_error(tmp_path, capsys):
     assert "no run folders" in err and "fedrs sweep" in err
 
 
+def test_a_run_without_params_is_one_clear_error(study):
+    (study / "methods" / "local_s0" / "params.yaml").unlink()
+    with pytest.raises(report.ReportError, match="without params.yaml"):
+        report.collect_runs(study)
+
+
 def test_several_backbones_get_their_own_sections(tmp_path):
     root = tmp_path / "r"
     for seed in range(2):

@@ -180,8 +180,6 @@ def _num(v: Any) -> str:
 
 
 def _read_yaml(path: Path) -> dict:
-    if not path.is_file():
-        return {}
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
     return data if isinstance(data, dict) else {}
 
@@ -208,6 +206,9 @@ def read_run(run_dir: str | Path, results_dir: str | Path | None = None) -> dict
     """One row (see :data:`RUN_COLUMNS`) from a run folder's ``metrics.json`` and ``params.yaml``."""
     run_dir = Path(run_dir)
     metrics = flatten(_read_json(run_dir / "metrics.json"))
+    if not (run_dir / "params.yaml").is_file():
+        raise ReportError(f"{run_dir}: metrics.json without params.yaml: the tables need the run's "
+                          "configuration (method switches, prompt length); keep params.yaml with metrics.json")
     params = flatten(_read_yaml(run_dir / "params.yaml"))
     both = {**params, **metrics}
     row: dict[str, Any] = {"split": None}

@@ -42,7 +42,7 @@ LABELS = {"zeroshot": "zero-shot CLIP", "local": "local-only", "promptfl": "Prom
 NO_GLOBAL = {"local"}
 COLUMNS = ["method", "seeds", "personalised_mean", "personalised_std", "global_mean", "global_std",
            "upload_values_per_client_round", "wall_s_mean", "wall_s_std", "rounds_s_mean", "rounds",
-           "local_epochs", "torch_threads", "backbone"]
+           "local_epochs", "lr", "torch_threads", "backbone"]
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
@@ -69,7 +69,7 @@ def run_method(method: str, seeds: list[int], overrides: dict, runs: Path, force
             "upload_values_per_client_round": first["upload_values_per_client_round"],
             "wall_s_mean": wall[0], "wall_s_std": wall[1],
             "rounds_s_mean": statistics.fmean(m["rounds_time_s"] for _, m in per_seed),
-            "rounds": cfg.train.rounds, "local_epochs": cfg.train.local_epochs,
+            "rounds": cfg.train.rounds, "local_epochs": cfg.train.local_epochs, "lr": cfg.train.lr,
             "torch_threads": torch.get_num_threads(), "backbone": first["backbone"]}
 
 
@@ -77,7 +77,7 @@ def to_markdown(rows: list[dict], command: str) -> str:
     r0 = rows[0]
     lines = [
         f"# Baselines on Fed-UCMerced, Dirichlet 0.5, 10 clients - backbone `{r0['backbone']}`", "",
-        f"{r0['rounds']} rounds x {r0['local_epochs']} local epoch(s), every method with the same data "
+        f"{r0['rounds']} rounds x {r0['local_epochs']} local epoch(s) (SGD lr {r0['lr']}, cosine), every method with the same data "
         f"and train sections (`params/offline/<method>_ucmerced.yaml`); mean +- std over training seeds "
         f"{r0['seeds']} (the partition is fixed). Accuracy in %: personalised = each client's test "
         f"split with its own tensors (pooled over clients), global = the server's tensors on the pooled "

@@ -1,5 +1,5 @@
 # fedrs: one command to set up and run the study, one to run the tests.
-#   make study   # venv + data import + offline backbone (if missing) + the study's main job
+#   make study   # venv + data + offline backbone (if missing) + zero-shot + offline study grid + report
 #   make test    # venv + the whole test suite (unit, integration on ../shared/data, notebooks)
 PYTHON      ?= python3
 VENV        ?= .venv
@@ -12,7 +12,10 @@ export FEDRS_SOURCE
 export PYDEVD_DISABLE_FILE_VALIDATION=1
 export FLWR_TELEMETRY_ENABLED=0
 
-.PHONY: setup data backbone backbone-tiny zeroshot study test test-fast clean-cache help
+.PHONY: setup data backbone backbone-tiny zeroshot sweep report study test test-fast clean-cache help
+# parallel runs of the study grid; one torch thread each is fastest on 2 cores
+JOBS        ?= 2
+STUDY       ?= params/studies/offline
 
 help:
 	@sed -n '2,3p' Makefile
@@ -40,7 +43,13 @@ backbone-tiny: data
 zeroshot: backbone
 	$(BIN)/fedrs zeroshot --model fedrs-rsclip-s
 
-study: zeroshot
+sweep: backbone
+	OMP_NUM_THREADS=1 $(BIN)/fedrs sweep $(STUDY) --jobs $(JOBS)
+
+report: setup
+	$(BIN)/fedrs report results
+
+study: zeroshot sweep report
 
 test: setup
 	$(BIN)/python -m pytest -q tests

@@ -7,7 +7,9 @@ Each client count runs in its own process (so peak RSS is that run's own) throug
     .venv/bin/python benchmarks/bench_clients.py                      # 10 and 100 clients, 2 rounds
     .venv/bin/python benchmarks/bench_clients.py --clients 10 100 --rounds 3 --set method.visual_prompts=false
 
-Falls back to the tiny random-init backbone when the offline backbone has not been built yet (the
+``round_time_s`` is wall time per training round (with its evaluation); ``cpu_s`` is the whole
+run's process CPU time (setup included), the load-independent figure on a shared machine. Falls
+back to the tiny random-init backbone when the offline backbone has not been built yet (the
 table says which backbone was used).
 """
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
+import os
 import resource
 import sys
 import tempfile
@@ -44,13 +47,16 @@ def _one(params: str, clients: int, rounds: int, overrides: dict, queue) -> None
     cfg = load_run_config(params, settings)
     with tempfile.TemporaryDirectory() as out:
         before = _rss_mib()
+        cpu = time.process_time()
         metrics = run_experiment(cfg, out, progress=False)
+        cpu = time.process_time() - cpu
         state = torch.load(Path(out) / "checkpoint.pt", map_location="cpu", weights_only=True)
         client_bytes = sum(t.numel() * t.element_size() for c in state["clients"] for t in c.values())
     queue.put({
         "clients": clients, "backbone": metrics["backbone"], "dataset": metrics["dataset"],
         "rounds": rounds, "setup_s": round(metrics["setup_time_s"], 2),
-        "round_time_s": round(metrics["round_time_s"], 2),
+        "round_time_s": round(metrics["round_time_s"], 2), "cpu_s": round(cpu, 1),
+        "load_avg_1min": round(os.getloadavg()[0], 1),
         "peak_rss_mib": round(_rss_mib(), 1), "rss_before_run_mib": round(before, 1),
         "client_state_kib": round(client_bytes / 1024, 1),
         "upload_values_per_client_round": metrics["upload_values_per_client_round"],
@@ -83,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         row["process_s"] = round(time.perf_counter() - started, 1)
         rows.append(row)
         print(f"{n} clients done in {row['process_s']} s", file=sys.stderr)
-    cols = ["clients", "round_time_s", "peak_rss_mib", "client_state_kib", "setup_s", "process_s",
+    cols = ["clients", "round_time_s", "cpu_s", "load_avg_1min", "peak_rss_mib", "client_state_kib", "setup_s", "process_s",
             "personalised_acc", "global_acc", "upload_values_per_client_round"]
     print(f"backbone {rows[0]['backbone']}, dataset {rows[0]['dataset']}, {args.rounds} rounds, "
           f"torch threads {rows[0]['torch_threads']}, overrides {overrides or 'none'}")

@@ -47,7 +47,7 @@ sweep: backbone
 	OMP_NUM_THREADS=1 $(BIN)/fedrs sweep $(STUDY) --jobs $(JOBS)
 
 report: setup
-	$(BIN)/fedrs report results
+	$(BIN)/fedrs report results/offline --out results
 
 study: zeroshot sweep report
 

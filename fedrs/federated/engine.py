@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 import random
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -32,7 +33,7 @@ from fedrs.config import to_dict
 from fedrs.errors import FedrsError
 from fedrs.evaluate.classification import accuracy_counts, personalised_summary
 from fedrs.federated.client import (
-    ClientData, client_evaluate, client_update, initial_client_state, load_client,
+    ClientData, ClientResult, client_evaluate, client_update, initial_client_state, load_client,
     predict_counts,
 )
 from fedrs.federated.server import aggregate, payload_size
@@ -40,7 +41,8 @@ from fedrs.io import save_torch_atomic, write_json_atomic
 from fedrs.methods import Method, create_method
 from fedrs.prompts import template_text_features
 from fedrs.runs import (
-    CHECKPOINT, CLIENTS, METRICS, ROUNDS, SPLIT, EvalConfig, RunConfig, RunFolder, TrainConfig, write_env,
+    CHECKPOINT, CLIENTS, METRICS, ROUNDS, SPLIT, EvalConfig, LocalTrainConfig, RunConfig, RunFolder,
+    TrainConfig, write_env,
 )
 
 CHECKPOINT_FORMAT = "fedrs-checkpoint-v1"
@@ -97,7 +99,14 @@ class FederatedEngine:
         pooled_test: pool indices of the pooled test set (global accuracy).
         train, evaluation: the run's ``train`` and ``eval`` sections.
         checkpoint: file for the per-round checkpoint (``None``: no checkpoints).
+
+    A subclass that runs the clients elsewhere (the Flower engine) overrides only
+    :meth:`train_clients` and :meth:`evaluate_clients`; sampling, schedules, aggregation, history
+    and evaluation rows stay here.
     """
+
+    #: recorded as ``engine`` in metrics.json
+    name = "inprocess"
 
     def __init__(self, method: Method, clients: Sequence[ClientData], pooled_test: torch.Tensor,
                  train: TrainConfig, evaluation: EvalConfig, checkpoint: str | Path | None = None):
@@ -140,11 +149,28 @@ class FederatedEngine:
             save_torch_atomic(self.checkpoint, self.state_dict())
 
     # -- one round -----------------------------------------------------------------------------
+    def local_config(self, r: int, lr: float, k: int) -> LocalTrainConfig:
+        """The local update config of client ``k`` in round ``r`` (its batch-order seed)."""
+        return self.train.local(lr, derived_seed(self.train.seed, _LOCAL, r, k))
+
+    def train_clients(self, r: int, lr: float, sampled: list[int]) -> list[ClientResult]:
+        """Local updates of the ``sampled`` clients from the current global tensors."""
+        results = []
+        for k in sampled:
+            result = client_update(self.method, self.global_shared, self.client_states[k], self.clients[k],
+                                   self.local_config(r, lr, k))
+            self.client_states[k] = result.client_state
+            results.append(result)
+        return results
+
+    def evaluate_clients(self) -> list[dict]:
+        """:func:`client_evaluate` of every client, in client order."""
+        return [client_evaluate(self.method, self.global_shared, state, data, self.evaluation.batch_size)
+                for data, state in zip(self.clients, self.client_states)]
+
     def evaluate(self) -> tuple[dict, list[dict]]:
         """Personalised accuracy of every client and global accuracy of the server's tensors."""
-        per_client = []
-        for data, state in zip(self.clients, self.client_states):
-            per_client.append(client_evaluate(self.method, self.global_shared, state, data, self.evaluation.batch_size))
+        per_client = self.evaluate_clients()
         summary = personalised_summary([(m["correct"], m["total"]) for m in per_client])
         load_client(self.method, self.global_shared, self.method.initial_private(-1))
         correct, total = predict_counts(self.method, self.server_data, self.server_data.test_indices,
@@ -159,12 +185,7 @@ class FederatedEngine:
         lr = round_lr(self.train, r)
         sampled = sample_clients(len(self.clients), self.train.sample_fraction, self.train.seed, r)
         down_values, down_bytes = payload_size(self.global_shared)
-        results = []
-        for k in sampled:
-            cfg = self.train.local(lr, derived_seed(self.train.seed, _LOCAL, r, k))
-            result = client_update(self.method, self.global_shared, self.client_states[k], self.clients[k], cfg)
-            self.client_states[k] = result.client_state
-            results.append(result)
+        results = self.train_clients(r, lr, sampled)
         self.global_shared = aggregate(results, self.method.upload_names)
 
         total = sum(res.num_examples for res in results) or 1
@@ -297,6 +318,33 @@ def prompt_names_of(datasets: list, partition) -> list[str]:
     return list(datasets[0].prompt_names) if len(datasets) == 1 else list(partition.classnames)
 
 
+@dataclass
+class RunSetup:
+    """What a run builds before its rounds: the same on every engine and every Flower process."""
+
+    backbone: object
+    datasets: list
+    partition: object
+    classnames: list[str]
+    method: Method
+    clients: list[ClientData]
+    pooled_test: torch.Tensor
+
+
+def prepare_run(cfg: RunConfig, datasets: list | None = None, progress: bool = True) -> RunSetup:
+    """Backbone, data, partition, method and client views of a configuration (``datasets``
+    replaces loading from the data root)."""
+    from fedrs.backbone.factory import create_backbone
+
+    backbone = create_backbone(cfg.backbone.model, cfg.backbone.pretrained, cfg.backbone.device)
+    datasets = list(datasets) if datasets is not None else load_datasets(cfg.data)
+    partition = _partition(datasets, cfg.data)
+    names = prompt_names_of(datasets, partition)
+    method = create_method(cfg.method, backbone, names, seed=cfg.train.seed)
+    clients, pooled_test = build_clients(method, backbone, datasets, partition, cfg.train, progress)
+    return RunSetup(backbone, datasets, partition, names, method, clients, pooled_test)
+
+
 def summarise(cfg: RunConfig, method: Method, backbone, partition, history: list[dict],
               zeroshot: dict, elapsed: float) -> dict:
     """metrics.json: the final accuracies, communication per client and round, sizes and times."""
@@ -340,36 +388,36 @@ def summarise(cfg: RunConfig, method: Method, backbone, partition, history: list
 
 def run_experiment(cfg: RunConfig, out_dir: str | Path, resume: bool = False, progress: bool = True,
                    force: bool = False, datasets: list | None = None,
-                   on_round: Callable[[int, dict], None] | None = None) -> dict:
+                   on_round: Callable[[int, dict], None] | None = None,
+                   make_engine: Callable[..., FederatedEngine] = FederatedEngine) -> dict:
     """Run one configuration into ``out_dir`` and return its metrics (the notebooks' entry point).
 
     A finished run with the same parameters is not re-run (its metrics are returned) unless
     ``force``; an interrupted one continues with ``resume``. ``datasets`` replaces loading from the
     data root (tests, custom data); ``on_round(r, row)`` is called after every round.
+    ``make_engine(method, clients, pooled_test, train, evaluation, checkpoint)`` builds the engine
+    (the Flower ServerApp passes its own).
     """
-    from fedrs.backbone.factory import create_backbone
     from fedrs.methods import get_method_class, task_runner
 
     runner = task_runner(get_method_class(cfg.method.name).task)
     if runner is not None:
+        if make_engine is not FederatedEngine:
+            raise FedrsError(f"method {cfg.method.name!r} runs only on the in-process engine")
         return runner(cfg, out_dir, resume=resume, progress=progress, force=force, on_round=on_round)
     started = time.perf_counter()
     folder = RunFolder(out_dir)
     if folder.prepare(cfg, resume=resume, force=force):
         return folder.read_metrics()
     write_env(folder)
-    backbone = create_backbone(cfg.backbone.model, cfg.backbone.pretrained, cfg.backbone.device)
-    datasets = list(datasets) if datasets is not None else load_datasets(cfg.data)
-    partition = _partition(datasets, cfg.data)
+    setup = prepare_run(cfg, datasets, progress)
+    backbone, partition, names, method = setup.backbone, setup.partition, setup.classnames, setup.method
     split_file = folder / SPLIT
     if resume and split_file.is_file() and split_file.read_text(encoding="utf-8") != partition.to_json():
         raise FedrsError(f"{split_file} differs from the partition rebuilt now (data changed?): start "
                          f"over with --force")
     partition.save(split_file)
-    names = prompt_names_of(datasets, partition)
-    method = create_method(cfg.method, backbone, names, seed=cfg.train.seed)
-    clients, pooled_test = build_clients(method, backbone, datasets, partition, cfg.train, progress)
-    engine = FederatedEngine(method, clients, pooled_test, cfg.train, cfg.eval, folder / CHECKPOINT)
+    engine = make_engine(method, setup.clients, setup.pooled_test, cfg.train, cfg.eval, folder / CHECKPOINT)
     setup_s = time.perf_counter() - started
 
     def after_round(r: int, row: dict) -> None:
@@ -385,6 +433,7 @@ def run_experiment(cfg: RunConfig, out_dir: str | Path, resume: bool = False, pr
         zeroshot = engine.zero_shot(template_text_features(backbone, names, cfg.eval.zeroshot_template))
         zeroshot["template"] = cfg.eval.zeroshot_template
     metrics = summarise(cfg, method, backbone, partition, history, zeroshot, engine.elapsed)
+    metrics["engine"] = engine.name
     metrics["setup_time_s"] = setup_s
     metrics["wall_time_s"] = setup_s + engine.elapsed
     write_json_atomic(folder / METRICS, metrics)
@@ -392,6 +441,6 @@ def run_experiment(cfg: RunConfig, out_dir: str | Path, resume: bool = False, pr
 
 
 __all__ = [
-    "FederatedEngine", "run_experiment", "build_clients", "load_datasets", "summarise",
+    "FederatedEngine", "run_experiment", "RunSetup", "prepare_run", "build_clients", "load_datasets", "summarise",
     "round_lr", "sample_clients", "derived_seed", "prompt_names_of",
 ]

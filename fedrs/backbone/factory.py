@@ -12,7 +12,9 @@
   with open_clip (``model_configs/``) and their weights are open_clip checkpoints, so they load
   through exactly the same ``open_clip.create_model_and_transforms`` call as real weights.
   ``pretrained=None`` means "the locally built checkpoint" for them;
-* ``pretrained="random"``: the architecture without weights (parameter counts, tests).
+* ``pretrained="random"``: the architecture without weights (parameter counts, tests), initialised
+  from a fixed seed so that every process (Flower clients, sweep jobs, the feature cache) builds
+  the same one.
 
 The returned backbone is frozen (eval mode, ``requires_grad=False``) and cached, so every client,
 method and notebook cell in a process shares one instance.
@@ -249,9 +251,11 @@ def create_backbone(
     if overrides.get("std"):
         kwargs["image_std"] = overrides["std"]
     try:
-        clip_model, _, preprocess = open_clip.create_model_and_transforms(
-            model, pretrained=open_clip_pretrained, device=device, **kwargs
-        )
+        with torch.random.fork_rng(devices=[]):  # same random init in every process
+            torch.manual_seed(0)
+            clip_model, _, preprocess = open_clip.create_model_and_transforms(
+                model, pretrained=open_clip_pretrained, device=device, **kwargs
+            )
     except (RuntimeError, AssertionError, ValueError, KeyError) as exc:
         # open_clip signals shape mismatches with RuntimeError (load_state_dict) or AssertionError
         # (positional-embedding resizing); both mean "wrong file for this architecture"

@@ -16,6 +16,7 @@ COMMAND_MODULES = [
     "fedrs.data.commands",       # fedrs data import|list|download
     "fedrs.backbone.commands",   # fedrs backbone pretrain|list|card ; fedrs zeroshot
     "fedrs.federated.commands",  # fedrs run ; fedrs describe
+    "fedrs.federated.flower.commands",  # fedrs flower local|submit
     "fedrs.study.commands",      # fedrs sweep ; fedrs report
 ]
 

@@ -1,0 +1,263 @@
+"""The Flower engine: the ClientApp's steps, FlowerEngine over an in-process grid, and a loopback
+deployment (SuperLink + one SuperNode per client + ``flwr run``) whose run folder equals the
+in-process engine's, bit for bit except timings.
+
+Tiny random-init backbone, 30 synthetic 32 px images, 2 clients, 2 rounds. The synthetic data reach
+the Flower processes through the app's ``datasets`` hook (a module written here, on PYTHONPATH).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from dataclasses import asdict
+from functools import partial
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+pytest.importorskip("flwr", reason="flwr is not installed (pip install 'fedrs[flower]')")
+
+from flwr.app import ConfigRecord, Context, MessageType, RecordDict  # noqa: E402
+
+from fedrs.config import ConfigError, dump_yaml  # noqa: E402
+from fedrs.errors import FedrsError  # noqa: E402
+from fedrs.federated import client_update, run_experiment  # noqa: E402
+from fedrs.federated.flower.client_app import evaluate_step, reply_content, respond, train_step  # noqa: E402
+from fedrs.federated.flower.commands import LocalFederation, run_config_arg, submit  # noqa: E402
+from fedrs.federated.flower.server_app import FlowerEngine  # noqa: E402
+from fedrs.federated.flower.task import (  # noqa: E402
+    ARRAYS, CONFIG, PARAMS, STATE, app_settings, client_task, from_record, to_record,
+)
+from fedrs.runs import LocalTrainConfig, load_run_config  # noqa: E402
+
+CLIENTS = 2
+SYNTH = "fedrs_flower_synth:load"
+HOOK = '''"""Synthetic 3-class scenes for tests/test_flower.py (the Flower app's datasets hook)."""
+from pathlib import Path
+
+FOLDER = Path({folder!r})
+CLASSES = ["airplane", "beach", "forest"]
+
+
+def load(data_cfg):
+    from fedrs.data.scenes import SceneDataset
+
+    paths = sorted(FOLDER.glob("*.png"))
+    return [SceneDataset(name=data_cfg.dataset, classnames=CLASSES, prompt_names=CLASSES, paths=paths,
+                         labels=[int(p.name[0]) for p in paths])]
+'''
+TIMING = ("time_s",)
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    """Images, the hook module, params.yaml and the environment every Flower process gets."""
+    from PIL import Image
+
+    base = tmp_path_factory.mktemp("flower-study")
+    rng = np.random.default_rng(0)
+    for c in range(3):
+        for i in range(10):
+            arr = rng.integers(0, 90, (32, 32, 3)) + np.eye(3, dtype=int)[c] * 160
+            (base / "images").mkdir(exist_ok=True)
+            Image.fromarray(arr.astype("uint8")).save(base / "images" / f"{c}_{i:02d}.png")
+    (base / "fedrs_flower_synth.py").write_text(HOOK.format(folder=str(base / "images")))
+    params = base / "params.yaml"
+    params.write_text(yaml.safe_dump({
+        "backbone": {"model": "fedrs-rsclip-tiny", "pretrained": "random"},
+        "data": {"dataset": "Synth", "num_clients": CLIENTS, "scheme": "iid", "seed": 0},
+        "method": {"name": "fedrsclip"},
+        "train": {"rounds": 2, "batch_size": 8, "lr": 0.01, "seed": 0},
+    }))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FEDRS_CACHE", str(base / "cache"))
+        mp.syspath_prepend(str(base))
+        yield SimpleNamespace(base=base, params=params, text=dump_yaml(load_run_config(params)),
+                              env={"FEDRS_CACHE": str(base / "cache"), "PYTHONPATH": str(base),
+                                   "FLWR_SUPEREXEC_TASK_POLL_INTERVAL": "0.2"},
+                              run_config={"params-file": str(params), "out-dir": str(base / "unused"),
+                                          "datasets": SYNTH})
+
+
+@pytest.fixture(scope="module")
+def reference(study):
+    """The in-process engine's run of the same configuration."""
+    import fedrs_flower_synth
+
+    cfg = load_run_config(study.params)
+    out = study.base / "inprocess"
+    metrics = run_experiment(cfg, out, datasets=fedrs_flower_synth.load(cfg.data), progress=False)
+    return out, metrics
+
+
+def node_config(pid: int, n: int = CLIENTS) -> dict:
+    return {"partition-id": pid, "num-partitions": n}
+
+
+def read_csv(path: Path) -> list[dict]:
+    with open(path) as fh:
+        return [{k: v for k, v in row.items() if k not in TIMING} for row in csv.DictReader(fh)]
+
+
+def assert_same_run(out: Path, metrics: dict, ref_out: Path, ref: dict) -> None:
+    """Same final metrics, per-round and per-client rows, params and split; engine recorded."""
+    assert metrics["engine"] == "flower" and ref["engine"] == "inprocess"
+    for key in ("personalised_accuracy", "personalised_accuracy_unweighted", "global_accuracy",
+                "final_train_loss", "upload_values_per_client_round", "upload_bytes_per_client_round",
+                "measured_upload_bytes_total", "measured_download_bytes_total", "uploaded_tensors",
+                "private_tensors", "zeroshot"):
+        assert metrics[key] == ref[key], key
+    for name in ("rounds.csv", "clients.csv"):
+        assert read_csv(out / name) == read_csv(ref_out / name), name
+    for name in ("params.yaml", "split.json"):
+        assert (out / name).read_text() == (ref_out / name).read_text(), name
+    # what the clients sent is exactly the declared shared prompt: 4 x 64 values each round
+    assert set(metrics["uploaded_tensors"]) == {"text_shared"}
+    assert not set(metrics["uploaded_tensors"]) & set(metrics["private_tensors"])
+    assert {r["up_values"] for r in read_csv(out / "clients.csv") if r["up_values"]} == {"256"}
+
+
+# --- the ClientApp's steps -----------------------------------------------------------------------
+
+def test_app_settings_and_run_config_argument(study):
+    assert app_settings(study.run_config).datasets == SYNTH
+    with pytest.raises(ConfigError, match="params-file must be an absolute path"):
+        app_settings({**study.run_config, "params-file": "params.yaml"})
+    with pytest.raises(ConfigError, match="unknown key"):
+        app_settings({**study.run_config, "rounds": 3})
+    arg = run_config_arg("a b/p.yaml", "/runs/x", SYNTH, force=True)
+    assert f'params-file="{Path("a b/p.yaml").resolve()}"' in arg and arg.endswith(f'datasets="{SYNTH}" force=true')
+
+
+def test_client_steps_upload_only_shared_tensors_and_keep_private_state(study):
+    task = client_task(study.text, SYNTH, node_config(1))
+    method = task.method
+    cfg = LocalTrainConfig(lr=0.01, batch_size=8, seed=7, keep_optimizer_state=True)
+    content = RecordDict({ARRAYS: to_record(method.initial_global()),
+                          CONFIG: ConfigRecord({**asdict(cfg), PARAMS: study.text})})
+    state = RecordDict()
+    reply = train_step(task, content, state)
+
+    direct = client_update(method, method.initial_global(), method.initial_private(1), task.data, cfg)
+    sent = from_record(reply[ARRAYS])
+    assert set(sent) == set(method.upload_names) == {"text_shared"}
+    assert all(torch.equal(sent[k], direct.shared[k]) for k in sent)  # the same client_update
+    kept = from_record(state[STATE])
+    assert set(kept) == set(direct.client_state) and all(torch.equal(kept[k], direct.client_state[k]) for k in kept)
+    assert {k for k in kept if not k.startswith("momentum.")} == set(method.private_names)
+    metrics = reply["metrics"]
+    assert metrics["num-examples"] == task.data.num_train and metrics["partition-id"] == 1
+
+    again = train_step(task, content, state)  # second round starts from the kept private state
+    assert not torch.equal(from_record(again[ARRAYS])["text_shared"], sent["text_shared"])
+    counts = evaluate_step(task, RecordDict({ARRAYS: reply[ARRAYS], CONFIG: content[CONFIG]}), state)["metrics"]
+    assert counts["total"] == task.data.test_indices.numel() and counts["num-examples"] == counts["total"]
+
+    with pytest.raises(FedrsError, match="privacy check failed"):
+        reply_content(task, {}, {**sent, "text_private": kept["text_private"]})
+
+
+def test_client_refuses_a_partition_the_run_does_not_have(study):
+    with pytest.raises(FedrsError, match="has 2 clients"):
+        client_task(study.text, SYNTH, node_config(0, n=3))
+    with pytest.raises(ConfigError, match="partition-id"):
+        client_task(study.text, SYNTH, {})
+    with pytest.raises(ConfigError, match="not an importable 'module:function'"):
+        client_task(study.text, "no_such_module:load", node_config(0))
+
+
+# --- FlowerEngine over an in-process grid --------------------------------------------------------
+
+class LocalGrid:
+    """A Grid stand-in: delivers each message to the ClientApp of its node (a Context each, as a
+    SuperNode keeps), answering in reverse order so that arrival order differs from partition order."""
+
+    def __init__(self, run_config: dict, partitions: list[int], tamper: bool = False):
+        self.nodes = {node: Context(1, node, node_config(p), RecordDict(), {"datasets": run_config["datasets"]})
+                      for node, p in zip(range(1000, 2000, 7), partitions)}
+        self.tamper = tamper
+
+    def get_node_ids(self):
+        return list(self.nodes)
+
+    def send_and_receive(self, messages, timeout=None):
+        replies = []
+        for msg in reversed(list(messages)):
+            node, kind = msg.metadata.dst_node_id, msg.metadata.message_type
+            context = self.nodes[node]
+            content = respond(kind, msg.content, context)
+            if kind == MessageType.TRAIN and self.tamper:
+                private = from_record(context.state[STATE])
+                content[ARRAYS] = to_record({**from_record(content[ARRAYS]), **private})
+            replies.append(SimpleNamespace(content=content, metadata=SimpleNamespace(src_node_id=node),
+                                           has_error=lambda: False))
+        return replies
+
+
+@pytest.fixture(autouse=True)
+def _serverapp_identity(monkeypatch):
+    """Flower sets the running task's identity in a ServerApp process; messages are stamped with it."""
+    from flwr.supercore.task_identity import TaskIdentity
+
+    for attr, value in (("_run_id", 1), ("_node_id", 0), ("_task_id", 1)):
+        monkeypatch.setattr(TaskIdentity, attr, value)
+
+
+def flower_run(study, out: Path, grid: LocalGrid) -> dict:
+    import fedrs_flower_synth
+
+    cfg = load_run_config(study.params)
+    return run_experiment(cfg, out, datasets=fedrs_flower_synth.load(cfg.data), progress=False,
+                          make_engine=partial(FlowerEngine, grid, study.text, node_wait=1.0))
+
+
+def test_flower_engine_equals_the_inprocess_engine(study, reference, tmp_path):
+    metrics = flower_run(study, tmp_path, LocalGrid(study.run_config, [1, 0]))
+    assert_same_run(tmp_path, metrics, *reference)
+    assert not (tmp_path / "checkpoint.pt").exists()  # client states live on the nodes
+
+
+@pytest.mark.parametrize("partitions, tamper, message", [
+    ([0, 1], True, "privacy check failed"),
+    ([0, 1, 1], False, "3 SuperNodes are connected but the run has 2 clients"),
+    ([0], False, "only 1 of 2 SuperNodes connected"),
+    ([1, 1], False, "needs each partition-id 0..1 exactly once"),
+])
+def test_flower_engine_refuses_private_uploads_and_wrong_nodes(study, tmp_path, partitions, tamper, message):
+    with pytest.raises(FedrsError, match=message):
+        flower_run(study, tmp_path, LocalGrid(study.run_config, partitions, tamper))
+
+
+# --- a loopback deployment -----------------------------------------------------------------------
+
+def test_loopback_deployment_matches_the_inprocess_engine(study, reference):
+    """flower-superlink + one flower-supernode per partition on 127.0.0.1 + flwr run (fedrs flower
+    local); every process started, and their children, is gone afterwards."""
+    import psutil
+
+    out, home = study.base / "flower", study.base / "flwr-home"
+    started = time.monotonic()
+    with open(study.base / "flwr-run.log", "w") as log:
+        with LocalFederation(CLIENTS, home, study.env) as fed:
+            try:
+                metrics = submit(study.params, out, "fedrs-local", fed.env, datasets=SYNTH, stdout=log, timeout=420)
+            except FedrsError as exc:
+                logs = "\n".join(f"--- {n}\n{fed.log_tail(n)}" for n in ("superlink", "supernode0", "supernode1"))
+                pytest.fail(f"{exc}\n{(study.base / 'flwr-run.log').read_text()[-4000:]}\n{logs}")
+    elapsed = time.monotonic() - started
+    def running(pid: int) -> bool:
+        try:
+            return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return False
+
+    assert len(fed.stopped) >= 1 + CLIENTS and not [pid for pid in fed.stopped if running(pid)]
+    assert_same_run(out, metrics, *reference)
+    assert json.loads((out / "metrics.json").read_text())["engine"] == "flower"
+    print(f"loopback deployment: {elapsed:.1f} s")

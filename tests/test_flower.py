@@ -68,32 +68,37 @@ def study(tmp_path_factory):
             (base / "images").mkdir(exist_ok=True)
             Image.fromarray(arr.astype("uint8")).save(base / "images" / f"{c}_{i:02d}.png")
     (base / "fedrs_flower_synth.py").write_text(HOOK.format(folder=str(base / "images")))
-    params = base / "params.yaml"
-    params.write_text(yaml.safe_dump({
+    config = {
         "backbone": {"model": "fedrs-rsclip-tiny", "pretrained": "random"},
         "data": {"dataset": "Synth", "num_clients": CLIENTS, "scheme": "iid", "seed": 0},
         "method": {"name": "fedrsclip"},
         "train": {"rounds": 2, "batch_size": 8, "lr": 0.01, "seed": 0},
-    }))
+    }
+    params, every2 = base / "params.yaml", base / "params-eval-every-2.yaml"
+    params.write_text(yaml.safe_dump(config))
+    every2.write_text(yaml.safe_dump({**config, "eval": {"every": 2}}))  # one message wave fewer
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("FEDRS_CACHE", str(base / "cache"))
         mp.syspath_prepend(str(base))
-        yield SimpleNamespace(base=base, params=params, text=dump_yaml(load_run_config(params)),
+        yield SimpleNamespace(base=base, params=params, every2=every2, text=dump_yaml(load_run_config(params)),
                               env={"FEDRS_CACHE": str(base / "cache"), "PYTHONPATH": str(base),
                                    "FLWR_SUPEREXEC_TASK_POLL_INTERVAL": "0.2"},
                               run_config={"params-file": str(params), "out-dir": str(base / "unused"),
                                           "datasets": SYNTH})
 
 
-@pytest.fixture(scope="module")
-def reference(study):
-    """The in-process engine's run of the same configuration."""
+def inprocess(study, params: Path) -> tuple[Path, dict]:
+    """The in-process engine's run of a configuration."""
     import fedrs_flower_synth
 
-    cfg = load_run_config(study.params)
-    out = study.base / "inprocess"
-    metrics = run_experiment(cfg, out, datasets=fedrs_flower_synth.load(cfg.data), progress=False)
-    return out, metrics
+    cfg = load_run_config(params)
+    out = study.base / f"inprocess-{params.stem}"
+    return out, run_experiment(cfg, out, datasets=fedrs_flower_synth.load(cfg.data), progress=False)
+
+
+@pytest.fixture(scope="module")
+def reference(study):
+    return inprocess(study, study.params)
 
 
 def node_config(pid: int, n: int = CLIENTS) -> dict:
@@ -133,6 +138,15 @@ def test_app_settings_and_run_config_argument(study):
         app_settings({**study.run_config, "rounds": 3})
     arg = run_config_arg("a b/p.yaml", "/runs/x", SYNTH, force=True)
     assert f'params-file="{Path("a b/p.yaml").resolve()}"' in arg and arg.endswith(f'datasets="{SYNTH}" force=true')
+
+
+def test_fedrs_flower_commands_are_registered():
+    from fedrs.cli import build_parser
+
+    args = build_parser().parse_args(["flower", "local", "p.yaml", "--out", "/runs/x", "--clients", "3"])
+    assert args.func.__name__ == "_cmd_local" and args.clients == 3
+    args = build_parser().parse_args(["flower", "submit", "p.yaml", "--out", "/runs/x", "--connection", "study"])
+    assert args.func.__name__ == "_cmd_submit" and args.connection == "study"
 
 
 def test_client_steps_upload_only_shared_tensors_and_keep_private_state(study):
@@ -236,17 +250,18 @@ def test_flower_engine_refuses_private_uploads_and_wrong_nodes(study, tmp_path, 
 
 # --- a loopback deployment -----------------------------------------------------------------------
 
-def test_loopback_deployment_matches_the_inprocess_engine(study, reference):
+def test_loopback_deployment_matches_the_inprocess_engine(study):
     """flower-superlink + one flower-supernode per partition on 127.0.0.1 + flwr run (fedrs flower
     local); every process started, and their children, is gone afterwards."""
     import psutil
 
+    reference = inprocess(study, study.every2)
     out, home = study.base / "flower", study.base / "flwr-home"
     started = time.monotonic()
     with open(study.base / "flwr-run.log", "w") as log:
         with LocalFederation(CLIENTS, home, study.env) as fed:
             try:
-                metrics = submit(study.params, out, "fedrs-local", fed.env, datasets=SYNTH, stdout=log, timeout=420)
+                metrics = submit(study.every2, out, "fedrs-local", fed.env, datasets=SYNTH, stdout=log, timeout=420)
             except FedrsError as exc:
                 logs = "\n".join(f"--- {n}\n{fed.log_tail(n)}" for n in ("superlink", "supernode0", "supernode1"))
                 pytest.fail(f"{exc}\n{(study.base / 'flwr-run.log').read_text()[-4000:]}\n{logs}")

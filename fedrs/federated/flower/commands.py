@@ -20,7 +20,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import IO, Sequence
+from typing import IO
 
 from fedrs.errors import FedrsError
 from fedrs.runs import RunFolder, load_run_config

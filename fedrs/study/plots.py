@@ -382,3 +382,26 @@ def report_figures(tables: Mapping[str, Any], runs: pd.DataFrame, results_dir: s
             if fig is not None:
                 figs[stem("learning_curves", b)] = fig
     return figs
+
+
+# --- 04_retrieval -------------------------------------------------------------------------------
+
+def retrieval_examples(query: str, paths: Sequence[str | Path], scores: Sequence[float], backbone: str,
+                       labels: Sequence[str] | None = None, method: str = "", thumb: int = 96,
+                       columns: int = 5) -> plt.Figure:
+    """A text query's top images in rank order, each titled with its rank, cosine score and class."""
+    from fedrs.backbone.features import load_rgb
+
+    cols = min(columns, len(paths)) or 1
+    rows = math.ceil(len(paths) / cols) or 1
+    fig, axes = plt.subplots(rows, cols, figsize=(1.7 * cols, 1.9 * rows + 0.6), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for i, (ax, path, score) in enumerate(zip(axes.flat, paths, scores)):
+        ax.imshow(load_rgb(path).resize((thumb, thumb)))
+        name = f"\n{labels[i]}" if labels is not None else ""
+        ax.set_title(f"#{i + 1}  cos {score:.3f}{name}", fontsize=7)
+    by = f" ({method})" if method else ""
+    fig.suptitle(_title(f"Top {len(paths)} images for {query!r}{by}", backbone), fontsize=9)
+    fig.tight_layout()
+    return fig

@@ -66,3 +66,14 @@ def test_centralised_reference_is_one_client(tiny):
     out = federated_retrieval(tiny, data, test, tiny_cfg(), num_clients=1, rounds=1, lr=0.5)
     assert out.shards == [list(range(6))] and out.personalised == []
     assert out.upload_values_per_client_round == out.trainable_params
+
+
+def test_describe_paper_config_reports_161088(capsys):
+    from pathlib import Path
+
+    from fedrs.cli import main
+
+    params = Path(__file__).resolve().parents[1] / "params" / "paper" / "pe_rsitr_ucm.yaml"
+    assert main(["describe", str(params), "--no-weights"]) == 0
+    out = capsys.readouterr().out
+    assert '"trainable_params": 161088' in out and '"method": "pe-rsitr"' in out

@@ -6,7 +6,7 @@ import torch
 from fedrs.backbone.factory import create_backbone
 from fedrs.retrieval.config import VARIANTS, AdapterConfig, PromptConfig, RetrievalConfig
 from fedrs.retrieval.data import RetrievalSet, split_disjoint
-from fedrs.retrieval.train import evaluate, train_epochs
+from fedrs.retrieval.train import batch_terms, evaluate, frozen_bodies, train_epochs
 from fedrs.retrieval.variants import build_variant
 
 TINY_CFG = RetrievalConfig(adapter=AdapterConfig(bottleneck=16, shared_dim=8),
@@ -71,3 +71,19 @@ def test_parameter_counts_on_vit_b32():
     assert counts == {"zero-shot": 0, "linear-probe": 768 * 512 + 512 * 512, "coop": 16 * 512,
                       "vpt": 12 * 8 * 768, "adapter": 165_248, "mrs-adapter": 161_088,
                       "mrs-adapter-hmmc": 161_088}
+
+
+@pytest.mark.parametrize("variant", ["linear-probe", "coop", "vpt"])
+def test_cached_frozen_bodies_give_the_same_loss(tiny, variant):
+    data = tiny_set(tiny)
+    model, loss = build_variant(tiny, TINY_CFG, variant)
+    tokens = model.tokenize(data.captions)
+    cached = frozen_bodies(model, loss, data, tokens)
+    assert set(cached) == {"linear-probe": {"image_body", "text_body"}, "coop": {"image_body"},
+                           "vpt": {"text_body"}}[variant]
+    img, cap = torch.arange(4), torch.tensor([0, 2, 4, 6])
+    full = batch_terms(model, loss, data.images[img], tokens[cap])["loss"]
+    bodies = {k: v[img if k == "image_body" else cap] for k, v in cached.items()}
+    fast = batch_terms(model, loss, None if "image_body" in bodies else data.images[img],
+                       None if "text_body" in bodies else tokens[cap], **bodies)["loss"]
+    assert torch.allclose(full, fast, atol=1e-5)

@@ -121,12 +121,24 @@ class RetrievalModel(nn.Module):
     def trainable_parameters(self) -> int:
         return count_parameters(self)
 
-    def _body_grad(self, modality: str) -> torch.autograd.grad_mode.set_grad_enabled:
-        """Autograd through a tower's blocks only when something trainable acts inside them
-        (projection heads act after the blocks: a linear probe never back-propagates through them)."""
+    def body_trains(self, modality: str) -> bool:
+        """Whether a trainable tensor acts inside the ``modality`` tower's body (before the
+        projection). If not, its pooled features are constants: no autograd through it, and
+        training may compute them once (:func:`fedrs.retrieval.train.train_epochs`)."""
         prompt = self.visual_prompt if modality == "vision" else self.text_prompt
-        inside = self.adapter is not None or prompt is not None or "clip" in self._modules
-        return torch.set_grad_enabled(torch.is_grad_enabled() and inside)
+        return self.adapter is not None or prompt is not None or "clip" in self._modules
+
+    def _body_grad(self, modality: str) -> torch.autograd.grad_mode.set_grad_enabled:
+        return torch.set_grad_enabled(torch.is_grad_enabled() and self.body_trains(modality))
+
+    def project(self, pooled: torch.Tensor, modality: str) -> torch.Tensor:
+        """Pooled tower output -> joint embedding (the trainable heads of a linear probe, if any)."""
+        clip = self._clip
+        if modality == "vision":
+            proj = self.heads.visual if self.heads is not None else clip.visual.proj
+        else:
+            proj = self.heads.text if self.heads is not None else clip.text_projection
+        return proj(pooled) if isinstance(proj, nn.Linear) else pooled @ proj.to(pooled.dtype)
 
     def trainable_state(self) -> dict[str, torch.Tensor]:
         """Name -> tensor of every trainable parameter (what training changes)."""
@@ -145,6 +157,10 @@ class RetrievalModel(nn.Module):
         return self.tokenizer(list(captions), context_length=self.text_context_length)
 
     def encode_text(self, tokens: torch.Tensor, augment: bool = False) -> torch.Tensor:
+        return self.project(self.text_body(tokens, augment), "text")
+
+    def text_body(self, tokens: torch.Tensor, augment: bool = False) -> torch.Tensor:
+        """Pooled ``[EOT]`` features ``[N, text width]`` before the projection."""
         clip = self._clip
         cast = clip.transformer.get_cast_dtype()
         eot = tokens.argmax(dim=-1)
@@ -164,22 +180,22 @@ class RetrievalModel(nn.Module):
             mask = clip.attn_mask[:length, :length] if clip.attn_mask is not None else None
             x = self._blocks(clip.transformer, x, mask, "text")
             x = clip.ln_final(x)
-            pooled = x[torch.arange(x.shape[0], device=x.device), eot]
-        proj = self.heads.text if self.heads is not None else clip.text_projection
-        return pooled @ proj.to(pooled.dtype) if not isinstance(proj, nn.Linear) else proj(pooled)
+            return x[torch.arange(x.shape[0], device=x.device), eot]
 
     # --- images -----------------------------------------------------------------------------
 
     def encode_image(self, images: torch.Tensor, augment: bool = False) -> torch.Tensor:
+        return self.project(self.image_body(images, augment), "vision")
+
+    def image_body(self, images: torch.Tensor, augment: bool = False) -> torch.Tensor:
+        """Pooled features ``[B, vision width]`` before the projection."""
         visual = self._clip.visual
         with self._body_grad("vision"):
             x = visual._embeds(images)  # conv, class token, positions, (patch dropout), ln_pre
             if augment and self.vision_dropout > 0:
                 x = F.dropout(x, self.vision_dropout, training=True)
             x = self._blocks(visual.transformer, x, None, "vision", self.visual_prompt)
-            pooled, _ = visual._pool(x)
-        proj = self.heads.visual if self.heads is not None else visual.proj
-        return pooled @ proj.to(pooled.dtype)
+            return visual._pool(x)[0]
 
     # --- shared -----------------------------------------------------------------------------
 
@@ -201,11 +217,13 @@ class RetrievalModel(nn.Module):
             x = torch.cat([x[:, :1], x[:, 1 + n:]], dim=1)
         return x
 
-    def forward(self, images: torch.Tensor, tokens: torch.Tensor,
-                augment: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-        """L2-normalised image and text embeddings."""
-        return (F.normalize(self.encode_image(images, augment), dim=-1),
-                F.normalize(self.encode_text(tokens, augment), dim=-1))
+    def forward(self, images: torch.Tensor | None, tokens: torch.Tensor | None, augment: bool = False,
+                image_body: torch.Tensor | None = None,
+                text_body: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """L2-normalised image and text embeddings; ``*_body``: precomputed frozen body outputs."""
+        image = self.project(image_body, "vision") if image_body is not None else self.encode_image(images, augment)
+        text = self.project(text_body, "text") if text_body is not None else self.encode_text(tokens, augment)
+        return F.normalize(image, dim=-1), F.normalize(text, dim=-1)
 
 
 __all__ = ["RetrievalModel", "TextPrompt", "VisualPrompt", "ProjectionHeads"]

@@ -11,14 +11,37 @@ from fedrs.retrieval.data import RetrievalSet
 from fedrs.retrieval.model import RetrievalModel
 
 
-def batch_terms(model: RetrievalModel, loss: HMMCLoss, images: torch.Tensor,
-                tokens: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Loss terms of one batch; a second, augmented pass only when the loss uses it."""
-    image, text = model(images, tokens)
+def batch_terms(model: RetrievalModel, loss: HMMCLoss, images: torch.Tensor | None,
+                tokens: torch.Tensor | None, **bodies: torch.Tensor | None) -> dict[str, torch.Tensor]:
+    """Loss terms of one batch; a second, augmented pass only when the loss uses it.
+
+    ``image_body``/``text_body``: precomputed outputs of a frozen tower body (see :func:`frozen_bodies`).
+    """
+    image, text = model(images, tokens, **bodies)
     image_aug = text_aug = None
     if loss.needs_augmented:
         image_aug, text_aug = model(images, tokens, augment=True)
     return loss.terms(image, text, image_aug, text_aug)
+
+
+@torch.no_grad()
+def frozen_bodies(model: RetrievalModel, loss: HMMCLoss, data: RetrievalSet, tokens: torch.Tensor,
+                  batch_size: int = 256) -> dict[str, torch.Tensor]:
+    """Body outputs of the towers nothing trains inside, for every image / caption, computed once.
+
+    Exact, since a frozen body is deterministic; nothing is cached when the loss needs the
+    augmented view (it re-runs the bodies with input dropout).
+    """
+    if loss.needs_augmented:
+        return {}
+    device, out = model.device, {}
+    if not model.body_trains("vision"):
+        out["image_body"] = torch.cat([model.image_body(data.images[i:i + batch_size].to(device))
+                                       for i in range(0, len(data), batch_size)])
+    if not model.body_trains("text"):
+        out["text_body"] = torch.cat([model.text_body(tokens[i:i + batch_size].to(device))
+                                      for i in range(0, len(tokens), batch_size)])
+    return out
 
 
 def make_optimizer(model: RetrievalModel, lr: float, weight_decay: float = 0.0) -> torch.optim.Optimizer | None:
@@ -41,6 +64,8 @@ def train_epochs(model: RetrievalModel, loss: HMMCLoss, data: RetrievalSet, *, e
     tokens = model.tokenize(data.captions)
     gen = torch.Generator().manual_seed(seed)
     device = model.device
+    model.eval()
+    cached = frozen_bodies(model, loss, data, tokens)
     model.train()
     total, steps, samples = 0.0, 0, 0
     desc = progress if isinstance(progress, str) else "train"
@@ -48,7 +73,11 @@ def train_epochs(model: RetrievalModel, loss: HMMCLoss, data: RetrievalSet, *, e
         for img_idx, cap_idx in data.batches(batch_size, gen):
             if len(img_idx) < 2:  # a contrastive batch needs a negative
                 continue
-            terms = batch_terms(model, loss, data.images[img_idx].to(device), tokens[cap_idx].to(device))
+            bodies = {"image_body": cached["image_body"][img_idx] if "image_body" in cached else None,
+                      "text_body": cached["text_body"][cap_idx] if "text_body" in cached else None}
+            images = data.images[img_idx].to(device) if bodies["image_body"] is None else None
+            text = tokens[cap_idx].to(device) if bodies["text_body"] is None else None
+            terms = batch_terms(model, loss, images, text, **bodies)
             optimizer.zero_grad(set_to_none=True)
             terms["loss"].backward()
             optimizer.step()
@@ -86,4 +115,4 @@ def evaluate(model: RetrievalModel, data: RetrievalSet, batch_size: int = 256,
     return retrieval_scores(img, txt, data.caption_image, ties=ties)
 
 
-__all__ = ["batch_terms", "make_optimizer", "train_epochs", "encode_set", "evaluate"]
+__all__ = ["batch_terms", "frozen_bodies", "make_optimizer", "train_epochs", "encode_set", "evaluate"]

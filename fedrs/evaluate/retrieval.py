@@ -77,7 +77,7 @@ def _ranks(rows: Callable[[int, int], torch.Tensor], n_rows: int,
 
 
 def _recalls(ranks: torch.Tensor, ks: Sequence[int]) -> dict[int, float]:
-    return {k: 100.0 * float((ranks < k).float().mean()) for k in ks}
+    return {k: 100.0 * float((ranks < k).double().mean()) for k in ks}
 
 
 def scores_from_rows(image_rows: Callable[[int, int], torch.Tensor],

@@ -78,9 +78,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     cfg = load_run_config(args.params, _overrides(args.set))
     metrics = run_experiment(cfg, args.out, resume=args.resume, progress=not args.no_progress, force=args.force)
     keys = ("method", "backbone", "dataset", "split", "seed", "personalised_accuracy",
-            "personalised_accuracy_unweighted", "global_accuracy", "upload_values_per_client_round",
-            "wall_time_s")
-    json.dump({k: metrics.get(k) for k in keys} | {"out": str(args.out)}, sys.stdout, indent=2)
+            "personalised_accuracy_unweighted", "global_accuracy", "global", "personalised",
+            "upload_values_per_client_round", "wall_time_s")  # global/personalised: retrieval recalls
+    json.dump({k: metrics[k] for k in keys if k in metrics} | {"out": str(args.out)}, sys.stdout, indent=2)
     print()
     return 0
 

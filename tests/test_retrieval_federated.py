@@ -77,3 +77,31 @@ def test_describe_paper_config_reports_161088(capsys):
     assert main(["describe", str(params), "--no-weights"]) == 0
     out = capsys.readouterr().out
     assert '"trainable_params": 161088' in out and '"method": "pe-rsitr"' in out
+
+
+def test_fedrs_run_writes_a_retrieval_run_folder(tiny, tmp_path, monkeypatch, capsys):
+    import json
+
+    from fedrs.cli import main
+    from fedrs.retrieval.data import RetrievalSet
+
+    sets = {"train+val": tiny_set(tiny, n_images=6), "test": tiny_set(tiny, n_images=4)}
+    monkeypatch.setattr(RetrievalSet, "load", classmethod(lambda cls, dataset, split, backbone, **kw: sets[split]))
+    params = tmp_path / "tiny.yaml"
+    params.write_text(
+        "backbone: {model: fedrs-rsclip-tiny, pretrained: random}\n"
+        "data: {dataset: UCM-Captions, num_clients: 2, scheme: iid}\n"
+        "method: {name: pe-rsitr, adapter: {bottleneck: 16, shared_dim: 8}, private: [adapter.up.text]}\n"
+        "train: {rounds: 1, lr: 0.1}\n", encoding="utf-8")
+    out = tmp_path / "run"
+    assert main(["run", str(params), "--out", str(out), "--no-progress"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["method"] == "pe-rsitr" and set(summary["global"]) >= {"i2t_r1", "t2i_r10", "mR"}
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["private_prefixes"] == ["adapter.up.text"] and metrics["personalised"]
+    split = json.loads((out / "split.json").read_text())
+    assert sorted(split["clients"][0] + split["clients"][1]) == sorted(sets["train+val"].image_ids)
+    assert {"rounds.csv", "clients.csv", "params.yaml", "env.json"} <= {p.name for p in out.iterdir()}
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(params.read_text().replace("scheme: iid", "scheme: dirichlet"), encoding="utf-8")
+    assert main(["run", str(bad), "--out", str(tmp_path / "bad")]) == 2

@@ -6,7 +6,7 @@ import torch
 from fedrs.backbone.factory import create_backbone
 from fedrs.retrieval.config import VARIANTS, AdapterConfig, PromptConfig, RetrievalConfig
 from fedrs.retrieval.data import RetrievalSet, split_disjoint
-from fedrs.retrieval.train import batch_terms, evaluate, frozen_bodies, train_epochs
+from fedrs.retrieval.train import batch_terms, encode_set, evaluate, frozen_bodies, search_images, train_epochs
 from fedrs.retrieval.variants import build_variant
 
 TINY_CFG = RetrievalConfig(adapter=AdapterConfig(bottleneck=16, shared_dim=8),
@@ -87,3 +87,13 @@ def test_cached_frozen_bodies_give_the_same_loss(tiny, variant):
     fast = batch_terms(model, loss, None if "image_body" in bodies else data.images[img],
                        None if "text_body" in bodies else tokens[cap], **bodies)["loss"]
     assert torch.allclose(full, fast, atol=1e-5)
+
+
+def test_search_images_ranks_by_cosine(tiny):
+    data = tiny_set(tiny)
+    model, _ = build_variant(tiny, TINY_CFG, "zero-shot")
+    img, txt = encode_set(model, data)
+    idx, cos = search_images(model, data, [data.captions[3], "a runway"], k=3, image_features=img)
+    assert idx.shape == (2, 3) and torch.all(cos[:, :-1] >= cos[:, 1:])
+    expected = torch.nn.functional.normalize(txt[3], dim=0) @ torch.nn.functional.normalize(img, dim=1).T
+    assert idx[0].tolist() == expected.topk(3).indices.tolist()

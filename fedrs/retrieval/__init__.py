@@ -21,11 +21,11 @@ from fedrs.retrieval.config import (
 )
 from fedrs.retrieval.data import RetrievalSet, split_disjoint
 from fedrs.retrieval.model import ProjectionHeads, RetrievalModel, TextPrompt, VisualPrompt
-from fedrs.retrieval.train import encode_set, evaluate, train_epochs
+from fedrs.retrieval.train import encode_set, evaluate, search_images, train_epochs
 from fedrs.retrieval.variants import build_variant
 
 __all__ = [
     "VARIANTS", "AdapterConfig", "LossConfig", "PromptConfig", "RetrievalConfig", "TrainConfig",
     "RetrievalSet", "split_disjoint", "RetrievalModel", "TextPrompt", "VisualPrompt", "ProjectionHeads",
-    "encode_set", "evaluate", "train_epochs", "build_variant",
+    "encode_set", "evaluate", "search_images", "train_epochs", "build_variant",
 ]

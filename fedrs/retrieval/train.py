@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from fedrs.evaluate.retrieval import RetrievalScores, retrieval_scores
@@ -115,4 +116,20 @@ def evaluate(model: RetrievalModel, data: RetrievalSet, batch_size: int = 256,
     return retrieval_scores(img, txt, data.caption_image, ties=ties)
 
 
-__all__ = ["batch_terms", "frozen_bodies", "make_optimizer", "train_epochs", "encode_set", "evaluate"]
+@torch.no_grad()
+def search_images(model: RetrievalModel, data: RetrievalSet, queries: list[str], k: int = 5,
+                  image_features: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-``k`` images of ``data`` for each query caption: ``(indices [Q, k], cosines [Q, k])``.
+
+    ``image_features``: the first output of :func:`encode_set`, to avoid re-encoding the images.
+    """
+    model.eval()
+    if image_features is None:
+        image_features = encode_set(model, data)[0]
+    text = model.encode_text(model.tokenize(queries).to(model.device)).float().cpu()
+    sim = F.normalize(text, dim=-1) @ F.normalize(image_features.float(), dim=-1).T
+    top = sim.topk(min(k, sim.shape[1]), dim=1)
+    return top.indices, top.values
+
+
+__all__ = ["search_images", "batch_terms", "frozen_bodies", "make_optimizer", "train_epochs", "encode_set", "evaluate"]

@@ -160,6 +160,18 @@ def apply_overrides(data: Mapping[str, Any], overrides: Mapping[str, Any]) -> di
     return out
 
 
+def parse_overrides(pairs) -> dict:
+    """``["train.lr=0.01", "method.n_ctx=8"]`` (command-line ``--set``) -> ``{"train.lr": 0.01, ...}``;
+    values are parsed as YAML."""
+    out = {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise ConfigError(f"--set {pair!r}: expected KEY=VALUE, e.g. --set train.rounds=2")
+        key, value = pair.split("=", 1)
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
 def _deepcopy(data: Any) -> Any:
     if isinstance(data, Mapping):
         return {k: _deepcopy(v) for k, v in data.items()}
@@ -186,7 +198,7 @@ def dump_yaml(cfg: Any) -> str:
 
 
 __all__ = [
-    "ConfigError", "from_dict", "load_config", "apply_overrides", "to_dict", "dump_yaml",
+    "ConfigError", "from_dict", "load_config", "apply_overrides", "parse_overrides", "to_dict", "dump_yaml",
 ]
 
 # Keep typing imported for users who build configs with typing-only aliases.

@@ -2,28 +2,16 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
-
-import yaml
-
-
-def _parse_sets(pairs: list[str] | None) -> dict:
-    out = {}
-    for pair in pairs or []:
-        if "=" not in pair:
-            raise argparse.ArgumentTypeError(f"--set expects key=value, got {pair!r}")
-        key, value = pair.split("=", 1)
-        out[key] = yaml.safe_load(value)
-    return out
 
 
 def cmd_pretrain(args) -> int:
     from fedrs.backbone.pretrain import load_recipe, pretrain
+    from fedrs.config import parse_overrides
     from fedrs.paths import models_root, results_root
 
-    cfg = load_recipe(args.model, args.recipe, _parse_sets(args.set))
+    cfg = load_recipe(args.model, args.recipe, parse_overrides(args.set))
     out_dir = Path(args.out) if args.out else models_root() / cfg.model
     ckpt = out_dir / "open_clip_model.pt"
     if args.if_missing and ckpt.is_file():

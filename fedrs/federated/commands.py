@@ -5,11 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Sequence
 
-import yaml
 
-from fedrs.config import ConfigError
+from fedrs.config import parse_overrides
 from fedrs.runs import RunConfig, load_run_config
 
 
@@ -62,20 +60,10 @@ def describe_run(cfg: RunConfig, no_weights: bool = False) -> dict:
     return out
 
 
-def _overrides(pairs: Sequence[str]) -> dict:
-    out = {}
-    for pair in pairs:
-        if "=" not in pair:
-            raise ConfigError(f"--set {pair!r}: expected KEY=VALUE, e.g. --set train.rounds=2")
-        key, value = pair.split("=", 1)
-        out[key.strip()] = yaml.safe_load(value)
-    return out
-
-
 def _cmd_run(args: argparse.Namespace) -> int:
     from fedrs.federated.engine import run_experiment
 
-    cfg = load_run_config(args.params, _overrides(args.set))
+    cfg = load_run_config(args.params, parse_overrides(args.set))
     metrics = run_experiment(cfg, args.out, resume=args.resume, progress=not args.no_progress, force=args.force)
     keys = ("method", "backbone", "dataset", "split", "seed", "personalised_accuracy",
             "personalised_accuracy_unweighted", "global_accuracy", "global", "personalised",
@@ -86,7 +74,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_describe(args: argparse.Namespace) -> int:
-    cfg = load_run_config(args.params, _overrides(args.set))
+    cfg = load_run_config(args.params, parse_overrides(args.set))
     json.dump(describe_run(cfg, no_weights=args.no_weights), sys.stdout, indent=2)
     print()
     return 0

@@ -12,7 +12,7 @@ export FEDRS_SOURCE
 export PYDEVD_DISABLE_FILE_VALIDATION=1
 export FLWR_TELEMETRY_ENABLED=0
 
-.PHONY: setup data backbone backbone-tiny zeroshot sweep report study test test-fast clean-cache help
+.PHONY: setup lab data backbone backbone-tiny zeroshot sweep report study test test-fast clean-cache help
 # parallel runs of the study grid; one torch thread each is fastest on 2 cores
 JOBS        ?= 2
 STUDY       ?= params/studies/offline
@@ -25,10 +25,16 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet $(TORCH_SPEC)
 	$(BIN)/python -m pip install --quiet -e '.[dev,flower]'
-	$(BIN)/python -m ipykernel install --user --name fedrs --display-name "Python (fedrs)" >/dev/null
 	touch $@
 
+# The notebooks' kernel "fedrs" is registered for this user on every setup, so it always points at
+# this checkout's venv (the last checkout to run `make setup` wins)
 setup: $(BIN)/.installed
+	@$(BIN)/python -m ipykernel install --user --name fedrs --display-name "Python (fedrs)" >/dev/null
+
+# JupyterLab on the notebooks, with the project's kernel
+lab: setup
+	$(BIN)/jupyter lab notebooks/
 
 data: setup
 	$(BIN)/fedrs data import "$(FEDRS_SOURCE)"
@@ -50,6 +56,8 @@ report: setup
 	$(BIN)/fedrs report results/offline --out results
 
 study: zeroshot sweep report
+	@echo "make study: results/ regenerated. Tables and per-run metrics against the committed ones (nothing listed = identical):"
+	@git diff --stat -- results/tables results/zero_shot 'results/offline/*/*/metrics.json' 2>/dev/null || true
 
 test: setup
 	$(BIN)/python -m pytest -q tests

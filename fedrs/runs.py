@@ -245,6 +245,9 @@ def environment() -> dict[str, Any]:
         "host": socket.gethostname(),
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
+        # float results are bit-reproducible across machines only on the same kernel family
+        # (AVX512 vs AVX2 vectorised kernels round differently)
+        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "torch_threads": torch.get_num_threads(),
         "cuda": torch.cuda.is_available(),
     }

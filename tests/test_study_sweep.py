@@ -119,6 +119,36 @@ def test_changed_params_of_a_complete_run_need_force(tmp_path, fake_notebook):
     assert calls(tmp_path / "r" / "p" / "a") == ["resume=False"]  # started over from scratch
 
 
+def test_committed_results_are_rerun_in_place_then_skipped(tmp_path, fake_notebook):
+    """A fresh clone has the committed metrics.json but not the git-ignored sweep.json: the sweep
+    executes those runs again from scratch (that is how `make study` regenerates results/), then
+    skips them once this checkout has run them."""
+    path = write_params(tmp_path / "p", "a", seed=0)
+    out = tmp_path / "r" / "p" / "a"
+    out.mkdir(parents=True)
+    (out / "metrics.json").write_text(json.dumps({"method": "fedrsclip", "seed": 0, "personalised_accuracy": 0.9}))
+    (out / "stale_extra.txt").write_text("left over from the committed run")
+    kw = dict(results=tmp_path / "r", notebook=fake_notebook, progress=False)
+    assert sw.run_status(sw.plan([path], results=tmp_path / "r")[0]) == "committed"
+    assert sw.sweep([path], **kw).count("done") == 1
+    assert calls(out) == ["resume=False"]  # from scratch, not a resume
+    assert json.loads((out / "metrics.json").read_text())["personalised_accuracy"] == 0.5
+    assert not (out / "stale_extra.txt").exists()
+    assert sw.sweep([path], **kw).count("skipped") == 1
+
+
+def test_sweep_marker_is_git_ignored():
+    """sweep.json holds local paths and wall time, and marks runs executed in this checkout."""
+    import subprocess
+
+    repo = Path(__file__).resolve().parents[1]
+    probe = "results/offline/methods/some_run/sweep.json"
+    out = subprocess.run(["git", "check-ignore", "-q", probe], cwd=repo)
+    if out.returncode == 128:
+        pytest.skip("not a git checkout")
+    assert out.returncode == 0, f"{probe} must be git-ignored (.gitignore)"
+
+
 def test_missing_notebook_is_one_clear_error(tmp_path):
     path = write_params(tmp_path, "a")
     with pytest.raises(sw.SweepError, match="--notebook"):

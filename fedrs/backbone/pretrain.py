@@ -326,7 +326,8 @@ def pretrain(cfg: PretrainConfig, out_dir: Path | None = None, resume: bool = Tr
         "train_wall_seconds": round(train_seconds, 1),
         "data_prep_seconds": round(t0 - t_load, 1),
         "threads": torch.get_num_threads(),
-        "host": {"machine": platform.machine(), "processor": platform.processor() or platform.machine()},
+        "host": {"machine": platform.machine(), "processor": platform.processor() or platform.machine(),
+                 "torch_cpu_capability": torch.backends.cpu.get_cpu_capability()},
         "versions": {"torch": torch.__version__, "open_clip": open_clip.__version__},
     }
     t_eval = time.time()

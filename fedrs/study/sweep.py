@@ -8,10 +8,15 @@ name starts with ``_`` are shared bases and are skipped) writes every run into
 
 * ``<study>``: ``--study``, else the YAML's folder below ``params/studies/`` (so results mirror
   the params tree), else the YAML's folder name; ``<run>``: the YAML's stem.
-* A run is **complete** when its ``metrics.json`` exists and its ``sweep.json`` (if any) says so:
-  it is skipped. A folder without ``metrics.json`` (interrupted) is **resumed**: the notebook gets
+* A run is **complete** when its ``metrics.json`` exists and its ``sweep.json`` says so: it is
+  skipped. A folder without ``metrics.json`` (interrupted) is **resumed**: the notebook gets
   ``resume=True`` and passes it to ``run_experiment``. A complete run whose params file changed
   since is reported as failed (stale) unless ``force`` reruns it from scratch.
+* ``sweep.json`` is this checkout's own record (git-ignored: it holds local paths and wall time).
+  A run folder with ``metrics.json`` but no ``sweep.json`` came from elsewhere (the committed
+  results of a fresh clone): it is **committed**, not executed here, so the sweep runs it again
+  from scratch, in place. That is how ``make study`` regenerates ``results/`` from a fresh clone,
+  and ``git diff results/`` then shows whether the regeneration matched.
 * Runs execute in ``jobs`` parallel worker processes, each kernel limited to its share of CPU
   threads (``OMP_NUM_THREADS``). A failed run does not stop the others; its ``sweep.log`` and
   partially executed notebook are kept, and the summary names them.
@@ -41,7 +46,7 @@ STATUS_FILE = "sweep.json"
 LOG_FILE = "sweep.log"
 DEFAULT_KERNEL = "python3"  # the kernel of the running interpreter (the project's venv)
 
-Status = Literal["complete", "partial", "new", "stale"]
+Status = Literal["complete", "partial", "new", "stale", "committed"]
 
 
 class SweepError(FedrsError):
@@ -136,12 +141,15 @@ def read_status(out_dir: Path) -> dict:
 
 
 def run_status(spec: RunSpec) -> Status:
-    """``complete`` (skip), ``stale`` (complete but its params file changed), ``partial`` (resume) or ``new``."""
+    """``complete`` (skip), ``stale`` (complete but its params file changed), ``partial`` (resume),
+    ``committed`` (results not executed in this checkout: rerun from scratch) or ``new``."""
     out = spec.out_dir
     if not out.is_dir() or not any(out.iterdir()):
         return "new"
     marker = read_status(out)
-    if (out / "metrics.json").is_file() and marker.get("status", "complete") == "complete":
+    if (out / "metrics.json").is_file() and not marker:
+        return "committed"
+    if (out / "metrics.json").is_file() and marker.get("status") == "complete":
         recorded = marker.get("params_sha256")
         return "stale" if recorded and recorded != params_digest(spec.params) else "complete"
     return "partial"
@@ -271,7 +279,7 @@ def sweep(params: Sequence[str | Path], study: str | None = None, results: str |
     todo: list[tuple[RunSpec, bool]] = []
     for spec in specs:
         status = run_status(spec)
-        if force and status != "new":
+        if status == "committed" or (force and status != "new"):
             shutil.rmtree(spec.out_dir)
             status = "new"
         if status == "complete":

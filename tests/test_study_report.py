@@ -100,6 +100,26 @@ def test_methods_table_hand_computed_mean_std(study):
     assert "72.00,2.00,62.00,2.65" in csv[3]
 
 
+def test_local_only_has_no_global_accuracy(study):
+    """Local-only's server prompt never trains: its global cells read n/a, not a number."""
+    runs = report.collect_runs(study)
+    assert runs[runs["method"] == "local"]["global_acc"].isna().all()
+    assert runs[runs["method"] == "local"]["personalised_acc"].notna().all()
+    t = report.methods_table(runs)
+    f = t.frame.set_index("method")
+    assert f.loc["local", "personalised_acc_mean"] == pytest.approx(52.0)
+    assert pd.isna(f.loc["local", "global_acc_mean"])
+    md = t.to_markdown()
+    global_part = md.split("## Global accuracy")[1]
+    local_row = next(line for line in global_part.splitlines() if line.startswith("| Local-only"))
+    assert "n/a" in local_row and "±" not in local_row
+    comm = report.communication_table(runs).to_markdown()
+    local_comm = next(line for line in comm.splitlines() if "Local-only" in line)
+    assert local_comm.rstrip(" |").endswith("n/a")
+    rounds = report.load_rounds(study, runs[runs["method"] == "promptfl"])
+    assert rounds["global_acc"].notna().all()  # other methods keep their global curve
+
+
 def test_constraints_table_variants_in_order_with_delta(study):
     t = report.constraints_table(report.collect_runs(study))
     assert list(t.frame["variant"]) == list(report.ABLATION_VARIANTS)

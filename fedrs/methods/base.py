@@ -63,6 +63,9 @@ class Method:
     config_class: ClassVar[type[MethodConfig]] = MethodConfig
     #: False for methods that are only evaluated (zero-shot): the engine skips local training
     trains: ClassVar[bool] = True
+    #: False for methods whose server never holds a trained tensor (local-only uploads nothing):
+    #: their "global" accuracy measures the untrained initial prompt, and reports show n/a
+    has_global_model: ClassVar[bool] = True
     #: "classification" runs through fedrs.federated.engine.run_experiment; another task names its
     #: runner in fedrs.methods.TASK_RUNNERS
     task: ClassVar[str] = "classification"

@@ -4,7 +4,7 @@ The module is PromptFL's (one context ``ctx [M, W]``), but ``ctx`` is private: i
 client's state, so uploads and downloads are 0 values per round and the server averages
 nothing. Personalised accuracy is each client's own prompt on its own test split. The server
 holds no trained tensor, so the engine's *global* accuracy is the untrained initial prompt on
-the pooled test set; tables should show it as not applicable.
+the pooled test set: ``has_global_model = False`` makes reports show it as n/a.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ class LocalOnly(PromptFL):
 
     name = "local"
     config_class = TextPromptConfig
+    has_global_model = False
 
     def declare_uploads(self) -> Sequence[str]:
         return []

@@ -163,10 +163,17 @@ ACCURACY_CURVES = {"personalised_acc_weighted": "personalised (weighted by test 
                    "global_acc": "global (shared prompts, pooled test set)"}
 
 
-def learning_curves(rounds: pd.DataFrame, backbone: str, title: str = "") -> plt.Figure:
-    """Accuracy (personalised and global, %) and training loss terms against the round."""
+def learning_curves(rounds: pd.DataFrame, backbone: str, title: str = "", method: str | None = None) -> plt.Figure:
+    """Accuracy (personalised and global, %) and training loss terms against the round.
+
+    ``method``: the run's method name; a method without a global model (local-only) gets no global
+    curve, since its server prompt never trains."""
+    from fedrs.study.report import has_global_model
+
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.4), layout="constrained")
     for col, label in ACCURACY_CURVES.items():
+        if col == "global_acc" and method is not None and not has_global_model(method):
+            continue
         if col in rounds:
             rows = rounds[["round", col]].dropna()
             a.plot(rows["round"], 100 * rows[col], marker="o", ms=3, label=label)

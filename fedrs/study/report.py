@@ -227,12 +227,28 @@ def read_run(run_dir: str | Path, results_dir: str | Path | None = None) -> dict
             raise ReportError(f"{run_dir / 'metrics.json'}: {column} = {value} is not a fraction in [0, 1] "
                               "as run folders store accuracies; fix the run writer or re-run it")
         row[column] = 100.0 * value
+    if not has_global_model(row["method"]):
+        row["global_acc"] = float("nan")  # the server's prompt never trained: not a global model
     rel = run_dir.relative_to(results_dir) if results_dir is not None else Path(run_dir.name)
     row["run"] = rel.name
     row["study"] = rel.parent.as_posix() if rel.parent != Path(".") else ""
     for column in ("backbone", "dataset", "method"):
         row[column] = "-" if row[column] is None else str(row[column])
     return {c: row.get(c) for c in RUN_COLUMNS}
+
+
+def has_global_model(method: Any) -> bool:
+    """Whether ``method``'s server holds a trained model (``Method.has_global_model``); unknown
+    names (methods of another version or package) count as having one."""
+    from fedrs.methods import get_method_class
+
+    try:
+        return bool(get_method_class(str(method)).has_global_model)
+    except Exception:  # noqa: BLE001 - an unregistered name is reported as is
+        return True
+
+
+NOT_APPLICABLE = "n/a"
 
 
 def _section(flat: Mapping[str, Any], prefix: str) -> dict[str, Any]:
@@ -277,6 +293,8 @@ def load_rounds(results_dir: str | Path, runs: pd.DataFrame) -> pd.DataFrame:
             frame = pd.read_csv(path)
             for column in SETTING + ["method", "variant", "prompt_length", "seed"]:
                 frame[column] = run[column]
+            if "global_acc" in frame and not has_global_model(run["method"]):
+                frame["global_acc"] = float("nan")
             frames.append(frame)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
@@ -425,7 +443,10 @@ def _pivot(summary: pd.DataFrame, row_key: str, row_label, value: str) -> list[t
             if label not in rows:
                 rows.append(label)
             n = f" (n={r['seeds']})" if r["seeds"] != _modal_seeds(part) else ""
-            cells[(label, col)] = fmt_mean_std(r[f"{value}_mean"], r[f"{value}_std"]) + n
+            if value == "global_acc" and "method" in r and not has_global_model(r["method"]):
+                cells[(label, col)] = NOT_APPLICABLE
+            else:
+                cells[(label, col)] = fmt_mean_std(r[f"{value}_mean"], r[f"{value}_std"]) + n
         table = pd.DataFrame(
             [[label] + [cells.get((label, c), "-") for c in columns] for label in rows],
             columns=[row_key.replace("_", " ").capitalize()] + columns,
@@ -456,7 +477,10 @@ def _detail_sections(summary: pd.DataFrame, columns) -> list[tuple[str, pd.DataF
         frame = pd.DataFrame({
             "Setting": [_setting_label(r, with_size) for _, r in part.iterrows()],
             **columns(part),
-            **{f"{name.capitalize()} (%)": [fmt_mean_std(m, d) for m, d in zip(part[f"{v}_mean"], part[f"{v}_std"])]
+            **{f"{name.capitalize()} (%)": [
+                NOT_APPLICABLE if v == "global_acc" and not has_global_model(meth) else fmt_mean_std(m, d)
+                for m, d, meth in zip(part[f"{v}_mean"], part[f"{v}_std"],
+                                      part["method"] if "method" in part else [None] * len(part))]
                for v, name in ACCURACIES.items()},
         })
         sections.append((f"backbone `{backbone}`" + (f" · {note}" if note else ""), frame))
@@ -477,7 +501,9 @@ def methods_table(runs: pd.DataFrame) -> Table:
                  _caption("Personalised (each client's own test split with its shared + private "
                           "prompts, weighted by test images) and global (the server's shared prompts "
                           "only, pooled test set) accuracy",
-                          f"Prompt length {DEFAULT_PROMPT_LENGTH}."), _accuracy_sections(s, "method", method_label))
+                          f"Prompt length {DEFAULT_PROMPT_LENGTH}. {NOT_APPLICABLE}: the method has no "
+                          "global model (local-only uploads nothing, so the server's prompt never trains)."),
+                 _accuracy_sections(s, "method", method_label))
 
 
 def constraints_table(runs: pd.DataFrame) -> Table:

@@ -107,6 +107,10 @@ def test_offline_checkpoint_is_found_in_models_root(tmp_path):
     bb = create_backbone("fedrs-rsclip-tiny")
     assert bb.checkpoint == path
     assert bb.label.startswith("fedrs-rsclip-tiny/offline-")
+    # the same build passed as a file (as `fedrs backbone pretrain` does for its model card) keeps
+    # the build's label, not the generic file name
+    by_file = create_backbone("fedrs-rsclip-tiny", pretrained=str(path), cache=False)
+    assert by_file.label == bb.label
 
 
 def _synthetic_dataset(tmp_path, n=6):

@@ -67,7 +67,9 @@ class Backbone:
         """Human-readable name used to label every result (``model/weights``)."""
         if self.pretrained == RANDOM:
             return f"{self.model_name}/random-init"
-        if self.pretrained is None and self.checkpoint is not None:  # locally built offline model
+        if self.checkpoint is not None and (self.pretrained is None or self.checkpoint.name == CHECKPOINT_NAME):
+            # a build of `fedrs backbone pretrain`, from its default location or elsewhere: every such
+            # file is called open_clip_model.pt, so the weights' fingerprint says which build it is
             return f"{self.model_name}/offline-{self.fingerprint[:8]}"
         if self.checkpoint is not None and self.pretrained and os.path.isfile(str(self.pretrained)):
             return f"{self.model_name}/{Path(self.pretrained).stem}"

@@ -56,8 +56,9 @@ report: setup
 	$(BIN)/fedrs report results/offline --out results
 
 study: zeroshot sweep report
-	@echo "make study: results/ regenerated. Tables and per-run metrics against the committed ones (nothing listed = identical):"
-	@git diff --stat -- results/tables results/zero_shot 'results/offline/*/*/metrics.json' 2>/dev/null || true
+	@echo "make study: results/ regenerated. Tables and figures against the committed ones (nothing listed = identical;"
+	@echo "run folders and the model card also record wall times, which differ):"
+	@git status --short --untracked-files=all -- results/tables results/figures results/zero_shot 2>/dev/null || true
 
 test: setup
 	$(BIN)/python -m pytest -q tests

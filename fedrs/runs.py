@@ -241,7 +241,9 @@ def environment() -> dict[str, Any]:
         "open_clip": open_clip.__version__,
         "numpy": numpy.__version__,
         "git_commit": git("rev-parse", "HEAD"),
-        "git_dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
+        # uncommitted changes to code or params; results/ is excluded, since a sweep that
+        # regenerates committed results modifies it while it runs
+        "git_dirty": bool(git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)results")),
         "host": socket.gethostname(),
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),

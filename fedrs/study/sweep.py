@@ -169,14 +169,19 @@ class RunOutcome:
 
 
 def execute_run(spec: RunSpec, notebook: str | Path, resume: bool, kernel: str | None = DEFAULT_KERNEL,
-                timeout: float | None = None, threads: int | None = None, capture_fd: bool = False) -> RunOutcome:
+                timeout: float | None = None, threads: int | None = None, capture_fd: bool = False,
+                fresh: bool = False) -> RunOutcome:
     """Execute the run notebook for one params file; never raises (failures become outcomes).
 
     ``capture_fd`` (worker processes) also sends this process's file descriptor 2 to the run's
-    log, so the kernel's own messages land there instead of under the progress bar."""
+    log, so the kernel's own messages land there instead of under the progress bar. ``fresh``
+    empties the run folder first (committed or forced runs), only when this run starts, so an
+    interrupted sweep leaves the runs it did not reach as they were."""
     import papermill as pm
 
     out = spec.out_dir
+    if fresh and out.exists():
+        shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     log = out / LOG_FILE
     digest = params_digest(spec.params)
@@ -276,13 +281,12 @@ def sweep(params: Sequence[str | Path], study: str | None = None, results: str |
     specs = plan(params, study, results)
     started = time.time()
     outcomes: dict[str, RunOutcome] = {}
-    todo: list[tuple[RunSpec, bool]] = []
+    todo: list[tuple[RunSpec, bool, bool]] = []  # (run, resume, start from an empty folder)
     for spec in specs:
         status = run_status(spec)
         if status == "committed" or (force and status != "new"):
-            shutil.rmtree(spec.out_dir)
-            status = "new"
-        if status == "complete":
+            todo.append((spec, False, True))
+        elif status == "complete":
             outcomes[spec.label] = RunOutcome(spec.label, "skipped", str(spec.out_dir))
         elif status == "stale":
             outcomes[spec.label] = RunOutcome(
@@ -290,7 +294,7 @@ def sweep(params: Sequence[str | Path], study: str | None = None, results: str |
                 error=f"{spec.params} changed after this run completed: pass --force to rerun it "
                       f"from scratch (or delete {spec.out_dir})")
         else:
-            todo.append((spec, status == "partial"))
+            todo.append((spec, status == "partial", False))
     jobs = max(1, min(jobs, len(todo) or 1))
     threads = max(1, (os.cpu_count() or 1) // jobs)
     bar = tqdm(total=len(specs), initial=len(outcomes), unit="run", desc="sweep", disable=not progress)
@@ -308,8 +312,8 @@ def sweep(params: Sequence[str | Path], study: str | None = None, results: str |
         # each worker's stderr goes to its run's log
         with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
             futures: dict[Future, RunSpec] = {
-                pool.submit(execute_run, spec, notebook, resume, kernel, timeout, threads, True): spec
-                for spec, resume in todo
+                pool.submit(execute_run, spec, notebook, resume, kernel, timeout, threads, True, fresh): spec
+                for spec, resume, fresh in todo
             }
             pending = set(futures)
             while pending:

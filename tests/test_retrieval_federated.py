@@ -102,6 +102,67 @@ def test_fedrs_run_writes_a_retrieval_run_folder(tiny, tmp_path, monkeypatch, ca
     split = json.loads((out / "split.json").read_text())
     assert sorted(split["clients"][0] + split["clients"][1]) == sorted(sets["train+val"].image_ids)
     assert {"rounds.csv", "clients.csv", "params.yaml", "env.json"} <= {p.name for p in out.iterdir()}
+    # scene-class skew needs labels: the tiny set has none, so it is one clear error
+    capsys.readouterr()
     bad = tmp_path / "bad.yaml"
     bad.write_text(params.read_text().replace("scheme: iid", "scheme: dirichlet"), encoding="utf-8")
     assert main(["run", str(bad), "--out", str(tmp_path / "bad")]) == 2
+    assert "use scheme: iid" in capsys.readouterr().err
+
+
+def labelled_set(backbone, classes=("beach", "forest", "harbor", "river"), per_class=6) -> "RetrievalSet":
+    data = tiny_set(backbone, n_images=len(classes) * per_class)
+    data.labels = [classes[i % len(classes)] for i in range(len(data))]
+    return data
+
+
+def test_retrieval_clients_can_be_skewed_by_scene_class(tiny):
+    from fedrs.data.partition import PartitionConfig
+    from fedrs.retrieval.data import split_clients, split_disjoint
+
+    data = labelled_set(tiny)
+
+    def check(shards):
+        flat = sorted(sum(shards, []))
+        assert flat == list(range(len(data)))  # disjoint and complete
+        return [{data.labels[i] for i in s} for s in shards]
+
+    iid = PartitionConfig(dataset="tiny", num_clients=3, scheme="iid", seed=4)
+    assert split_clients(data, iid) == split_disjoint(data, 3, seed=4)  # unchanged IID behaviour
+    path = split_clients(data, PartitionConfig(dataset="tiny", num_clients=4, scheme="pathological",
+                                               classes_per_client=1))
+    assert [len(c) for c in check(path)] == [1, 1, 1, 1]
+    skew = PartitionConfig(dataset="tiny", num_clients=2, scheme="dirichlet", alpha=0.05, seed=0)
+    strong = check(split_clients(data, skew))
+    flat = PartitionConfig(dataset="tiny", num_clients=2, scheme="dirichlet", alpha=1000.0, seed=0)
+    even = check(split_clients(data, flat))
+    assert all(len(c) == 4 for c in even)  # huge alpha: every client sees every class
+    assert min(len(c) for c in strong) < 4  # tiny alpha: some client misses classes
+    # a client subset keeps its images' labels
+    sub = data.subset(path[0])
+    assert set(sub.labels) == check(path)[0]
+
+
+def test_fedrs_run_with_dirichlet_retrieval_clients(tiny, tmp_path, monkeypatch, capsys):
+    import json
+
+    from fedrs.cli import main
+    from fedrs.retrieval.data import RetrievalSet
+
+    sets = {"train+val": labelled_set(tiny), "test": tiny_set(tiny, n_images=4)}
+    monkeypatch.setattr(RetrievalSet, "load", classmethod(lambda cls, dataset, split, backbone, **kw: sets[split]))
+    params = tmp_path / "skew.yaml"
+    params.write_text(
+        "backbone: {model: fedrs-rsclip-tiny, pretrained: random}\n"
+        "data: {dataset: UCM-Captions, num_clients: 2, scheme: dirichlet, alpha: 0.1, seed: 3}\n"
+        "method: {name: pe-rsitr, adapter: {bottleneck: 16, shared_dim: 8}}\n"
+        "train: {rounds: 1, lr: 0.1}\n", encoding="utf-8")
+    out = tmp_path / "run"
+    assert main(["run", str(params), "--out", str(out), "--no-progress"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["split"] == "dirichlet(alpha=0.1), 2 clients"
+    split = json.loads((out / "split.json").read_text())
+    assert split["scheme"] == "dirichlet"
+    assert sorted(split["clients"][0] + split["clients"][1]) == sorted(sets["train+val"].image_ids)
+    clients = (out / "clients.csv").read_text().splitlines()
+    assert clients[0].startswith("client,train_images,scene_classes")

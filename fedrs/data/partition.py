@@ -117,6 +117,13 @@ class PartitionConfig:
                               f"got {self.test_fraction!r}")
         self._check_cross_domain()
 
+    def describe(self, num_clients: int | None = None) -> str:
+        """Short label for results, e.g. ``dirichlet(alpha=0.5), 10 clients``."""
+        label = self.scheme + (f"(alpha={self.alpha})" if self.scheme == "dirichlet" else "") + \
+            (f"(k={self.classes_per_client})" if self.scheme == "pathological" else "")
+        return (f"{label}, {num_clients or self.num_clients} clients"
+                + (f", {self.few_shot}-shot" if self.few_shot else ""))
+
     def _check_cross_domain(self) -> None:
         if self.cross_domain is None:
             if self.clients_per_dataset is not None:
@@ -605,6 +612,20 @@ def _assemble(cfg: PartitionConfig, classnames: list[str], domains: list[Domain]
     return part
 
 
+def split_by_label(labels: Sequence[int], cfg: PartitionConfig) -> list[list[int]]:
+    """Every index of ``labels`` over ``cfg.num_clients`` clients by ``cfg.scheme`` (``iid``,
+    ``dirichlet`` with ``alpha``, ``pathological`` with ``classes_per_client``): the client stage of
+    a Fed-RSIC partition, without its test split. For data whose test split is fixed elsewhere
+    (retrieval: the caption set's own test split). Sorted indices per client, disjoint."""
+    if cfg.few_shot is not None:
+        raise ConfigError("few_shot applies to classification partitions only: drop it")
+    y = np.asarray(labels, dtype=np.int64)
+    if y.ndim != 1 or len(y) == 0 or y.min() < 0:
+        raise DataError(f"{cfg.dataset}: labels must be a non-empty list of class indices >= 0")
+    parts = _split_pool(np.arange(len(y)), y, cfg.num_clients, cfg, cfg.dataset, _rng(cfg.seed, _CLIENTS, 0))
+    return [p.tolist() for p in parts]
+
+
 def _stratified_split(labels: np.ndarray, num_classes: int, test_fraction: float,
                       seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Sorted (train, test) indices; class ``c`` is shuffled by its own generator (seed, split, c)."""
@@ -804,5 +825,5 @@ __all__ = [
     "PartitionConfig", "Partition", "ClientSplit", "Domain", "SCHEMES", "FED_RSIC_CONFIGS",
     "FED_RSIC_OFFLINE", "DEFAULT_LABEL_MAP", "fed_rsic_config", "harmonised_classnames",
     "build_partition", "build_cross_domain_partition", "partition_dataset",
-    "partition_cross_domain", "build_fed_rsic",
+    "partition_cross_domain", "build_fed_rsic", "split_by_label",
 ]

@@ -352,9 +352,7 @@ def summarise(cfg: RunConfig, method: Method, backbone, partition, history: list
     trained = [r for r in history if r["round"] > 0]
     desc = method.describe()
     d = cfg.data
-    split = f"{d.scheme}" + (f"(alpha={d.alpha})" if d.scheme == "dirichlet" else "") + \
-        (f"(k={d.classes_per_client})" if d.scheme == "pathological" else "") + \
-        f", {partition.num_clients} clients" + (f", {d.few_shot}-shot" if d.few_shot else "")
+    split = d.describe(partition.num_clients)
     return {
         "name": cfg.name,
         "method": method.name,

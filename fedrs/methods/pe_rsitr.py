@@ -39,7 +39,7 @@ from fedrs.methods.base import Batch, Method, MethodConfig
 from fedrs.retrieval.config import (
     VARIANTS, AdapterConfig, LossConfig, PromptConfig, RetrievalConfig,
 )
-from fedrs.retrieval.data import RetrievalSet, split_disjoint
+from fedrs.retrieval.data import RetrievalSet, split_clients, split_disjoint
 from fedrs.retrieval.model import RetrievalModel
 from fedrs.retrieval.train import batch_terms, evaluate
 from fedrs.retrieval.variants import build_variant
@@ -162,10 +162,14 @@ def concat_pool(train: RetrievalSet, test: RetrievalSet) -> tuple[RetrievalSet, 
 def federated_retrieval(backbone, train: RetrievalSet, test: RetrievalSet,
                         cfg: PERSITRConfig | RetrievalConfig | None = None, *, num_clients: int = 5,
                         rounds: int = 10, local_epochs: int = 1, lr: float = 0.1,
-                        train_cfg=None, eval_cfg=None, split_seed: int = 0,
+                        train_cfg=None, eval_cfg=None, split_seed: int = 0, split=None,
                         checkpoint: str | Path | None = None, resume: bool = False,
                         progress: bool = False, on_round=None) -> FederatedRetrievalResult:
     """Train a retrieval variant over ``num_clients`` disjoint image shards with the federated engine.
+
+    The shards are random (IID, seed ``split_seed``) unless ``split`` (a run's ``data`` section,
+    :class:`fedrs.data.PartitionConfig`) asks for scene-class skew (``dirichlet``, ``pathological``);
+    ``split`` then also sets the number of clients.
 
     ``cfg`` is the method section (a :class:`RetrievalConfig` is converted: variant, adapter,
     prompts, loss). ``train_cfg``/``eval_cfg`` are the run's ``train``/``eval`` sections (default:
@@ -184,7 +188,7 @@ def federated_retrieval(backbone, train: RetrievalSet, test: RetrievalSet,
     method = PERSITR(cfg, backbone, seed=train_cfg.seed)
     pool, test_idx = concat_pool(train, test)
     method.set_pool(pool, test_idx)
-    shards = split_disjoint(train, num_clients, seed=split_seed)
+    shards = split_clients(train, split) if split is not None else split_disjoint(train, num_clients, seed=split_seed)
     labels = torch.arange(len(pool))
     clients = [ClientData(k, labels, torch.tensor(s, dtype=torch.long), test_idx, None, pool.images)
                for k, s in enumerate(shards)]
@@ -206,7 +210,8 @@ def run_retrieval_experiment(cfg, out_dir: str | Path, resume: bool = False, pro
     """``fedrs run`` for a ``method: {name: pe-rsitr}`` configuration: one self-describing run folder.
 
     ``data.dataset`` is the caption set, ``data.num_clients`` the clients, ``data.seed`` the shard
-    seed (``data.scheme`` must be ``iid``: disjoint random image shards); ``train``/``eval`` as
+    seed, ``data.scheme`` how the training images are dealt (``iid``: random disjoint shards;
+    ``dirichlet``/``pathological``: skewed by the images' scene classes); ``train``/``eval`` as
     for every run. ``metrics.json`` holds the server model's R@1/5/10 both ways and mR on the test
     split, the clients' personalised mean (when some tensors are private) and zero-shot.
     """
@@ -214,9 +219,6 @@ def run_retrieval_experiment(cfg, out_dir: str | Path, resume: bool = False, pro
     from fedrs.io import write_json_atomic
     from fedrs.runs import CHECKPOINT, CLIENTS, METRICS, ROUNDS, SPLIT, RunFolder, write_env
 
-    if cfg.data.scheme != "iid":
-        raise ConfigError(f"data.scheme: retrieval clients hold disjoint random image shards; set "
-                          f"scheme: iid (got {cfg.data.scheme!r})")
     started = time.perf_counter()
     folder = RunFolder(out_dir)
     if folder.prepare(cfg, resume=resume, force=force):
@@ -236,23 +238,24 @@ def run_retrieval_experiment(cfg, out_dir: str | Path, resume: bool = False, pro
             on_round(r, row)
 
     out = federated_retrieval(backbone, train, test, m, num_clients=cfg.data.num_clients,
-                              train_cfg=cfg.train, eval_cfg=cfg.eval, split_seed=cfg.data.seed,
+                              train_cfg=cfg.train, eval_cfg=cfg.eval, split=cfg.data,
                               checkpoint=folder / CHECKPOINT, resume=resume, progress=progress,
                               on_round=after_round)
     write_json_atomic(folder / SPLIT, {
         "dataset": cfg.data.dataset, "train_split": m.train_split, "test_split": m.test_split,
-        "scheme": "iid", "seed": cfg.data.seed,
+        "scheme": cfg.data.scheme, "seed": cfg.data.seed,
         "clients": [[train.image_ids[i] for i in s] for s in out.shards],
         "test": test.image_ids})
     folder.write_csv(ROUNDS, out.history)
     folder.write_csv(CLIENTS, [{"client": k, "train_images": len(s),
+                                "scene_classes": len({train.labels[i] for i in s}) if train.labels else "",
                                 **{f"personalised_{a}": b for a, b in (out.personalised[k].as_row().items()
                                                                        if out.personalised else [])}}
                                for k, s in enumerate(out.shards)])
     zeroshot = evaluate(RetrievalModel(backbone), test) if cfg.eval.zeroshot_reference else None
     metrics = {
         "name": cfg.name, "method": PERSITR.name, "variant": m.variant, "backbone": backbone.label,
-        "dataset": cfg.data.dataset, "split": f"iid, {cfg.data.num_clients} clients",
+        "dataset": cfg.data.dataset, "split": cfg.data.describe(),
         "partition": to_dict(cfg.data), "seed": cfg.train.seed, "rounds": cfg.train.rounds,
         "num_clients": cfg.data.num_clients, "test_images": len(test), "test_captions": test.num_captions,
         "global": out.scores.as_row(), "personalised": out.personalised_row(),

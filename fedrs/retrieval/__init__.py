@@ -19,13 +19,13 @@ Federated: :func:`fedrs.methods.pe_rsitr.federated_retrieval` or ``fedrs run`` w
 from fedrs.retrieval.config import (
     VARIANTS, AdapterConfig, LossConfig, PromptConfig, RetrievalConfig, TrainConfig,
 )
-from fedrs.retrieval.data import RetrievalSet, split_disjoint
+from fedrs.retrieval.data import RetrievalSet, split_clients, split_disjoint
 from fedrs.retrieval.model import ProjectionHeads, RetrievalModel, TextPrompt, VisualPrompt
 from fedrs.retrieval.train import encode_set, evaluate, search_images, train_epochs
 from fedrs.retrieval.variants import build_variant
 
 __all__ = [
     "VARIANTS", "AdapterConfig", "LossConfig", "PromptConfig", "RetrievalConfig", "TrainConfig",
-    "RetrievalSet", "split_disjoint", "RetrievalModel", "TextPrompt", "VisualPrompt", "ProjectionHeads",
+    "RetrievalSet", "split_clients", "split_disjoint", "RetrievalModel", "TextPrompt", "VisualPrompt", "ProjectionHeads",
     "encode_set", "evaluate", "search_images", "train_epochs", "build_variant",
 ]

@@ -5,7 +5,9 @@ what training and evaluation need: the images preprocessed once for a backbone (
 in memory; UCM-Captions at 64 px is ~100 MB, at 224 px ~1.2 GB), the flat caption list and the
 caption -> image index. Training batches hold each image at most once with *one* of its captions
 drawn at random, so no other row of the batch is a hidden positive (no false negatives in the
-InfoNCE terms). Clients of a federated run hold disjoint image subsets (:meth:`RetrievalSet.subset`).
+InfoNCE terms). Clients of a federated run hold disjoint image subsets (:meth:`RetrievalSet.subset`),
+drawn at random (IID) or skewed by the images' scene classes (:func:`split_clients`: Dirichlet or
+pathological, the same splitter as the classification partitions).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ class RetrievalSet:
     images: torch.Tensor            # [N, 3, H, W] preprocessed for the backbone
     captions: list[str]             # flat, grouped by image
     caption_image: torch.Tensor     # [n_captions] -> image index
+    labels: list[str | None] | None = None  # scene class per image, when the caption set names it
 
     def __len__(self) -> int:
         return len(self.image_ids)
@@ -51,7 +54,8 @@ class RetrievalSet:
         for i, it in enumerate(items):
             captions += list(it.captions)
             owner += [i] * len(it.captions)
-        return cls(name, [it.image_id for it in items], images, captions, torch.tensor(owner))
+        return cls(name, [it.image_id for it in items], images, captions, torch.tensor(owner),
+                   [it.label for it in items])
 
     @classmethod
     def load(cls, dataset: str, split: str, backbone: Backbone, limit: int | None = None,
@@ -77,7 +81,8 @@ class RetrievalSet:
         keep = [j for j, i in enumerate(self.caption_image.tolist()) if remap[i] >= 0]
         return RetrievalSet(name or f"{self.name}[{len(idx)}]", [self.image_ids[i] for i in idx.tolist()],
                             self.images[idx], [self.captions[j] for j in keep],
-                            remap[self.caption_image[keep]])
+                            remap[self.caption_image[keep]],
+                            None if self.labels is None else [self.labels[i] for i in idx.tolist()])
 
     def captions_of(self) -> list[list[int]]:
         """Caption indices per image."""
@@ -105,4 +110,22 @@ def split_disjoint(data: RetrievalSet, num_clients: int, seed: int = 0) -> list[
     return [sorted(order[c::num_clients]) for c in range(num_clients)]
 
 
-__all__ = ["RetrievalSet", "split_disjoint"]
+def split_clients(data: RetrievalSet, cfg) -> list[list[int]]:
+    """Disjoint image shards per client for a run's ``data`` section (a ``PartitionConfig``).
+
+    ``scheme: iid`` is :func:`split_disjoint` (seed ``cfg.seed``); ``dirichlet`` / ``pathological``
+    skew the clients by the images' scene classes with :func:`fedrs.data.partition.split_by_label`,
+    so retrieval clients can be as heterogeneous as the classification ones."""
+    if cfg.scheme == "iid":
+        return split_disjoint(data, cfg.num_clients, seed=cfg.seed)
+    from fedrs.data.partition import split_by_label
+
+    if data.labels is None or any(label is None for label in data.labels):
+        raise DataError(f"{data.name}: scheme {cfg.scheme!r} needs the scene class of every image, and "
+                        f"this caption set does not name them all: use scheme: iid")
+    classes = sorted(set(data.labels))
+    index = {c: i for i, c in enumerate(classes)}
+    return split_by_label([index[label] for label in data.labels], cfg)
+
+
+__all__ = ["RetrievalSet", "split_clients", "split_disjoint"]

@@ -275,3 +275,28 @@ def test_partition_dataset_uses_labels_and_checks_the_name():
         p.check_dataset(SimpleNamespace(name="UCMerced", labels=LABELS[::-1], classnames=NAMES))
     with pytest.raises(ConfigError, match="for 'RSSCN7'"):
         partition_dataset(ds, fed_rsic_config("Fed-RSSCN7"))
+
+
+@pytest.mark.parametrize("kw, label", [
+    (dict(scheme="iid", num_clients=3), "iid, 3 clients"),
+    (dict(scheme="dirichlet", alpha=0.1), "dirichlet(alpha=0.1), 10 clients"),
+    (dict(scheme="pathological", classes_per_client=2, num_clients=5, few_shot=8), "pathological(k=2), 5 clients, 8-shot"),
+])
+def test_describe_labels_a_split_for_metrics(kw, label):
+    from fedrs.data.partition import PartitionConfig
+
+    assert PartitionConfig(dataset="UCMerced", **kw).describe() == label
+    assert PartitionConfig(dataset="UCMerced", **kw).describe(num_clients=7).split(", ")[1] == "7 clients"
+
+
+def test_split_by_label_is_the_partitions_client_stage():
+    from fedrs.data.partition import PartitionConfig, split_by_label
+
+    labels = [c for c in range(6) for _ in range(20)]
+    cfg = PartitionConfig(dataset="Synth", num_clients=4, scheme="pathological", classes_per_client=2, seed=1)
+    shards = split_by_label(labels, cfg)
+    assert sorted(sum(shards, [])) == list(range(len(labels)))
+    assert all(len({labels[i] for i in s}) <= 2 for s in shards)
+    assert split_by_label(labels, cfg) == shards  # deterministic in the seed
+    with pytest.raises(ConfigError, match="few_shot"):
+        split_by_label(labels, PartitionConfig(dataset="Synth", num_clients=2, few_shot=3))

@@ -53,6 +53,12 @@ def get_method_class(name: str) -> type[Method]:
     return _resolve(METHODS[name])
 
 
+def has_global_model(name: str) -> bool:
+    """Whether method ``name``'s server holds a trained model (:attr:`Method.has_global_model`);
+    names not in the registry (results of another version or package) count as having one."""
+    return bool(get_method_class(name).has_global_model) if name in METHODS else True
+
+
 def task_runner(task: str) -> Callable[..., dict] | None:
     """The experiment runner of a non-classification task (``None`` for classification)."""
     return _resolve(TASK_RUNNERS[task]) if task in TASK_RUNNERS else None

@@ -168,7 +168,7 @@ def learning_curves(rounds: pd.DataFrame, backbone: str, title: str = "", method
 
     ``method``: the run's method name; a method without a global model (local-only) gets no global
     curve, since its server prompt never trains."""
-    from fedrs.study.report import has_global_model
+    from fedrs.methods import has_global_model
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.4), layout="constrained")
     for col, label in ACCURACY_CURVES.items():

@@ -32,6 +32,7 @@ import yaml
 
 from fedrs.errors import FedrsError
 from fedrs.io import atomic_path, write_text_atomic
+from fedrs.methods import has_global_model
 
 # --- vocabulary ----------------------------------------------------------------------------------
 
@@ -227,7 +228,7 @@ def read_run(run_dir: str | Path, results_dir: str | Path | None = None) -> dict
             raise ReportError(f"{run_dir / 'metrics.json'}: {column} = {value} is not a fraction in [0, 1] "
                               "as run folders store accuracies; fix the run writer or re-run it")
         row[column] = 100.0 * value
-    if not has_global_model(row["method"]):
+    if not has_global_model(str(row["method"])):
         row["global_acc"] = float("nan")  # the server's prompt never trained: not a global model
     rel = run_dir.relative_to(results_dir) if results_dir is not None else Path(run_dir.name)
     row["run"] = rel.name
@@ -237,18 +238,14 @@ def read_run(run_dir: str | Path, results_dir: str | Path | None = None) -> dict
     return {c: row.get(c) for c in RUN_COLUMNS}
 
 
-def has_global_model(method: Any) -> bool:
-    """Whether ``method``'s server holds a trained model (``Method.has_global_model``); unknown
-    names (methods of another version or package) count as having one."""
-    from fedrs.methods import get_method_class
-
-    try:
-        return bool(get_method_class(str(method)).has_global_model)
-    except Exception:  # noqa: BLE001 - an unregistered name is reported as is
-        return True
-
-
 NOT_APPLICABLE = "n/a"
+
+
+def _accuracy_cell(value: str, method: Any, mean: float, std: float) -> str:
+    """``mean ± std``, or n/a for the global accuracy of a method without a global model."""
+    if value == "global_acc" and method is not None and not has_global_model(str(method)):
+        return NOT_APPLICABLE
+    return fmt_mean_std(mean, std)
 
 
 def _section(flat: Mapping[str, Any], prefix: str) -> dict[str, Any]:
@@ -293,7 +290,7 @@ def load_rounds(results_dir: str | Path, runs: pd.DataFrame) -> pd.DataFrame:
             frame = pd.read_csv(path)
             for column in SETTING + ["method", "variant", "prompt_length", "seed"]:
                 frame[column] = run[column]
-            if "global_acc" in frame and not has_global_model(run["method"]):
+            if "global_acc" in frame and not has_global_model(str(run["method"])):
                 frame["global_acc"] = float("nan")
             frames.append(frame)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
@@ -443,10 +440,8 @@ def _pivot(summary: pd.DataFrame, row_key: str, row_label, value: str) -> list[t
             if label not in rows:
                 rows.append(label)
             n = f" (n={r['seeds']})" if r["seeds"] != _modal_seeds(part) else ""
-            if value == "global_acc" and "method" in r and not has_global_model(r["method"]):
-                cells[(label, col)] = NOT_APPLICABLE
-            else:
-                cells[(label, col)] = fmt_mean_std(r[f"{value}_mean"], r[f"{value}_std"]) + n
+            cell = _accuracy_cell(value, r.get("method"), r[f"{value}_mean"], r[f"{value}_std"])
+            cells[(label, col)] = cell if cell == NOT_APPLICABLE else cell + n
         table = pd.DataFrame(
             [[label] + [cells.get((label, c), "-") for c in columns] for label in rows],
             columns=[row_key.replace("_", " ").capitalize()] + columns,
@@ -477,10 +472,8 @@ def _detail_sections(summary: pd.DataFrame, columns) -> list[tuple[str, pd.DataF
         frame = pd.DataFrame({
             "Setting": [_setting_label(r, with_size) for _, r in part.iterrows()],
             **columns(part),
-            **{f"{name.capitalize()} (%)": [
-                NOT_APPLICABLE if v == "global_acc" and not has_global_model(meth) else fmt_mean_std(m, d)
-                for m, d, meth in zip(part[f"{v}_mean"], part[f"{v}_std"],
-                                      part["method"] if "method" in part else [None] * len(part))]
+            **{f"{name.capitalize()} (%)": [_accuracy_cell(v, r.get("method"), r[f"{v}_mean"], r[f"{v}_std"])
+                                            for _, r in part.iterrows()]
                for v, name in ACCURACIES.items()},
         })
         sections.append((f"backbone `{backbone}`" + (f" · {note}" if note else ""), frame))

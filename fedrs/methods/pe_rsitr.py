@@ -39,7 +39,7 @@ from fedrs.methods.base import Batch, Method, MethodConfig
 from fedrs.retrieval.config import (
     VARIANTS, AdapterConfig, LossConfig, PromptConfig, RetrievalConfig,
 )
-from fedrs.retrieval.data import RetrievalSet, split_clients, split_disjoint
+from fedrs.retrieval.data import RetrievalSet, split_clients
 from fedrs.retrieval.model import RetrievalModel
 from fedrs.retrieval.train import batch_terms, evaluate
 from fedrs.retrieval.variants import build_variant
@@ -188,7 +188,11 @@ def federated_retrieval(backbone, train: RetrievalSet, test: RetrievalSet,
     method = PERSITR(cfg, backbone, seed=train_cfg.seed)
     pool, test_idx = concat_pool(train, test)
     method.set_pool(pool, test_idx)
-    shards = split_clients(train, split) if split is not None else split_disjoint(train, num_clients, seed=split_seed)
+    if split is None:
+        from fedrs.data.partition import PartitionConfig
+
+        split = PartitionConfig(dataset=train.name, num_clients=num_clients, scheme="iid", seed=split_seed)
+    shards = split_clients(train, split)
     labels = torch.arange(len(pool))
     clients = [ClientData(k, labels, torch.tensor(s, dtype=torch.long), test_idx, None, pool.images)
                for k, s in enumerate(shards)]

@@ -1,5 +1,7 @@
 """Federated retrieval through the shared engine: private adapter parts never leave a client."""
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -79,20 +81,31 @@ def test_describe_paper_config_reports_161088(capsys):
     assert '"trainable_params": 161088' in out and '"method": "pe-rsitr"' in out
 
 
+def write_retrieval_params(path: Path, data: str, method_extra: str = "") -> Path:
+    """A tiny pe-rsitr params file (random tiny backbone, 2 clients, 1 round) with ``data``'s keys."""
+    path.write_text(
+        "backbone: {model: fedrs-rsclip-tiny, pretrained: random}\n"
+        f"data: {{dataset: UCM-Captions, num_clients: 2, {data}}}\n"
+        f"method: {{name: pe-rsitr, adapter: {{bottleneck: 16, shared_dim: 8}}{method_extra}}}\n"
+        "train: {rounds: 1, lr: 0.1}\n", encoding="utf-8")
+    return path
+
+
+def serve_sets(monkeypatch, sets: dict) -> None:
+    """``RetrievalSet.load`` returns ``sets[split]`` instead of reading the caption set."""
+    from fedrs.retrieval.data import RetrievalSet
+
+    monkeypatch.setattr(RetrievalSet, "load", classmethod(lambda cls, dataset, split, backbone, **kw: sets[split]))
+
+
 def test_fedrs_run_writes_a_retrieval_run_folder(tiny, tmp_path, monkeypatch, capsys):
     import json
 
     from fedrs.cli import main
-    from fedrs.retrieval.data import RetrievalSet
 
     sets = {"train+val": tiny_set(tiny, n_images=6), "test": tiny_set(tiny, n_images=4)}
-    monkeypatch.setattr(RetrievalSet, "load", classmethod(lambda cls, dataset, split, backbone, **kw: sets[split]))
-    params = tmp_path / "tiny.yaml"
-    params.write_text(
-        "backbone: {model: fedrs-rsclip-tiny, pretrained: random}\n"
-        "data: {dataset: UCM-Captions, num_clients: 2, scheme: iid}\n"
-        "method: {name: pe-rsitr, adapter: {bottleneck: 16, shared_dim: 8}, private: [adapter.up.text]}\n"
-        "train: {rounds: 1, lr: 0.1}\n", encoding="utf-8")
+    serve_sets(monkeypatch, sets)
+    params = write_retrieval_params(tmp_path / "tiny.yaml", "scheme: iid", ", private: [adapter.up.text]")
     out = tmp_path / "run"
     assert main(["run", str(params), "--out", str(out), "--no-progress"]) == 0
     summary = json.loads(capsys.readouterr().out)
@@ -147,16 +160,10 @@ def test_fedrs_run_with_dirichlet_retrieval_clients(tiny, tmp_path, monkeypatch,
     import json
 
     from fedrs.cli import main
-    from fedrs.retrieval.data import RetrievalSet
 
     sets = {"train+val": labelled_set(tiny), "test": tiny_set(tiny, n_images=4)}
-    monkeypatch.setattr(RetrievalSet, "load", classmethod(lambda cls, dataset, split, backbone, **kw: sets[split]))
-    params = tmp_path / "skew.yaml"
-    params.write_text(
-        "backbone: {model: fedrs-rsclip-tiny, pretrained: random}\n"
-        "data: {dataset: UCM-Captions, num_clients: 2, scheme: dirichlet, alpha: 0.1, seed: 3}\n"
-        "method: {name: pe-rsitr, adapter: {bottleneck: 16, shared_dim: 8}}\n"
-        "train: {rounds: 1, lr: 0.1}\n", encoding="utf-8")
+    serve_sets(monkeypatch, sets)
+    params = write_retrieval_params(tmp_path / "skew.yaml", "scheme: dirichlet, alpha: 0.1, seed: 3")
     out = tmp_path / "run"
     assert main(["run", str(params), "--out", str(out), "--no-progress"]) == 0
     metrics = json.loads((out / "metrics.json").read_text())

@@ -18,22 +18,7 @@ from open_clip import build_zero_shot_classifier
 
 from fedrs.backbone.factory import Backbone, create_backbone
 from fedrs.backbone.features import image_features
-
-#: the single template of the FedRSCLIP paper's zero-shot baseline
-SINGLE_TEMPLATE = ("a satellite photo of a {}.",)
-
-#: a remote-sensing prompt ensemble (averaged class embeddings), in the spirit of RemoteCLIP's
-#: and GeoRSCLIP's evaluation templates
-RS_TEMPLATES = (
-    "a satellite photo of a {}.",
-    "a satellite image of {}.",
-    "an aerial photo of a {}.",
-    "an aerial image of {}.",
-    "a remote sensing image of {}.",
-    "a remote sensing photo of a {}.",
-    "a top-down view of {}.",
-    "satellite imagery of {}.",
-)
+from fedrs.backbone.templates import RS_TEMPLATES, SINGLE_TEMPLATE
 
 #: datasets the offline study evaluates on (AID only outside the RSICD pretraining images)
 EVAL_DATASETS = ("UCMerced", "RSSCN7", "EuroSAT", "AID-holdout")

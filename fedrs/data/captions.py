@@ -127,8 +127,8 @@ def read_caption_records(folder: Path, spec: CaptionSetSpec) -> CaptionRecords:
             f"no caption files for {spec.name} in {folder}: expected one of {list(spec.json_names)} "
             f"or <split>_filename.txt + <split>_caps.txt; re-import the caption folder"
         )
-    mapping_csv = folder / MAPPING_CSV
-    stamps = tuple((str(p), _stamp(p)) for p in [*inputs, mapping_csv])
+    mapping_csvs = [folder / MAPPING_CSV, *(folder / f"{split}_{MAPPING_CSV}" for split in _split_files(folder))]
+    stamps = tuple((str(p), _stamp(p)) for p in [*inputs, *mapping_csvs])
     return _read_cached(str(folder), spec, stamps)
 
 
@@ -147,6 +147,12 @@ def _read_cached(folder: str, spec: CaptionSetSpec, stamps: tuple) -> CaptionRec
     if (path / MAPPING_CSV).is_file() and spec.map_columns:
         records.mapping = _read_mapping(path / MAPPING_CSV, spec.map_columns)
         records.files.append(MAPPING_CSV)
+        # a split may ship its own mapping (RSICD's test split: test_images.csv)
+        for split in pairs:
+            extra = path / f"{split}_{MAPPING_CSV}"
+            if extra.is_file():
+                records.mapping.update(_read_mapping(extra, spec.map_columns))
+                records.files.append(extra.name)
     return records
 
 
@@ -156,6 +162,20 @@ def _read_lines(path: Path) -> list[str]:
 
 def _read_split_files(names: Path, caps: Path, spec: CaptionSetSpec) -> list[tuple[str, list[str]]]:
     files, lines = _read_lines(names), _read_lines(caps)
+    if files and len(files) == len(lines) and len(set(files)) < len(files):
+        # one file name per caption line (RSICD's test split): consecutive repeats are one image
+        grouped: list[tuple[str, list[str]]] = []
+        for f, line in zip(files, lines):
+            if grouped and grouped[-1][0] == f:
+                grouped[-1][1].append(line)
+            else:
+                grouped.append((f, [line]))
+        odd = [f for f, c in grouped if spec.captions_per_image and len(c) != spec.captions_per_image]
+        if odd:
+            raise DataError(f"{names} lists {len(odd)} images without {spec.captions_per_image} "
+                            f"consecutive caption lines (e.g. {odd[:3]}): the split files are not "
+                            f"the {spec.name} ones")
+        return grouped
     if not files or len(lines) % len(files):
         raise DataError(
             f"{caps} has {len(lines)} captions for {len(files)} images in {names.name}, not a whole "
@@ -221,6 +241,9 @@ def validate_caption_folder(folder: Path, spec: CaptionSetSpec) -> dict[str, Any
     expected = spec.expected_split_files if rec.format == "split-files" else spec.expected_json
     found = {s: len(v) for s, v in rec.splits.items()}
     for split, n in (expected or {}).items():
+        # split files come one split at a time (RSICD ships train, and now test, as pairs of files)
+        if rec.format == "split-files" and split not in found and split != "train":
+            continue
         if found.get(split) != n:
             problems.append(f"split {split!r} has {found.get(split, 0)} images, official {n}")
     mapped: dict[str, int] = {}

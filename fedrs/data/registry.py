@@ -276,9 +276,11 @@ _CAPTION_SPECS = [
         scene_source="AID", map_columns=("aid_class", "aid_stem"),
         # Karpathy JSON of the release: 10,921 images (train 8,734 / val 1,094 / test 1,093).
         expected_json={"train": 8734, "val": 1094, "test": 1093},
-        # AMFMN retrieval split files: the training split only is certain here.
-        expected_split_files={"train": 9828},
-        expected_mapped={"train": 8973},
+        # AMFMN retrieval split files (train required; test checked when present).
+        # the test split (1,093 images, one file-name line per caption) ships with its own
+        # mapping test_images.csv: 1,027 of its images are AID images outside RSICD training
+        expected_split_files={"train": 9828, "test": 1093},
+        expected_mapped={"train": 8973, "test": 1027},
         homepage="https://github.com/201528014227051/RSICD_optimal",
         citation="Lu et al., Exploring models and data for remote sensing image caption "
                  "generation, IEEE TGRS 2017",

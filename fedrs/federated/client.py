@@ -8,6 +8,11 @@ code: the ``ClientApp`` turns the received ``ArrayRecord`` into ``global_shared`
 
 A client state is a flat ``dict[str, Tensor]`` on the CPU: the client's private tensors under
 their own names and, with ``keep_optimizer_state``, SGD momentum buffers under ``"momentum.<name>"``.
+
+A client's data (:class:`~fedrs.methods.base.ClientData`) is part of the method contract and is
+defined beside :class:`~fedrs.methods.base.Method`; it is re-exported here. The local optimiser
+settings (:class:`~fedrs.runs.LocalTrainConfig`) come from the run configuration, which sits below
+this module (``federated`` -> ``runs`` -> ``methods``).
 """
 
 from __future__ import annotations
@@ -18,38 +23,10 @@ from typing import Mapping
 import torch
 
 from fedrs.evaluate.classification import accuracy_counts
-from fedrs.methods.base import Batch, Method
+from fedrs.methods.base import ClientData, Method
 from fedrs.runs import LocalTrainConfig
 
 MOMENTUM = "momentum."
-
-
-@dataclass
-class ClientData:
-    """A client's view of a shared data pool: indices only, no copies.
-
-    ``labels [N]`` and, when present, ``features [N, D]`` (frozen, raw) and ``images [N, 3, H, W]``
-    cover the whole pool; ``train_indices`` / ``test_indices`` select this client's samples.
-    """
-
-    client_id: int
-    labels: torch.Tensor
-    train_indices: torch.Tensor
-    test_indices: torch.Tensor
-    features: torch.Tensor | None = None
-    images: torch.Tensor | None = None
-
-    @property
-    def num_train(self) -> int:
-        return int(self.train_indices.numel())
-
-    def batch(self, indices: torch.Tensor, images: bool, device: torch.device | str = "cpu") -> Batch:
-        """The samples at pool ``indices``; images only when asked, else features."""
-        if images and self.images is None:
-            raise ValueError("this pass needs decoded images but the data pool holds none")
-        feats = None if images or self.features is None else self.features[indices].to(device)
-        imgs = self.images[indices].to(device, torch.float32) if images else None
-        return Batch(labels=self.labels[indices].to(device), features=feats, images=imgs)
 
 
 @dataclass

@@ -20,7 +20,7 @@ import importlib
 from typing import Any, Callable, Mapping, Sequence
 
 from fedrs.config import ConfigError, from_dict
-from fedrs.methods.base import Batch, Method, MethodConfig
+from fedrs.methods.base import Batch, ClientData, Method, MethodConfig
 
 #: method name -> "module:Method subclass" (imported only when the method is used)
 METHODS: dict[str, str] = {
@@ -83,6 +83,6 @@ def create_method(cfg: MethodConfig | Mapping[str, Any], backbone, classnames: S
 
 
 __all__ = [
-    "METHODS", "TASK_RUNNERS", "Method", "MethodConfig", "Batch", "get_method_class", "task_runner",
+    "METHODS", "TASK_RUNNERS", "Method", "MethodConfig", "Batch", "ClientData", "get_method_class", "task_runner",
     "method_config", "create_method",
 ]

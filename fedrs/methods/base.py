@@ -17,22 +17,24 @@ A method (FedRSCLIP, a baseline of issue #4, the retrieval adapter of issue #6) 
 * ``needs_images(train, personalised)``: whether a pass needs decoded images (prompted image
   encoder) or can use the cached frozen image features.
 
+``build_module``, ``declare_uploads``, ``loss`` and ``logits`` are abstract: a subclass that
+misses one cannot be instantiated. The data a method sees is a :class:`Batch`, cut from a client's
+:class:`ClientData` (both defined here, so the whole contract is one file).
+
 The engine moves tensors in and out with :meth:`get_tensors` / :meth:`set_tensors`; a method holds
 no per-client state itself.
 """
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar, Mapping, Sequence
+from typing import ClassVar, Mapping, Sequence
 
 import torch
 from torch import nn
 
 from fedrs.errors import FedrsError
-
-if TYPE_CHECKING:
-    from fedrs.federated.client import ClientData
 
 
 @dataclass
@@ -56,7 +58,35 @@ class Batch:
         return int(self.labels.shape[0])
 
 
-class Method:
+@dataclass
+class ClientData:
+    """A client's view of a shared data pool: indices only, no copies.
+
+    ``labels [N]`` and, when present, ``features [N, D]`` (frozen, raw) and ``images [N, 3, H, W]``
+    cover the whole pool; ``train_indices`` / ``test_indices`` select this client's samples.
+    """
+
+    client_id: int
+    labels: torch.Tensor
+    train_indices: torch.Tensor
+    test_indices: torch.Tensor
+    features: torch.Tensor | None = None
+    images: torch.Tensor | None = None
+
+    @property
+    def num_train(self) -> int:
+        return int(self.train_indices.numel())
+
+    def batch(self, indices: torch.Tensor, images: bool, device: torch.device | str = "cpu") -> Batch:
+        """The samples at pool ``indices``; images only when asked, else features."""
+        if images and self.images is None:
+            raise ValueError("this pass needs decoded images but the data pool holds none")
+        feats = None if images or self.features is None else self.features[indices].to(device)
+        imgs = self.images[indices].to(device, torch.float32) if images else None
+        return Batch(labels=self.labels[indices].to(device), features=feats, images=imgs)
+
+
+class Method(ABC):
     """Base class of a method (see the module docstring for what a subclass defines)."""
 
     name: ClassVar[str] = ""
@@ -84,18 +114,22 @@ class Method:
         self._initial = self.get_tensors(self.trainable_names)
 
     # -- what a subclass defines -------------------------------------------------------------
+    @abstractmethod
     def build_module(self) -> nn.Module:
         """The trainable module (prompts/adapters only; parameters = trainable tensors)."""
         raise NotImplementedError
 
+    @abstractmethod
     def declare_uploads(self) -> Sequence[str]:
         """Names of the tensors a client uploads (subset of :attr:`trainable_names`)."""
         raise NotImplementedError
 
+    @abstractmethod
     def loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
         """``(total loss, {term name: value})`` on one batch, with the module in train mode."""
         raise NotImplementedError
 
+    @abstractmethod
     def logits(self, batch: Batch, personalised: bool = True) -> torch.Tensor:
         """Class scores ``[B, C]``; ``personalised=False`` uses only what the server holds."""
         raise NotImplementedError
@@ -190,4 +224,4 @@ class Method:
         }
 
 
-__all__ = ["MethodConfig", "Batch", "Method"]
+__all__ = ["MethodConfig", "Batch", "ClientData", "Method"]

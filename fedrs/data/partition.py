@@ -10,8 +10,11 @@ child generator of ``numpy.random.default_rng`` seeded from ``(seed, stage)``:
    number of clients and few-shot setting, and the same inside a cross-domain partition.
 2. **The training pool over N clients**: ``iid`` (a random permutation cut into N near-equal
    parts); ``dirichlet`` label skew (per class, proportions ``p ~ Dir(alpha * 1_N)`` cut the
-   shuffled class into N parts, the FLiP/FedOTP convention; redrawn, at most
-   ``MAX_DIRICHLET_ATTEMPTS`` times, until every client holds ``min_samples_per_client`` images);
+   shuffled class of ``n_c`` images into N parts, the FLiP/FedOTP convention, of sizes
+   ``p * n_c`` rounded by largest remainder with seeded tie-breaking, so that every client
+   receives the floor or the ceiling of its share and no client is favoured by its position;
+   redrawn, at most ``MAX_DIRICHLET_ATTEMPTS`` times, until every client holds
+   ``min_samples_per_client`` images);
    ``pathological`` (every client holds exactly ``classes_per_client`` classes, assigned
    round-robin over a shuffled class list so that every class is held when ``k * N >= C``; a
    class is split into near-equal shards among its holders). With ``few_shot = K`` each client
@@ -673,8 +676,10 @@ def _dirichlet(pool: np.ndarray, y: np.ndarray, k: int, cfg: PartitionConfig, na
             p = rng.dirichlet(np.full(k, cfg.alpha))
             if not np.all(np.isfinite(p)):
                 break
-            cuts = (np.cumsum(p) * len(idx)).astype(np.int64)[:-1]
-            for i, chunk in enumerate(np.split(idx, cuts)):
+            # largest remainder, not floor(cumsum(p) * n) cuts: those hand the last client at
+            # least one image of every class whatever its p, softening the skew
+            sizes = _largest_remainder(p, len(idx), rng)
+            for i, chunk in enumerate(np.split(idx, np.cumsum(sizes)[:-1])):
                 parts[i].append(chunk)
         else:
             out = [np.concatenate(p) if p else np.zeros(0, dtype=np.int64) for p in parts]
@@ -723,16 +728,33 @@ def _few_shot(shares: list[np.ndarray], y: np.ndarray, shots: int,
     return out
 
 
+def _largest_remainder(weights: Sequence[float] | np.ndarray, total: int,
+                       rng: np.random.Generator | None = None) -> np.ndarray:
+    """``total`` units over ``weights`` (``[k]``, >= 0, not all 0) as integers summing to
+    ``total``: each count is the floor or the ceiling of its ideal share ``total * w / sum(w)``,
+    the leftover units going to the largest fractional parts. Ties go in a random order drawn
+    from ``rng`` (so that no position is favoured) or, without ``rng``, to the lower index.
+    Integer weights are split exactly (no float rounding decides a tie)."""
+    w = np.asarray(weights)
+    if np.issubdtype(w.dtype, np.integer):
+        w = w.astype(np.int64)
+        counts, remainder = np.divmod(total * w, w.sum())
+    else:
+        ideal = total * w.astype(float) / w.sum()
+        counts = np.floor(ideal).astype(np.int64)
+        remainder = ideal - counts
+    rest = total - int(counts.sum())
+    tie = rng.permutation(len(w)) if rng is not None else np.arange(len(w))
+    counts[np.lexsort((tie, -remainder))[:rest]] += 1
+    return counts
+
+
 def _test_quota(share_hist: Sequence[int], available: np.ndarray, ratio: float) -> np.ndarray:
     """Test images per class for a client: ``round(n * ratio)`` spread over the share's classes by
     largest remainder (ties: lower class first), capped by the pooled test images available."""
-    share = np.asarray(share_hist, dtype=float)
+    share = np.asarray(share_hist, dtype=np.int64)
     total = max(int(np.floor(share.sum() * ratio + 0.5)), 1)
-    ideal = total * share / share.sum()
-    quota = np.floor(ideal).astype(np.int64)
-    rest = total - int(quota.sum())
-    order = sorted(range(len(share)), key=lambda c: (-(ideal[c] - quota[c]), c))
-    quota[order[:rest]] += 1
+    quota = _largest_remainder(share, total)
     return np.minimum(quota, np.asarray(available, dtype=np.int64))
 
 

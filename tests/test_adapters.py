@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from fedrs.adapters import AdapterError, BottleneckAdapter, MRSAdapter, tower_widths
+from fedrs.retrieval.adapters import AdapterError, BottleneckAdapter, MRSAdapter, tower_widths
 from fedrs.backbone.factory import create_backbone
 from fedrs.retrieval.model import RetrievalModel
 

@@ -1,7 +1,7 @@
 """A dual-encoder retrieval model over a frozen open_clip CLIP, with pluggable PETL parts.
 
 :class:`RetrievalModel` re-runs the frozen backbone's towers block by block (through
-:func:`fedrs.adapters.adapted_block`) so it can add, without touching the shared backbone:
+:func:`fedrs.retrieval.adapters.adapted_block`) so it can add, without touching the shared backbone:
 
 * an adapter in every residual block of both towers (MRS-Adapter or plain bottleneck adapter);
 * CoOp-style learnable text context tokens after ``[SOS]`` (``[SOS] ctx_1..ctx_M caption [EOS]``);
@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fedrs.adapters import AdapterError, adapted_block, count_parameters, tower_widths
+from fedrs.retrieval.adapters import AdapterError, adapted_block, count_parameters, tower_widths
 from fedrs.backbone.factory import Backbone
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from fedrs.adapters import BottleneckAdapter, MRSAdapter, tower_widths
+from fedrs.retrieval.adapters import BottleneckAdapter, MRSAdapter, tower_widths
 from fedrs.backbone.factory import Backbone
 from fedrs.losses.retrieval import HMMCLoss
 from fedrs.retrieval.config import VARIANTS, RetrievalConfig

@@ -59,6 +59,81 @@ def test_every_training_image_assigned_exactly_once(scheme):
         assert c.class_histogram == hist(p, c.train_indices).tolist()
 
 
+# --- exact duplicates ----------------------------------------------------------------------------
+
+def _hashes_with_duplicates() -> tuple[list[str], list[list[int]]]:
+    """Distinct hashes, except copies: pairs in class 0 and 9 (10 images), a triple in class 1, and
+    one image of class 2 copied under class 3's label."""
+    hashes = [f"h{i}" for i in range(len(LABELS))]
+    groups = [[0, 1], [5, 6], [40, 41, 42], [75, 110], [240, 241]]
+    for g in groups:
+        for i in g[1:]:
+            hashes[i] = hashes[g[0]]
+    return hashes, groups
+
+
+def test_duplicates_never_straddle_train_and_test():
+    hashes, groups = _hashes_with_duplicates()
+    in_test_ever = set()
+    for seed in range(40):
+        p = build_partition(LABELS, NAMES, PartitionConfig("toy", seed=seed), content_hashes=hashes)
+        assert p.domains[0].duplicate_groups == groups
+        test = set(p.test_indices)
+        for g in groups:
+            assert len(test & set(g)) in (0, len(g)), (seed, g)
+        assert not test & {75, 110}  # the copies under two labels stay in training
+        in_test_ever |= {tuple(g) for g in groups if g[0] in test}
+        # the class's test count still holds (the groups' classes have single images to fill it)
+        assert hist(p, p.test_indices).tolist() == [round(0.2 * n) for n in COUNTS]
+    assert in_test_ever == {(0, 1), (5, 6), (40, 41, 42), (240, 241)}  # groups do reach the test set
+
+
+def test_without_duplicates_the_pooled_split_is_unchanged():
+    hashes = [f"h{i}" for i in range(len(LABELS))]
+    with_hashes = build_partition(LABELS, NAMES, PartitionConfig("toy", seed=2), content_hashes=hashes)
+    assert with_hashes.to_json() == build(seed=2).to_json()
+    assert with_hashes.domains[0].duplicate_groups == []
+
+
+def test_duplicate_groups_round_trip_and_are_checked_against_the_dataset(tmp_path):
+    hashes, groups = _hashes_with_duplicates()
+    p = build_partition(LABELS, NAMES, PartitionConfig("toy", num_clients=3), content_hashes=hashes)
+    assert Partition.load(p.save(tmp_path / "d.json")).domains[0].duplicate_groups == groups
+    p.check_dataset(SimpleNamespace(name="toy", labels=LABELS, classnames=NAMES, hashes=hashes))
+    with pytest.raises(DataError, match="not the data"):  # duplicates unknown to the partition
+        build(num_clients=3).check_dataset(
+            SimpleNamespace(name="toy", labels=LABELS, classnames=NAMES, hashes=hashes))
+    with pytest.raises(DataError, match="249 content hashes for 250 images"):
+        build_partition(LABELS, NAMES, PartitionConfig("toy"), content_hashes=hashes[1:])
+
+
+def test_cross_domain_groups_duplicates_per_dataset():
+    (a, b) = _toy_domains()
+    hashes_a = ["x"] * 2 + [f"a{i}" for i in range(len(a[1]) - 2)]  # images 0 and 1 of A are copies
+    p = build_cross_domain_partition([a, b], [2, 2], PartitionConfig("toy-x"),
+                                     content_hashes=[hashes_a, None])
+    assert [d.duplicate_groups for d in p.domains] == [[[0, 1]], []]
+    assert len({0, 1} & set(p.test_indices)) in (0, 2)
+
+
+@pytest.mark.realdata
+def test_ucmerced_airplane_copies_stay_on_one_side(real_data_source, tmp_path_factory):
+    from fedrs.data import import_sources, load_scene_dataset
+
+    root = tmp_path_factory.mktemp("ucm")
+    import_sources([real_data_source / "UCMerced_LandUse.zip"], root=root, progress=False)
+    ucm = load_scene_dataset("UCMerced", root)
+    pair = [ucm.stems.index("airplane01"), ucm.stems.index("airplane02")]
+    sides = set()
+    for seed in range(20):
+        p = partition_dataset(ucm, fed_rsic_config("Fed-UCMerced", seed=seed))
+        assert p.domains[0].duplicate_groups == [pair]
+        in_test = [i in set(p.test_indices) for i in pair]
+        assert in_test[0] == in_test[1], seed
+        sides.add(in_test[0])
+    assert sides == {True, False}  # over 20 seeds the pair lands on both sides, together
+
+
 # --- schemes -------------------------------------------------------------------------------------
 
 def test_iid_is_balanced():
@@ -176,8 +251,10 @@ def _tamper_duplicate(d):  # client 1 also gets client 0's first image
     lambda d: d["summary"].__setitem__("num_train", 1),
     lambda d: d.pop("clients"),
     lambda d: d.__setitem__("format", "something-else"),
+    lambda d: d["domains"][0]["duplicate_groups"].append(sorted([d["train_indices"][0],
+                                                                 d["test_indices"][0]])),
 ], ids=["moved", "duplicated", "histogram", "out-of-range", "train-as-test", "label",
-        "pooled-test", "num-clients", "config", "summary", "missing", "format"])
+        "pooled-test", "num-clients", "config", "summary", "missing", "format", "straddling-copies"])
 def test_load_rechecks_invariants(tmp_path, tamper):
     path = build(num_clients=4).save(tmp_path / "fed.json")
     data = json.loads(path.read_text())

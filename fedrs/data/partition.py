@@ -6,8 +6,16 @@ child generator of ``numpy.random.default_rng`` seeded from ``(seed, stage)``:
 1. **Stratified train/test split**, per class: ``round(test_fraction * n_c)`` images of class ``c``
    (at least 1 and at most ``n_c - 1`` when ``n_c >= 2``; a class with one image stays in
    training) go to the pooled test set. Each class has its own generator ``(seed, split, c)``, so
-   the pooled test set depends on the labels and the seed only: it is the same for every scheme,
-   number of clients and few-shot setting, and the same inside a cross-domain partition.
+   the pooled test set depends on the labels, the duplicate groups and the seed only: it is the
+   same for every scheme, number of clients and few-shot setting, and the same inside a
+   cross-domain partition. **Exact duplicates never straddle train and test**: images with the
+   same content hash (the import's sha256; UC Merced ``airplane01``/``airplane02``, AID
+   ``industrial_203``/``_205``) form a duplicate group, which the split shuffles and places as
+   one unit, so a copy of a training image is never scored as unseen. A group whose copies carry
+   different labels stays in training (no test image is scored against a conflicting copy). A
+   class holding a group may get fewer than its test count when only groups too large for the
+   remaining places are left (never on the shipped data, whose groups are pairs). The groups
+   are recorded per dataset in the manifest (``domains[].duplicate_groups``).
 2. **The training pool over N clients**: ``iid`` (a random permutation cut into N near-equal
    parts); ``dirichlet`` label skew (per class, proportions ``p ~ Dir(alpha * 1_N)`` cut the
    shuffled class of ``n_c`` images into N parts, the FLiP/FedOTP convention, of sizes
@@ -285,13 +293,19 @@ _CLIENT_FIELDS = [f.name for f in dataclasses.fields(ClientSplit)]
 
 @dataclass
 class Domain:
-    """One dataset inside a partition: its own labels and where its indices start."""
+    """One dataset inside a partition: its own labels and where its indices start.
+
+    ``duplicate_groups`` lists the images with identical content (same content hash) as sorted
+    lists of indices in this dataset (not global), one per group of two or more, ordered by their
+    first index; each group lies wholly in the pooled train or the pooled test set.
+    """
 
     dataset: str
     classnames: list[str]
     labels: list[int]
     label_map: list[int]  # own class -> partition class
     offset: int = 0
+    duplicate_groups: list[list[int]] = field(default_factory=list)
 
     @property
     def stop(self) -> int:
@@ -336,7 +350,8 @@ class Partition:
         """Raise a DataError unless ``dataset`` has the labels and classes this partition was built on."""
         match = [d for d in self.domains if _same_dataset(d.dataset, dataset.name)]
         if not match or list(match[0].classnames) != list(dataset.classnames) \
-                or list(match[0].labels) != list(dataset.labels):
+                or list(match[0].labels) != list(dataset.labels) \
+                or match[0].duplicate_groups != _duplicate_groups(_hashes_of(dataset)):
             raise DataError(f"dataset {dataset.name!r} ({len(dataset.labels)} images) is not the data this "
                             f"partition of {self.dataset!r} was built on: rebuild the partition "
                             f"with partition_dataset(dataset, cfg)")
@@ -463,10 +478,25 @@ class Partition:
         is_test[test] = True
         for d in self.domains:
             own = np.asarray(d.labels, dtype=np.int64)
-            expect = [_num_test(int(k), cfg.test_fraction) for k in np.bincount(own, minlength=len(d.classnames))]
-            got = np.bincount(own[is_test[d.offset:d.stop]], minlength=len(d.classnames)).tolist()
-            _check(got == expect, f"domain {d.dataset!r}: the test split is not the stratified "
-                                  f"test_fraction={cfg.test_fraction} split per class")
+            in_test = is_test[d.offset:d.stop]
+            grouped = np.zeros(len(own), dtype=bool)
+            for g in d.duplicate_groups:
+                _check(len(g) >= 2 and _sorted_unique(np.asarray(g)) and _in_range(np.asarray(g), 0, len(own))
+                       and not grouped[g].any(),
+                       f"domain {d.dataset!r}: duplicate groups must be disjoint sorted lists of "
+                       f"two or more of its indices")
+                grouped[g] = True
+                _check(bool(in_test[g].all() or not in_test[g].any()),
+                       f"domain {d.dataset!r}: duplicate images {g} straddle train and test")
+                _check(len(set(own[g].tolist())) == 1 or not in_test[g].any(),
+                       f"domain {d.dataset!r}: duplicate images {g} with different labels are in test")
+            expect = np.array([_num_test(int(k), cfg.test_fraction)
+                               for k in np.bincount(own, minlength=len(d.classnames))])
+            got = np.bincount(own[in_test], minlength=len(d.classnames))
+            with_groups = np.bincount(own[grouped], minlength=len(d.classnames)) > 0
+            _check(bool(np.all(np.where(with_groups, got <= expect, got == expect))),
+                   f"domain {d.dataset!r}: the test split is not the stratified "
+                   f"test_fraction={cfg.test_fraction} split per class")
         _check([c.client_id for c in self.clients] == list(range(len(self.clients))),
                "client ids must be 0..N-1 in order")
         _check(len(self.clients) == cfg.num_clients,
@@ -529,13 +559,20 @@ class Partition:
 
 # --- building ----------------------------------------------------------------------------------
 
-def build_partition(labels: Sequence[int], classnames: Sequence[str], cfg: PartitionConfig) -> Partition:
-    """Split one dataset (its integer labels and class names) into a Fed-RSIC partition."""
+def build_partition(labels: Sequence[int], classnames: Sequence[str], cfg: PartitionConfig,
+                    content_hashes: Sequence[str] | None = None) -> Partition:
+    """Split one dataset (its integer labels and class names) into a Fed-RSIC partition.
+
+    ``content_hashes`` (one per image, e.g. ``SceneDataset.hashes``; ``""`` = unknown) marks
+    exact duplicates, which the train/test split keeps on one side; None: no duplicates known.
+    """
     if cfg.cross_domain is not None:
         raise ConfigError(f"{cfg.dataset!r} is a cross-domain configuration: use "
                           f"build_cross_domain_partition (or build_fed_rsic)")
     y = _check_labels(cfg.dataset, labels, classnames)
-    domain = Domain(cfg.dataset, list(classnames), y.tolist(), list(range(len(classnames))))
+    groups = _duplicate_groups(_check_hashes(cfg.dataset, content_hashes, len(y)))
+    domain = Domain(cfg.dataset, list(classnames), y.tolist(), list(range(len(classnames))),
+                    duplicate_groups=groups)
     return _assemble(cfg, list(classnames), [domain])
 
 
@@ -544,8 +581,13 @@ def build_cross_domain_partition(
     clients_per_dataset: Sequence[int] | None,
     cfg: PartitionConfig,
     label_map: Mapping[str, Mapping[str, str]] | None = None,
+    content_hashes: Sequence[Sequence[str] | None] | None = None,
 ) -> Partition:
     """Several datasets, ``(name, labels, classnames)`` each, on groups of clients.
+
+    ``content_hashes`` gives each dataset's per-image content hashes (or None) as in
+    :func:`build_partition`; duplicates are grouped within a dataset (each dataset is split on
+    its own, so that its pooled test set equals its single-dataset one).
 
     Classes are harmonised by name (``label_map`` over ``cfg.label_map`` over
     :data:`DEFAULT_LABEL_MAP`, then readable names); the partition's classes are the sorted union
@@ -574,10 +616,16 @@ def build_cross_domain_partition(
     harmonised = [harmonised_classnames(name, classes, merged) for name, _, classes in datasets]
     space = sorted(set().union(*harmonised))
     index = {c: i for i, c in enumerate(space)}
+    hashes = list(content_hashes) if content_hashes is not None else [None] * len(datasets)
+    if len(hashes) != len(datasets):
+        raise DataError(f"content_hashes must give one entry (a list or None) per dataset "
+                        f"{names}, got {len(hashes)}")
     domains, offset = [], 0
-    for (name, labels, classes), names_h in zip(datasets, harmonised):
+    for (name, labels, classes), names_h, digests in zip(datasets, harmonised, hashes):
         y = _check_labels(name, labels, classes)
-        domains.append(Domain(name, list(classes), y.tolist(), [index[c] for c in names_h], offset))
+        groups = _duplicate_groups(_check_hashes(name, digests, len(y)))
+        domains.append(Domain(name, list(classes), y.tolist(), [index[c] for c in names_h], offset,
+                              duplicate_groups=groups))
         offset += len(y)
     return _assemble(cfg, space, domains)
 
@@ -588,7 +636,8 @@ def _assemble(cfg: PartitionConfig, classnames: list[str], domains: list[Domain]
     for g, (d, k) in enumerate(zip(domains, cfg.client_groups())):
         own = np.asarray(d.labels, dtype=np.int64)
         y = np.asarray(d.label_map, dtype=np.int64)[own]
-        train, test = _stratified_split(own, len(d.classnames), cfg.test_fraction, cfg.seed)
+        train, test = _stratified_split(own, len(d.classnames), cfg.test_fraction, cfg.seed,
+                                        d.duplicate_groups)
         if k > len(train):
             raise ConfigError(f"num_clients={k} exceeds the {len(train)} training images of "
                               f"{d.dataset!r} (after the test split): use fewer clients")
@@ -629,14 +678,30 @@ def split_by_label(labels: Sequence[int], cfg: PartitionConfig) -> list[list[int
     return [p.tolist() for p in parts]
 
 
-def _stratified_split(labels: np.ndarray, num_classes: int, test_fraction: float,
-                      seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Sorted (train, test) indices; class ``c`` is shuffled by its own generator (seed, split, c)."""
+def _stratified_split(labels: np.ndarray, num_classes: int, test_fraction: float, seed: int,
+                      duplicate_groups: Sequence[Sequence[int]] = ()) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted (train, test) indices; class ``c``'s units are shuffled by its own generator
+    (seed, split, c). A unit is one image, or one duplicate group (placed whole); units fill the
+    class's test count in shuffled order, a unit too large for the places left being skipped.
+    Without duplicates this is the first ``_num_test`` images of the shuffled class."""
+    members = {int(i): [int(i)] for i in range(len(labels))}  # unit id (first index) -> images
+    for g in duplicate_groups:
+        g = [int(i) for i in g]
+        for i in g:
+            del members[i]
+        if len(set(labels[g].tolist())) == 1:  # copies under different labels stay in training
+            members[g[0]] = g
     test = []
     for c in range(num_classes):
-        idx = np.flatnonzero(labels == c)
-        test.append(_rng(seed, _SPLIT, c).permutation(idx)[:_num_test(len(idx), test_fraction)])
-    test = np.sort(np.concatenate(test)) if test else np.zeros(0, dtype=np.int64)
+        units = np.array([u for u in np.flatnonzero(labels == c) if int(u) in members], dtype=np.int64)
+        room = _num_test(int(np.sum(labels == c)), test_fraction)
+        for u in _rng(seed, _SPLIT, c).permutation(units):
+            if room == 0:
+                break
+            if len(members[int(u)]) <= room:
+                test.extend(members[int(u)])
+                room -= len(members[int(u)])
+    test = np.sort(np.asarray(test, dtype=np.int64))
     return np.setdiff1d(np.arange(len(labels)), test), test
 
 
@@ -781,13 +846,15 @@ def partition_dataset(dataset: "SceneDataset", cfg: PartitionConfig) -> Partitio
     if not _same_dataset(cfg.dataset, dataset.name):
         raise ConfigError(f"the partition config is for {cfg.dataset!r} but the dataset is "
                           f"{dataset.name!r}: load {cfg.dataset!r} or set dataset={dataset.name!r}")
-    return build_partition(dataset.labels, dataset.classnames, replace(cfg, dataset=dataset.name))
+    return build_partition(dataset.labels, dataset.classnames, replace(cfg, dataset=dataset.name),
+                           content_hashes=_hashes_of(dataset))
 
 
 def partition_cross_domain(datasets: Sequence["SceneDataset"], cfg: PartitionConfig) -> Partition:
     """:func:`build_cross_domain_partition` over loaded datasets (in ``cfg.cross_domain`` order)."""
     return build_cross_domain_partition(
-        [(d.name, d.labels, d.classnames) for d in datasets], None, cfg)
+        [(d.name, d.labels, d.classnames) for d in datasets], None, cfg,
+        content_hashes=[_hashes_of(d) for d in datasets])
 
 
 def build_fed_rsic(name: str, root: str | Path | None = None, **overrides: Any) -> Partition:
@@ -821,6 +888,28 @@ def _check_labels(name: str, labels: Sequence[int], classnames: Sequence[str]) -
         raise DataError(f"{name}: labels must be integers in [0, {len(classnames)}) (indices into "
                         f"the class names): pass dataset.labels")
     return y.astype(np.int64)
+
+
+def _hashes_of(dataset: Any) -> list[str] | None:
+    """A loaded dataset's per-image content hashes (``SceneDataset.hashes``), None when it has none."""
+    return list(getattr(dataset, "hashes", None) or []) or None
+
+
+def _check_hashes(name: str, hashes: Sequence[str] | None, n: int) -> list[str] | None:
+    if hashes is not None and len(hashes) != n:
+        raise DataError(f"{name}: {len(hashes)} content hashes for {n} images: pass one per image "
+                        f"(dataset.hashes) or None")
+    return None if hashes is None else [str(h) for h in hashes]
+
+
+def _duplicate_groups(hashes: Sequence[str] | None) -> list[list[int]]:
+    """Indices of images sharing a non-empty content hash: one sorted list per group of two or
+    more, ordered by first index (``[]`` without hashes)."""
+    where: dict[str, list[int]] = {}
+    for i, digest in enumerate(hashes or []):
+        if digest:
+            where.setdefault(digest, []).append(i)
+    return sorted(g for g in where.values() if len(g) > 1)
 
 
 def _same_dataset(a: str, b: str) -> bool:

@@ -19,7 +19,7 @@ import torch
 from open_clip.loss import ClipLoss
 
 import fedrs.backbone.factory  # noqa: F401 - registers the offline model configs
-from fedrs.backbone.pretrain import augment, load_recipe
+from fedrs.pretrain import augment, load_recipe
 
 PRETRAIN_IMAGES = 8973
 

@@ -3,18 +3,26 @@
 Each command group lives next to the code it drives and contributes its sub-parser through a
 ``register(subparsers)`` function; this file only assembles them, so adding a command never
 means editing another component's module.
+
+The library reports through ``logging``, never ``print``. A command shows the INFO records of the
+loggers it names with ``set_defaults(console_loggers=("fedrs.data",))`` as plain lines on stdout
+(warnings prefixed ``fedrs:``), which is what those commands printed before the library logged.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
+from contextlib import contextmanager
+from typing import Iterator, Sequence
 
 # (module, what it provides) -- each module defines register(subparsers).
 COMMAND_MODULES = [
     "fedrs.data.commands",       # fedrs data import|list|download
-    "fedrs.backbone.commands",   # fedrs backbone pretrain|list|card ; fedrs zeroshot
+    "fedrs.backbone.commands",   # fedrs backbone pretrain|list|card
+    "fedrs.evaluate.commands",   # fedrs zeroshot
     "fedrs.federated.commands",  # fedrs run ; fedrs describe
     "fedrs.federated.flower.commands",  # fedrs flower local|submit
     "fedrs.study.commands",      # fedrs sweep ; fedrs report
@@ -45,11 +53,49 @@ def _version() -> str:
     return __version__
 
 
+class _ConsoleHandler(logging.Handler):
+    """One line per record on the current ``sys.stdout`` (looked up at each record, so pytest's
+    capture and notebook redirection see it); warnings and errors start with ``fedrs:``."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record)
+            if record.levelno >= logging.WARNING:
+                line = f"fedrs: {line}"
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()
+        except Exception:  # noqa: BLE001 - logging must never break the command
+            self.handleError(record)
+
+
+@contextmanager
+def _console_logging(names: Sequence[str]) -> Iterator[None]:
+    """Show INFO and above of the loggers ``names`` on stdout while a command runs (and only
+    there: they do not also propagate to handlers a caller may have set on the root logger)."""
+    handler = _ConsoleHandler()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    saved = []
+    for name in names:
+        logger = logging.getLogger(name)
+        saved.append((logger, logger.level, logger.propagate))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+    try:
+        yield
+    finally:
+        for logger, level, propagate in saved:
+            logger.removeHandler(handler)
+            logger.setLevel(level)
+            logger.propagate = propagate
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        result = args.func(args)
+        with _console_logging(getattr(args, "console_loggers", ())):
+            result = args.func(args)
     except KeyboardInterrupt:
         print("fedrs: interrupted (partial work was kept; re-run to resume)", file=sys.stderr)
         return 130

@@ -7,13 +7,16 @@ with the reason, when ../shared/data is absent).
 from __future__ import annotations
 
 import json
+import logging
 
+import open_clip
 import pytest
 import torch
 
 from fedrs.backbone.factory import clear_backbone_cache, create_backbone
-from fedrs.backbone.pretrain import PretrainConfig, augment, load_recipe, pretrain
 from fedrs.config import ConfigError
+from fedrs.pretrain import PretrainConfig, augment, ensure_offline_backbone, load_recipe, pretrain
+from fedrs.pretrain.training import _expected_random_init
 
 
 def test_shipped_recipes_load_and_validate():
@@ -57,6 +60,37 @@ def test_augment_crop_changes_content_and_is_seeded():
     b = augment(x, 8, cfg, torch.Generator().manual_seed(1))
     c = augment(x, 8, cfg, torch.Generator().manual_seed(2))
     assert a.shape == (4, 3, 8, 8) and torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_the_expected_random_init_warning_is_dropped_only_while_pretraining_starts(caplog):
+    def warned() -> bool:
+        return any("initialized randomly" in r.getMessage() for r in caplog.records)
+
+    with caplog.at_level(logging.WARNING):
+        with _expected_random_init("fedrs-rsclip-tiny"):
+            open_clip.create_model("fedrs-rsclip-tiny", pretrained=None)
+        assert not warned()
+        open_clip.create_model("fedrs-rsclip-tiny", pretrained=None)  # anywhere else it is kept
+        assert warned()
+
+
+def test_a_present_checkpoint_is_not_rebuilt(tmp_path, monkeypatch, capsys):
+    import fedrs.cli
+
+    monkeypatch.setattr(fedrs.cli, "COMMAND_MODULES", ["fedrs.backbone.commands"])
+    main = fedrs.cli.main
+    monkeypatch.setenv("FEDRS_MODELS", str(tmp_path))
+    ckpt = tmp_path / "fedrs-rsclip-tiny" / "open_clip_model.pt"
+    ckpt.parent.mkdir()
+    ckpt.write_bytes(b"weights")
+    assert ensure_offline_backbone("fedrs-rsclip-tiny") == ckpt
+    assert ckpt.read_bytes() == b"weights"
+    # the command reports the library's decision on stdout, as it printed it before
+    assert main(["backbone", "pretrain", "--model", "fedrs-rsclip-tiny", "--if-missing"]) == 0
+    assert f"fedrs-rsclip-tiny: checkpoint present at {ckpt}; nothing to do" in capsys.readouterr().out
+    assert main(["backbone", "pretrain", "--model", "fedrs-rsclip-tiny"]) == 0
+    assert "pass --restart to train again" in capsys.readouterr().out
+    assert ckpt.read_bytes() == b"weights"
 
 
 @pytest.fixture

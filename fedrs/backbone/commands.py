@@ -1,34 +1,17 @@
-"""``fedrs backbone pretrain|list|card`` and ``fedrs zeroshot``."""
+"""``fedrs backbone pretrain|list|card`` (``fedrs zeroshot`` is in ``fedrs.evaluate.commands``)."""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 
 def cmd_pretrain(args) -> int:
-    from fedrs.backbone.pretrain import load_recipe, pretrain
     from fedrs.config import parse_overrides
-    from fedrs.paths import models_root, results_root
+    from fedrs.pretrain import build_offline_backbone
 
-    cfg = load_recipe(args.model, args.recipe, parse_overrides(args.set))
-    out_dir = Path(args.out) if args.out else models_root() / cfg.model
-    ckpt = out_dir / "open_clip_model.pt"
-    if args.if_missing and ckpt.is_file():
-        print(f"{cfg.model}: checkpoint present at {ckpt}; nothing to do (drop --if-missing to retrain)")
-        return 0
-    if ckpt.is_file() and not (args.restart or args.if_missing) and not (out_dir / "pretrain_state.pt").is_file():
-        print(f"{cfg.model}: checkpoint present at {ckpt}; pass --restart to train again")
-        return 0
-    if args.restart:
-        (out_dir / "pretrain_state.pt").unlink(missing_ok=True)
-    card_dirs = [] if args.no_card else [results_root() / "backbones" / cfg.model]
-    card = pretrain(cfg, out_dir=out_dir, resume=not args.restart, card_dirs=card_dirs)
-    print(f"{cfg.model}: trained in {card['train_wall_seconds'] / 60:.1f} min -> {ckpt}")
-    for row in card["zero_shot"]:
-        if "error" not in row:
-            print(f"  zero-shot {row['dataset']:<12} top-1 {row['top1']:5.1f}%  "
-                  f"(ensemble {row.get('top1_ensemble', float('nan')):5.1f}%, chance {row['chance']:.1f}%)")
+    build_offline_backbone(args.model, recipe=args.recipe, overrides=parse_overrides(args.set),
+                           out_dir=args.out, if_missing=args.if_missing, restart=args.restart,
+                           card=not args.no_card)
     return 0
 
 
@@ -63,21 +46,6 @@ def cmd_card(args) -> int:
     return 0
 
 
-def cmd_zeroshot(args) -> int:
-    from fedrs.evaluate.zeroshot import EVAL_DATASETS, RS_TEMPLATES, SINGLE_TEMPLATE, evaluate_zero_shot, write_zero_shot_table
-    from fedrs.paths import results_root
-
-    rows = evaluate_zero_shot(
-        args.model, args.pretrained, datasets=args.datasets or list(EVAL_DATASETS),
-        templates=SINGLE_TEMPLATE, ensemble=None if args.no_ensemble else RS_TEMPLATES,
-    )
-    out = Path(args.out) if args.out else results_root() / "zero_shot"
-    csv, md = write_zero_shot_table(rows, out)
-    print(md.read_text())
-    print(f"wrote {csv} and {md}")
-    return 0
-
-
 def register(sub) -> None:
     bb = sub.add_parser("backbone", help="build, list and describe CLIP backbones")
     bsub = bb.add_subparsers(dest="backbone_command", metavar="ACTION")
@@ -91,7 +59,7 @@ def register(sub) -> None:
     p.add_argument("--restart", action="store_true", help="ignore a saved resume point and train from scratch")
     p.add_argument("--if-missing", action="store_true", help="do nothing when the checkpoint already exists")
     p.add_argument("--no-card", action="store_true", help="do not copy the model card to results/backbones/")
-    p.set_defaults(func=cmd_pretrain)
+    p.set_defaults(func=cmd_pretrain, console_loggers=("fedrs.pretrain",))
 
     p = bsub.add_parser("list", help="offline models and open_clip architectures")
     p.add_argument("--all", action="store_true", help="also list every open_clip architecture")
@@ -101,11 +69,3 @@ def register(sub) -> None:
     p = bsub.add_parser("card", help="print the model card of a built offline backbone")
     p.add_argument("--model", default="fedrs-rsclip-s")
     p.set_defaults(func=cmd_card)
-
-    z = sub.add_parser("zeroshot", help="zero-shot top-1 of a backbone on every imported scene dataset")
-    z.add_argument("--model", default="fedrs-rsclip-s", help="open_clip model name or offline fedrs model")
-    z.add_argument("--pretrained", default=None, help="hub tag ('openai'), checkpoint file, or omit for the offline model")
-    z.add_argument("--datasets", nargs="+", help="datasets (default: UCMerced RSSCN7 EuroSAT AID-holdout)")
-    z.add_argument("--no-ensemble", action="store_true", help="single template only")
-    z.add_argument("--out", help="output folder (default: results/zero_shot)")
-    z.set_defaults(func=cmd_zeroshot)

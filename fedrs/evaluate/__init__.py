@@ -1,2 +1,2 @@
 """Evaluation: classification accuracy (personalised, global) here; zero-shot and retrieval
-metrics in their own modules (``zeroshot``, ``retrieval``)."""
+metrics in their own modules (``zeroshot``, ``retrieval``); ``fedrs zeroshot`` in ``commands``."""

@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import platform
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,12 +40,14 @@ from fedrs.errors import BackboneError
 from fedrs.io import save_torch_atomic, write_json_atomic, write_text_atomic
 from fedrs.paths import cache_root, models_root
 
+logger = logging.getLogger(__name__)
+
 RECIPE_DIR = Path(__file__).parent / "recipes"
 
 
 @dataclass
 class PretrainConfig:
-    """A pretraining recipe (``fedrs/backbone/recipes/<model>.yaml``)."""
+    """A pretraining recipe (``fedrs/pretrain/recipes/<model>.yaml``)."""
 
     model: str = "fedrs-rsclip-s"
     epochs: int = 16
@@ -201,6 +205,37 @@ def center_resize(images: torch.Tensor, out_size: int) -> torch.Tensor:
 # training
 
 
+class _DropRandomInitWarning(logging.Filter):
+    """Drops open_clip's "No pretrained weights loaded for model '<model>' ... initialized randomly"."""
+
+    def __init__(self, model: str):
+        super().__init__()
+        self.needle = f"No pretrained weights loaded for model '{model}'"
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(self.needle)
+
+
+@contextmanager
+def _expected_random_init(model: str):
+    """Pretraining starts from random weights on purpose, so open_clip's warning that ``model``
+    was "initialized randomly" is noise here. open_clip logs it through the root logger with
+    ``logging.warning``, which would also install a stderr handler on the root logger
+    (``basicConfig``) if it has none: a temporary ``NullHandler`` prevents that."""
+    root = logging.getLogger()
+    drop = _DropRandomInitWarning(model)
+    placeholder = logging.NullHandler() if not root.handlers else None
+    root.addFilter(drop)
+    if placeholder:
+        root.addHandler(placeholder)
+    try:
+        yield
+    finally:
+        root.removeFilter(drop)
+        if placeholder:
+            root.removeHandler(placeholder)
+
+
 def _rng_state() -> dict:
     return {"torch": torch.get_rng_state(), "numpy": np.random.get_state()}
 
@@ -230,7 +265,8 @@ def pretrain(cfg: PretrainConfig, out_dir: Path | None = None, resume: bool = Tr
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
 
-    model = open_clip.create_model(cfg.model, pretrained=None)
+    with _expected_random_init(cfg.model):
+        model = open_clip.create_model(cfg.model, pretrained=None)
     tokenizer = open_clip.get_tokenizer(cfg.model)
     image_size = model.visual.image_size[0]
     mean, std = open_clip.OPENAI_DATASET_MEAN, open_clip.OPENAI_DATASET_STD
@@ -265,7 +301,7 @@ def pretrain(cfg: PretrainConfig, out_dir: Path | None = None, resume: bool = Tr
         scheduler.load_state_dict(state["scheduler"])
         start_epoch, history, elapsed = state["epoch"], state["history"], state["elapsed"]
         if progress:
-            print(f"resuming {cfg.model} pretraining after epoch {start_epoch}/{cfg.epochs}")
+            logger.info("resuming %s pretraining after epoch %d/%d", cfg.model, start_epoch, cfg.epochs)
 
     t0 = time.time()
     model.train()

@@ -1,15 +1,27 @@
-"""Frozen image features, computed once in batches and cached on disk.
+"""Frozen image features, computed once in batches and cached on disk by image content.
 
 A frozen backbone maps the same image to the same feature forever, so methods that train no
 visual prompt (text prompts only, zero-shot, linear probes) never run the image encoder twice.
-The cache key is (backbone fingerprint, model, preprocessing, dataset name, file list), so
-rebuilding the offline backbone or changing resolution invalidates it automatically.
+
+The cache is keyed by what determines a feature: the backbone (model, weights fingerprint,
+preprocessing) and the *content* of each image (its sha256), never its file name, so a
+re-imported or edited image can never reuse the feature of the image it replaced. Content hashes
+come from the import manifest (``<dataset folder>/fedrs_manifest.json``) where the file still
+matches it (same size, not modified after the manifest was written), else from the file bytes.
+
+Layout: ``$FEDRS_CACHE/features/<model>/<backbone key>/<dataset>-<list key>.pt`` holding the
+``features [N, D]`` of one ordered list of image hashes. When the list changes (one image
+replaced), the rows of unchanged images are taken from the dataset's earlier cache files and only
+the changed images are encoded. The cache is optional: a failing read or write warns and the
+features are computed (and returned) all the same.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Sequence
@@ -19,8 +31,11 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from fedrs.backbone.factory import Backbone
+from fedrs.data.registry import MANIFEST_NAME
 from fedrs.io import save_torch_atomic
 from fedrs.paths import cache_root
+
+logger = logging.getLogger(__name__)
 
 
 def load_rgb(path: str | Path) -> Image.Image:
@@ -46,18 +61,147 @@ def load_images(
     return batch
 
 
-def cache_key(backbone: Backbone, dataset_name: str, paths: Sequence[str | Path], extra: str = "") -> str:
-    """Stable hex key for (backbone weights, preprocessing, dataset, exact file list)."""
+# --- content hashes -----------------------------------------------------------------------------
+
+def file_sha256(path: str | Path) -> str:
+    """Hex sha256 of a file's bytes (the same digest ``fedrs data import`` records)."""
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+class _Manifests:
+    """Per-image records of the import manifests above a set of files, read once per folder."""
+
+    def __init__(self) -> None:
+        self._folder_of: dict[Path, Path | None] = {}  # directory -> its dataset folder (or None)
+        self._records: dict[Path, tuple[dict[str, dict], int]] = {}  # folder -> (images, mtime_ns)
+
+    def _dataset_folder(self, directory: Path) -> Path | None:
+        if directory not in self._folder_of:
+            if (directory / MANIFEST_NAME).is_file():
+                self._folder_of[directory] = directory
+            elif directory.parent == directory:
+                self._folder_of[directory] = None
+            else:
+                self._folder_of[directory] = self._dataset_folder(directory.parent)
+        return self._folder_of[directory]
+
+    def _read(self, folder: Path) -> tuple[dict[str, dict], int]:
+        if folder not in self._records:
+            file = folder / MANIFEST_NAME
+            try:
+                stamp = file.stat().st_mtime_ns
+                images = json.loads(file.read_text(encoding="utf-8")).get("images", [])
+                records = {im["path"]: im for im in images if im.get("sha256") and im.get("path")}
+            except (OSError, ValueError, AttributeError, TypeError) as exc:
+                logger.warning("%s is unreadable (%s): hashing its images from their bytes", file, exc)
+                records, stamp = {}, 0
+            self._records[folder] = (records, stamp)
+        return self._records[folder]
+
+    def sha256(self, path: Path) -> str | None:
+        """The manifest's sha256 for ``path`` if the file still matches its record, else None.
+
+        A file changed after the import (size differs, or modified after the manifest was
+        written) is not trusted: the caller hashes its bytes.
+        """
+        folder = self._dataset_folder(path.parent)
+        if folder is None:
+            return None
+        records, manifest_mtime_ns = self._read(folder)
+        try:
+            record = records.get(path.relative_to(folder).as_posix())
+            if record is None:
+                return None
+            stat = path.stat()
+        except (ValueError, OSError):
+            return None
+        if "bytes" in record and stat.st_size != record["bytes"]:
+            return None
+        if stat.st_mtime_ns > manifest_mtime_ns:
+            return None
+        return record["sha256"]
+
+
+def content_hashes(paths: Sequence[str | Path]) -> list[str]:
+    """sha256 of each image: the import manifest's where the file matches it, else its bytes."""
+    manifests = _Manifests()
+    out = []
+    for p in paths:
+        path = Path(p).absolute()
+        out.append(manifests.sha256(path) or file_sha256(path))
+    return out
+
+
+# --- cache keys and files -----------------------------------------------------------------------
+
+def backbone_key(backbone: Backbone, extra: str = "") -> str:
+    """Stable hex key of what maps an image to a feature: model, weights, preprocessing."""
     digest = hashlib.sha256()
     digest.update(backbone.model_name.encode())
     digest.update(backbone.fingerprint.encode())
     digest.update(json.dumps(backbone.preprocess_cfg, sort_keys=True, default=str).encode())
-    digest.update(dataset_name.encode())
     digest.update(extra.encode())
-    for p in paths:
-        # names relative to the dataset folder: moving the data root keeps the cache valid
-        digest.update(("/".join(Path(p).parts[-3:]) + "\n").encode())
     return digest.hexdigest()[:24]
+
+
+def cache_key(backbone: Backbone, dataset_name: str, hashes: Sequence[str], extra: str = "") -> str:
+    """Stable hex key for (backbone, preprocessing, dataset, ordered image content hashes)."""
+    digest = hashlib.sha256()
+    digest.update(backbone_key(backbone, extra).encode())
+    digest.update(dataset_name.encode())
+    for h in hashes:
+        digest.update((str(h) + "\n").encode())
+    return digest.hexdigest()[:24]
+
+
+def _cache_folder(backbone: Backbone) -> Path:
+    return cache_root() / "features" / backbone.model_name / backbone_key(backbone)
+
+
+def _load_blob(file: Path) -> dict | None:
+    """A cache file's content, or None (with a warning) when it cannot be read."""
+    try:
+        blob = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - a damaged cache file is recomputed, whatever the damage
+        logger.warning("feature cache %s is unreadable (%s: %s): recomputing", file, type(exc).__name__, exc)
+        return None
+    if not isinstance(blob, dict) or not isinstance(blob.get("hashes"), list) \
+            or not isinstance(blob.get("features"), torch.Tensor) \
+            or blob["features"].ndim != 2 or blob["features"].shape[0] != len(blob["hashes"]):
+        logger.warning("feature cache %s is not a fedrs feature cache: recomputing", file)
+        return None
+    return blob
+
+
+def _earlier_rows(folder: Path, dataset_name: str, wanted: set[str]) -> dict[str, torch.Tensor]:
+    """Features of ``wanted`` image hashes found in this dataset's earlier cache files."""
+    found: dict[str, torch.Tensor] = {}
+    pattern = re.compile(re.escape(dataset_name) + r"-[0-9a-f]{24}\.pt")
+    try:
+        files = sorted(f for f in folder.iterdir() if pattern.fullmatch(f.name))
+    except OSError:
+        return found
+    for file in files:
+        if not wanted - found.keys():
+            break
+        blob = _load_blob(file)
+        if blob is None:
+            continue
+        for h, row in zip(blob["hashes"], blob["features"]):
+            if h in wanted and h not in found:
+                found[h] = row
+    return found
+
+
+def _write_cache(file: Path, blob: dict) -> None:
+    """Write a cache file; the cache is optional, so a failure (full or read-only disk) only warns."""
+    try:
+        save_torch_atomic(file, blob)
+    except OSError as exc:
+        logger.warning("could not write the feature cache %s (%s): continuing without it; free "
+                       "space or set FEDRS_CACHE to a writable folder to keep the features",
+                       file, exc.strerror or exc)
 
 
 @torch.inference_mode()
@@ -88,18 +232,38 @@ def image_features(
 ) -> torch.Tensor:
     """Cached image features ``[len(dataset), embed_dim]`` for a scene dataset (``.name``, ``.paths``).
 
-    The first call encodes and writes ``$FEDRS_CACHE/features/<model>/<key>.pt`` atomically; later
-    calls (any process) read it back.
+    The first call encodes and writes ``$FEDRS_CACHE/features/<model>/<backbone key>/
+    <dataset>-<key>.pt`` atomically; later calls (any process) read it back while every image's
+    content is unchanged. After images change, only the changed ones are encoded. (Recomputed rows
+    may differ from a from-scratch encoding in float rounding, ~1e-6, as batching changes.)
     """
     paths = list(dataset.paths)
-    key = cache_key(backbone, dataset.name, paths)
-    file = cache_root() / "features" / backbone.model_name / f"{dataset.name}-{key}.pt"
-    if cache and file.is_file():
-        blob = torch.load(file, map_location="cpu", weights_only=True)
-        if blob["features"].shape[0] == len(paths):
+    progress_label = f"{dataset.name} features ({backbone.label})" if progress else False
+    if not cache:
+        return encode_images(backbone, paths, batch_size=batch_size, progress=progress_label)
+    hashes = content_hashes(paths)
+    folder = _cache_folder(backbone)
+    file = folder / f"{dataset.name}-{cache_key(backbone, dataset.name, hashes)}.pt"
+    if file.is_file():
+        blob = _load_blob(file)
+        if blob is not None and blob["hashes"] == hashes:
             return blob["features"]
-    feats = encode_images(backbone, paths, batch_size=batch_size,
-                          progress=f"{dataset.name} features ({backbone.label})" if progress else False)
-    if cache:
-        save_torch_atomic(file, {"features": feats, "backbone": backbone.label, "dataset": dataset.name})
+    known = _earlier_rows(folder, dataset.name, set(hashes))
+    first_of: dict[str, int] = {}  # exact duplicates are encoded once and share their feature
+    for i, h in enumerate(hashes):
+        if h not in known:
+            first_of.setdefault(h, i)
+    if first_of:
+        if known:
+            logger.info("%s: %d of %d images are new or changed since they were cached: encoding "
+                        "only those", dataset.name, len(first_of), len(paths))
+        encoded = encode_images(backbone, [paths[i] for i in first_of.values()],
+                                batch_size=batch_size, progress=progress_label)
+        known.update(zip(first_of, encoded))
+    if paths:
+        feats = torch.stack([known[h] for h in hashes]).contiguous()
+    else:
+        feats = torch.zeros(0, backbone.embed_dim)
+    _write_cache(file, {"features": feats, "hashes": hashes, "backbone": backbone.label,
+                        "dataset": dataset.name})
     return feats

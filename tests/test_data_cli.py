@@ -93,3 +93,29 @@ def test_list_reports_a_damaged_manifest_and_goes_on(cli_data_only, tiny_source,
     assert entries["Broken"]["kind"] == "damaged" and "--force" in entries["Broken"]["error"]
     assert cli_data_only(["data", "list", "--root", str(root)]) == 0
     assert "Broken" in capsys.readouterr().out
+
+
+def test_import_reports_skipped_archives_and_results_on_stdout(cli_data_only, tiny_spec, data_factory,
+                                                               tmp_path, capsys):
+    # the library logs (fedrs.data); the command shows it as it printed it before it logged
+    shelf = data_factory.base / "shelf"
+    data_factory.scene_tree("shelf/release", "Tiny_Release/Images", tiny_spec.counts)
+    notes = data_factory.write("notes/readme.txt", "not a dataset").parent
+    junk = data_factory.zip(notes, "shelf/notes.zip")
+    assert cli_data_only(["data", "import", str(shelf), "--root", str(tmp_path / "data")]) == 0
+    out = capsys.readouterr().out
+    assert f"fedrs: skipped {junk}: no known dataset layout inside" in out
+    assert "TinyScenes: imported 3 classes, 8 images" in out
+
+
+def test_the_library_logs_instead_of_printing(tiny_source, tmp_path, capsys, caplog):
+    import logging
+
+    from fedrs.data import import_sources
+
+    with caplog.at_level(logging.INFO, logger="fedrs.data"):
+        import_sources([tiny_source], tmp_path / "quiet", progress=False)
+        assert not caplog.records  # progress=False: nothing to report
+        import_sources([tiny_source], tmp_path / "loud")
+    assert "TinyScenes: imported 3 classes, 8 images" in caplog.text
+    assert capsys.readouterr().out == ""

@@ -8,7 +8,7 @@ import urllib.error
 
 import pytest
 
-from fedrs.data import download_dataset, importing, load_scene_dataset
+from fedrs.data import download, download_dataset, load_scene_dataset
 from fedrs.data.registry import MANIFEST_NAME
 from fedrs.errors import DataError
 
@@ -61,7 +61,7 @@ def test_offline_fails_fast_naming_import(tiny_spec, tmp_path, monkeypatch):
         seen["timeout"] = timeout
         raise urllib.error.URLError(OSError(-3, "Temporary failure in name resolution"))
 
-    monkeypatch.setattr(importing.urllib.request, "urlopen", offline)
+    monkeypatch.setattr(download.urllib.request, "urlopen", offline)
     with pytest.raises(DataError) as err:
         download_dataset("UCMerced", root=tmp_path / "data", progress=False)
     msg = str(err.value)

@@ -1,5 +1,10 @@
 """Datasets: import into the data root, scene-classification datasets, caption sets.
 
+Modules: ``registry`` (dataset specs, data-root contract), ``sources`` (archives and folders),
+``layout`` (recognising a dataset by its layout), ``importing`` (validate, extract, install),
+``download``, ``listing`` (what is imported), ``scenes`` and ``captions`` (loading),
+``partition`` (federated client splits); ``commands`` is the ``fedrs data`` face.
+
 ```python
 from fedrs.data import import_sources, load_scene_dataset, load_caption_set, list_datasets
 import_sources(["../shared/data"])            # or: fedrs data import ../shared/data
@@ -10,8 +15,9 @@ cs = load_caption_set("UCM-Captions", split="test").with_images()
 """
 
 from .captions import CaptionedImage, CaptionSet, load_caption_set
-from .commands import list_datasets
-from .importing import ImportResult, download_dataset, import_sources
+from .download import download_dataset
+from .importing import ImportResult, import_sources
+from .listing import list_datasets
 from .registry import (
     AID_HOLDOUT, SPECS, CaptionSetSpec, SceneDatasetSpec, get_spec, known_names,
     readable_classname,

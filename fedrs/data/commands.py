@@ -1,4 +1,4 @@
-"""``fedrs data import|list|download`` and :func:`list_datasets` (what is imported, in numbers)."""
+"""``fedrs data import|list|download``: thin faces over ``importing``, ``listing`` and ``download``."""
 
 from __future__ import annotations
 
@@ -8,91 +8,10 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-from fedrs.errors import DataError
-
-from .captions import load_caption_set
-from .importing import download_dataset, import_sources
-from .registry import (
-    AID_HOLDOUT, CaptionSetSpec, SPECS, imported_names, read_manifest, resolve_root,
-)
-from .scenes import load_scene_dataset
-
-
-def _source_of(manifest: dict) -> str:
-    src = manifest.get("source", {})
-    if src.get("url"):
-        return src["url"]
-    if manifest.get("kind") == "captions" and src.get("type") == "folder" and src.get("member_root"):
-        return str(Path(src["path"]) / src["member_root"])
-    return src.get("path") or "?"
-
-
-def _scene_entry(root: Path, manifest: dict) -> dict[str, Any]:
-    return {
-        "name": manifest["name"],
-        "kind": "scene",
-        "path": str(root / manifest["name"]),
-        "source": _source_of(manifest),
-        "source_sha256": manifest.get("source", {}).get("sha256"),
-        "num_classes": len(manifest["classes"]),
-        "num_images": manifest["num_images"],
-        "classes": {c["name"]: c["count"] for c in manifest["classes"]},
-        "image_sizes": manifest.get("image_sizes", {}),
-        "subset": manifest.get("subset", False),
-        "duplicates": len(manifest.get("duplicates", [])),
-        "excluded": len(manifest.get("excluded", [])),
-        "imported_at": manifest.get("imported_at"),
-        "notes": manifest.get("notes", []),
-    }
-
-
-def _caption_entry(root: Path, manifest: dict) -> dict[str, Any]:
-    name = manifest["name"]
-    entry: dict[str, Any] = {
-        "name": name, "kind": "captions", "path": str(root / name),
-        "source": _source_of(manifest), "source_sha256": manifest.get("source", {}).get("sha256"),
-        "format": manifest.get("format"), "splits": {}, "imported_at": manifest.get("imported_at"),
-    }
-    cs = load_caption_set(name, "all", root)
-    for split, counts in manifest.get("splits", {}).items():
-        with_images = sum(1 for it in cs.items if it.split == split and it.path is not None)
-        entry["splits"][split] = {**counts, "with_images": with_images}
-    splits = entry["splits"].values()
-    entry["num_images"] = sum(s["images"] for s in splits)
-    entry["num_captions"] = sum(s["captions"] for s in splits)
-    entry["with_images"] = sum(s["with_images"] for s in splits)
-    entry["images_from"] = cs.image_source
-    return entry
-
-
-def list_datasets(root: str | Path | None = None) -> list[dict[str, Any]]:
-    """One plain-data summary per imported dataset (and the AID-holdout view when available)."""
-    root = resolve_root(root)
-    out = []
-    for name in imported_names(root):
-        try:
-            manifest = read_manifest(root, name)
-            if manifest.get("kind") == "captions" or isinstance(SPECS.get(name), CaptionSetSpec):
-                out.append(_caption_entry(root, manifest))
-            else:
-                out.append(_scene_entry(root, manifest))
-        except (DataError, KeyError, TypeError) as exc:  # one damaged import does not hide the rest
-            out.append({"name": name, "kind": "damaged", "path": str(root / name),
-                        "error": f"{type(exc).__name__}: {exc}" if not isinstance(exc, DataError)
-                        else str(exc)})
-    names = {e["name"] for e in out}
-    if {"AID", "RSICD"} <= names:
-        view: dict[str, Any] = {"name": AID_HOLDOUT, "kind": "view", "of": "AID",
-                                "excludes": "AID images used by RSICD training (and exact copies)"}
-        try:
-            ds = load_scene_dataset(AID_HOLDOUT, root)
-            view.update(num_classes=len(ds.classnames), num_images=len(ds),
-                        classes=dict(zip(ds.classnames, ds.class_counts())))
-        except DataError as exc:
-            view["error"] = str(exc)
-        at = next(i for i, e in enumerate(out) if e["name"] == "AID") + 1
-        out.insert(at, view)
-    return out
+from .download import download_dataset
+from .importing import import_sources
+from .listing import list_datasets
+from .registry import SPECS, resolve_root
 
 
 # --- human-readable listing ---------------------------------------------------------------------
@@ -178,7 +97,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     imp.add_argument("--exclude-bad", action="store_true",
                      help="leave undecodable images out (recorded in the manifest) instead of failing")
     imp.add_argument("--force", action="store_true", help="re-import even if present and verified")
-    imp.set_defaults(func=_cmd_import)
+    imp.set_defaults(func=_cmd_import, console_loggers=("fedrs.data",))
 
     ls = sub.add_parser("list", help="list imported datasets with their counts")
     ls.add_argument("--json", action="store_true", help="machine-readable output")
@@ -192,7 +111,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     dl.add_argument("--url", help="download from this URL instead (http(s):// or file://)")
     dl.add_argument("--sha256", help="expected sha256 of the downloaded archive")
     dl.add_argument("--force", action="store_true", help="download and re-import even if present")
-    dl.set_defaults(func=_cmd_download)
+    dl.set_defaults(func=_cmd_download, console_loggers=("fedrs.data",))
 
 
-__all__ = ["list_datasets", "register"]
+__all__ = ["register"]

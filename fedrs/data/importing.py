@@ -1,9 +1,9 @@
-"""Import, validate and download datasets into the data root.
+"""Import and validate datasets into the data root.
 
 ``import_sources(["/path/to/AID.zip", "/path/to/UCM_Captions/"])`` recognises each dataset by its
-layout (class folders for scene datasets, caption files for caption sets), not by file name; a
-source may be a zip or tar archive, a dataset folder, or a folder holding several of those (and a
-``SHA256SUMS`` file, which is then checked). For each dataset found it
+layout (``layout``: class folders for scene datasets, caption files for caption sets), not by file
+name; a source (``sources``) may be a zip or tar archive, a dataset folder, or a folder holding
+several of those (and a ``SHA256SUMS`` file, which is then checked). For each dataset found it
 
 1. skips it when ``<root>/<Name>/fedrs_manifest.json`` records the same source checksum and every
    recorded file is in place (idempotent re-runs);
@@ -14,8 +14,8 @@ source may be a zip or tar archive, a dataset folder, or a folder holding severa
    unless ``exclude_bad``, which leaves them out and records them in the manifest);
 4. writes the manifest last and renames the folder into place: never anything half-written.
 
-``download_dataset(name)`` fetches a spec's URL (or ``url=``, e.g. a ``file://`` archive) into the
-root and imports it the same way; offline it fails fast, naming ``fedrs data import``.
+What it did is logged to the ``fedrs.data`` loggers (``fedrs data import`` shows it); downloads
+are in ``download``.
 """
 
 from __future__ import annotations
@@ -23,38 +23,30 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 import os
 import shutil
-import socket
-import tarfile
 import tempfile
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 import uuid
-import zipfile
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Iterable, Iterator
 
 from fedrs.errors import DataError
 from fedrs.io import write_json_atomic
 
-from .captions import identify_caption_set, validate_caption_folder
-from .registry import (
-    AID_HOLDOUT, IMAGE_EXTENSIONS, MANIFEST_NAME, SPECS, CaptionSetSpec, SceneDatasetSpec,
-    caption_specs, find_spec, get_spec, normalise, resolve_root, scene_specs,
-)
+from .captions import validate_caption_folder
+from .layout import CaptionHit, SceneHit, find_datasets, join_member
+from .registry import MANIFEST_NAME, normalise, resolve_root
+from .sources import Source
 
-DOWNLOAD_TIMEOUT_S = 10.0
-_CAPTION_FILE_EXT = (".json", ".txt", ".csv", ".tsv", ".md")
-_ARCHIVE_EXT = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
-_JUNK_FILES = {"thumbs.db", "desktop.ini"}
+logger = logging.getLogger(__name__)
+
 _MAX_LISTED = 20
 
 
@@ -91,398 +83,9 @@ class ImportResult:
         return "\n".join(lines)
 
 
-# --- sources: archives and folders --------------------------------------------------------------
-
-def _clean_name(name: str) -> str | None:
-    """A member name as a relative posix path, or None for junk / unsafe names."""
-    name = name.replace("\\", "/").lstrip("/")
-    while name.startswith("./"):
-        name = name[2:]
-    parts = [p for p in name.split("/") if p]
-    if not parts or any(p == ".." for p in parts):
-        return None
-    if any(p.startswith(".") or p == "__MACOSX" for p in parts) or parts[-1].lower() in _JUNK_FILES:
-        return None
-    return "/".join(parts)
-
-
-def _is_image(name: str) -> bool:
-    return name.lower().endswith(IMAGE_EXTENSIONS)
-
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-class _Source:
-    """A readable collection of files: archive or folder."""
-
-    kind = ""
-
-    def __init__(self, path: Path, expected_sha: dict[str, str] | None = None):
-        self.path = path
-        self.expected_sha = expected_sha or {}   # from a SHA256SUMS beside it
-        self._names: list[str] = []
-
-    @property
-    def label(self) -> str:
-        return str(self.path)
-
-    @property
-    def hint(self) -> str:
-        """The dataset name the source's own name suggests."""
-        name = self.path.name
-        for ext in _ARCHIVE_EXT:
-            if name.lower().endswith(ext):
-                return name[: -len(ext)]
-        return name
-
-    def names(self) -> list[str]:
-        return self._names
-
-    def read(self, name: str) -> bytes:
-        raise NotImplementedError
-
-    def iter_read(self, names: Sequence[str]) -> Iterator[tuple[str, bytes]]:
-        for name in names:
-            yield name, self.read(name)
-
-    def fingerprint(self, names: Sequence[str]) -> dict[str, Any]:
-        """Identity of the source for idempotent re-imports (archive: its sha256 and size)."""
-        if not hasattr(self, "_fingerprint"):
-            digest = _sha256_file(self.path)
-            expected = self.expected_sha.get(self.path.name)
-            if expected and expected != digest:
-                raise DataError(
-                    f"{self.path} does not match its checksum in SHA256SUMS ({digest[:12]}... "
-                    f"instead of {expected[:12]}...): the copy is damaged; copy it again"
-                )
-            self._fingerprint = {"sha256": digest, "bytes": self.path.stat().st_size}
-        return self._fingerprint
-
-    def close(self) -> None:
-        pass
-
-    def _damaged(self, name: str, exc: BaseException) -> DataError:
-        return DataError(f"{self.path}: cannot read {name} ({exc}): the archive is damaged; "
-                         f"copy or download it again")
-
-
-class _ZipSource(_Source):
-    kind = "zip"
-
-    def __init__(self, path: Path, expected_sha: dict[str, str] | None = None):
-        super().__init__(path, expected_sha)
-        try:
-            self._zip = zipfile.ZipFile(path)
-        except (zipfile.BadZipFile, OSError) as exc:
-            raise DataError(f"{path} is not a readable zip archive ({exc}): copy or download it again") from exc
-        self._orig = {}
-        for info in self._zip.infolist():
-            clean = None if info.is_dir() else _clean_name(info.filename)
-            if clean:
-                self._orig[clean] = info.filename
-        self._names = list(self._orig)
-
-    def read(self, name: str) -> bytes:
-        try:
-            return self._zip.read(self._orig[name])
-        except (zipfile.BadZipFile, OSError, EOFError) as exc:  # CRC error, truncated archive
-            raise self._damaged(name, exc) from exc
-
-    def close(self) -> None:
-        self._zip.close()
-
-
-class _TarSource(_Source):
-    kind = "tar"
-
-    def __init__(self, path: Path, expected_sha: dict[str, str] | None = None):
-        super().__init__(path, expected_sha)
-        try:
-            self._tar = tarfile.open(path, "r:*")
-            members = self._tar.getmembers()
-        except (tarfile.TarError, OSError, EOFError) as exc:
-            raise DataError(f"{path} is not a readable tar archive ({exc}): copy or download it again") from exc
-        self._members = {}
-        for m in members:
-            clean = _clean_name(m.name) if m.isfile() else None
-            if clean:
-                self._members[clean] = m
-        self._names = list(self._members)
-
-    def read(self, name: str) -> bytes:
-        try:
-            fh = self._tar.extractfile(self._members[name])
-            return fh.read() if fh is not None else b""
-        except (tarfile.TarError, OSError, EOFError) as exc:
-            raise self._damaged(name, exc) from exc
-
-    def iter_read(self, names: Sequence[str]) -> Iterator[tuple[str, bytes]]:
-        # a compressed tar is read front to back: follow the archive order
-        order = {n: m.offset for n, m in self._members.items()}
-        for name in sorted(names, key=order.__getitem__):
-            yield name, self.read(name)
-
-    def close(self) -> None:
-        self._tar.close()
-
-
-class _DirSource(_Source):
-    kind = "folder"
-
-    def __init__(self, path: Path, expected_sha: dict[str, str] | None = None):
-        super().__init__(path, expected_sha)
-        names = []
-        for dirpath, dirnames, filenames in os.walk(path):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d != "__MACOSX")
-            rel = Path(dirpath).relative_to(path).as_posix()
-            for f in sorted(filenames):
-                clean = _clean_name(f if rel == "." else f"{rel}/{f}")
-                if clean:
-                    names.append(clean)
-        self._names = names
-
-    def read(self, name: str) -> bytes:
-        data = (self.path / name).read_bytes()
-        expected = self.expected_sha.get(name)
-        if expected and hashlib.sha256(data).hexdigest() != expected:
-            raise DataError(f"{self.path / name} does not match its checksum in SHA256SUMS: "
-                            f"the copy is damaged; copy it again")
-        return data
-
-    def fingerprint(self, names: Sequence[str]) -> dict[str, Any]:
-        """Folder identity: image paths and sizes, other files' content hashes."""
-        h = hashlib.sha256()
-        total = 0
-        for name in sorted(names):
-            p = self.path / name
-            size = p.stat().st_size
-            total += size
-            digest = "" if _is_image(name) else hashlib.sha256(self.read(name)).hexdigest()
-            h.update(f"{name}\t{size}\t{digest}\n".encode())
-        return {"sha256": h.hexdigest(), "bytes": total}
-
-
-def _open_file(path: Path, expected_sha: dict[str, str] | None = None) -> _Source:
-    if path.suffix.lower() == ".rar":
-        raise DataError(f"{path}: RAR archives are not supported: extract it (e.g. `unrar x "
-                        f"{path.name}`) and run `fedrs data import` on the extracted folder")
-    if zipfile.is_zipfile(path):
-        return _ZipSource(path, expected_sha)
-    if tarfile.is_tarfile(path):
-        return _TarSource(path, expected_sha)
-    raise DataError(f"{path} is neither a zip/tar archive nor a folder: pass the dataset archive "
-                    f"or the folder holding it")
-
-
-def _read_sha256sums(folder: Path) -> dict[str, str]:
-    sums = folder / "SHA256SUMS"
-    if not sums.is_file():
-        return {}
-    out = {}
-    for line in sums.read_text(encoding="utf-8", errors="replace").splitlines():
-        digest, _, name = line.strip().partition(" ")
-        if len(digest) == 64 and name.strip():
-            out[name.strip().lstrip("*")] = digest.lower()
-    return out
-
-
-# --- recognising datasets by layout -------------------------------------------------------------
-
-@dataclass
-class _SceneHit:
-    spec: SceneDatasetSpec
-    source: _Source
-    prefix: str                                  # folder holding the class folders ("" = top)
-    members: dict[str, list[str]]                # source class folder -> image member names
-    score: float
-
-    @property
-    def name(self) -> str:
-        return self.spec.name
-
-    def member_names(self) -> list[str]:
-        return [m for ms in self.members.values() for m in ms]
-
-
-@dataclass
-class _CaptionHit:
-    spec: CaptionSetSpec
-    source: _Source
-    prefix: str                                  # folder holding the caption files
-    files: list[str]                             # caption files (member names)
-    image_dir: str | None = None                 # image folder name inside the set
-    images: list[str] = field(default_factory=list)
-
-    @property
-    def name(self) -> str:
-        return self.spec.name
-
-    def member_names(self) -> list[str]:
-        return self.files + self.images
-
-
-def _join(prefix: str, name: str) -> str:
-    return f"{prefix}/{name}" if prefix else name
-
-
-def _name_matches(spec, *names: str) -> bool:
-    keys = {normalise(spec.name), *(normalise(a) for a in spec.aliases),
-            *(normalise(PurePosixPath(a).stem) for a in spec.archive_names)}
-    return any(normalise(n) in keys for n in names if n)
-
-
-def _detect_scenes(source: _Source) -> list[_SceneHit]:
-    """Folders whose sub-folders of images match a spec's class folders (Jaccard >= 0.5)."""
-    tree: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
-    for name in source.names():
-        parts = name.split("/")
-        if len(parts) >= 2 and _is_image(name):
-            tree["/".join(parts[:-2])][parts[-2]].append(name)
-    candidates = []
-    for prefix, classes in tree.items():
-        found = {normalise(c) for c in classes}
-        for spec in scene_specs():
-            official = {normalise(c) for c in spec.classes}
-            common = len(found & official)
-            score = common / len(found | official)
-            if score >= 0.5 and common >= 2:
-                named = _name_matches(spec, PurePosixPath(prefix).name, *prefix.split("/")[:1],
-                                      source.hint)
-                candidates.append((score, named, spec, prefix))
-    candidates.sort(key=lambda c: (-c[0], not c[1], c[3]))
-    hits, used_specs, used_prefixes = [], set(), set()
-    for score, _, spec, prefix in candidates:
-        if spec.name in used_specs or prefix in used_prefixes:
-            continue
-        used_specs.add(spec.name)
-        used_prefixes.add(prefix)
-        hits.append(_SceneHit(spec, source, prefix, dict(tree[prefix]), score))
-    return hits
-
-
-def _is_caption_folder(files: set[str]) -> bool:
-    jsons = {j for s in caption_specs() for j in s.json_names}
-    return bool(files & jsons) or any(
-        f.endswith("_filename.txt") and f"{f[:-len('_filename.txt')]}_caps.txt" in files for f in files)
-
-
-def _detect_captions(source: _Source) -> tuple[list[_CaptionHit], list[str]]:
-    """Folders holding caption files, identified; and the caption folders not identified."""
-    folders: dict[str, set[str]] = defaultdict(set)
-    for name in source.names():
-        folder, _, base = name.rpartition("/")
-        folders[folder].add(base)
-    hits, unknown = [], []
-    for folder, files in sorted(folders.items()):
-        if not _is_caption_folder(files):
-            continue
-        readers: dict[str, Callable[[], bytes]] = {
-            f: (lambda f=f: source.read(_join(folder, f))) for f in files}
-        spec = identify_caption_set(PurePosixPath(folder).name, readers,
-                                    source.hint if not folder else "")
-        if spec is None:
-            unknown.append(_join(folder, "") or "./")
-            continue
-        hit = _CaptionHit(spec, source, folder, sorted(
-            _join(folder, f) for f in files if f.lower().endswith(_CAPTION_FILE_EXT)))
-        for image_dir in spec.image_dirs:
-            under = _join(folder, image_dir) + "/"
-            images = [n for n in source.names() if n.startswith(under) and _is_image(n)]
-            if images:
-                hit.image_dir, hit.images = image_dir, images
-                break
-        hits.append(hit)
-    return hits, unknown
-
-
-def _layout_examples() -> str:
-    return "; ".join(f"{s.name}: {s.layout()}" for s in scene_specs()[:4])
-
-
-def _detect(source: _Source, explicit: bool) -> list[_SceneHit | _CaptionHit]:
-    hits: list = _detect_scenes(source)
-    caption_hits, unknown = _detect_captions(source)
-    hits += caption_hits
-    if hits or not explicit:
-        return hits
-    if unknown:
-        raise DataError(
-            f"caption files in {source.label} ({', '.join(unknown)}) belong to no known caption "
-            f"set: name the folder after the set ({', '.join(s.name for s in caption_specs())})"
-        )
-    top = sorted({n.split("/")[0] for n in source.names() if "/" in n})
-    spec = next((s for s in map(find_spec, [source.hint, *top]) if s is not None), None)
-    if isinstance(spec, SceneDatasetSpec):
-        raise DataError(
-            f"{source.label} looks like {spec.name} by its name but does not have its official "
-            f"layout: expected {spec.layout()} with the {len(spec.classes)} class folders "
-            f"({', '.join(spec.classes[:5])}, ...); import the unmodified official release"
-        )
-    if isinstance(spec, CaptionSetSpec):
-        raise DataError(
-            f"{source.label} looks like {spec.name} by its name but holds none of its caption "
-            f"files ({', '.join(spec.json_names)} or <split>_filename.txt + <split>_caps.txt)"
-        )
-    raise DataError(
-        f"no known dataset layout in {source.label}: expected an official release layout "
-        f"({_layout_examples()}; ...) or caption files; known datasets: "
-        f"{', '.join(s.name for s in scene_specs() + caption_specs())}"
-    )
-
-
-def _collect(paths: Iterable[str | Path], sources: list[_Source]) -> list:
-    """Open every source (expanding folders of archives, appended to ``sources`` for closing)
-    and recognise what each holds."""
-    hits, notes = [], []
-    for raw in paths:
-        path = Path(raw).expanduser()
-        if not path.exists():
-            raise DataError(f"{path}: no such archive or folder: check the path (the shipped "
-                            f"archives are in the shared data folder, e.g. ../shared/data)")
-        if path.is_file():
-            src = _open_file(path)
-            sources.append(src)
-            hits += _detect(src, explicit=True)
-            continue
-        sums = _read_sha256sums(path)
-        folder = _DirSource(path, sums)
-        sources.append(folder)
-        found = _detect(folder, explicit=False)
-        for child in sorted(path.iterdir()):
-            if child.is_file() and (child.name.lower().endswith(_ARCHIVE_EXT) or child.suffix.lower() == ".rar"):
-                src = _open_file(child, sums)
-                sources.append(src)
-                inner = _detect(src, explicit=False)
-                if not inner:
-                    notes.append(f"skipped {child}: no known dataset layout inside")
-                found += inner
-        if not found:
-            _detect(folder, explicit=True)  # raises with the reason
-        hits += found
-    seen: dict[str, Any] = {}
-    for hit in hits:
-        if hit.name in seen:
-            raise DataError(
-                f"{hit.name} was found twice: in {seen[hit.name].source.label} and "
-                f"{hit.source.label}: import only one of them"
-            )
-        seen[hit.name] = hit
-    order = list(SPECS)
-    hits.sort(key=lambda h: order.index(h.name))
-    for note in notes:
-        print(f"fedrs: {note}")
-    return hits
-
-
 # --- validation before extraction ---------------------------------------------------------------
 
-def _check_scene_layout(hit: _SceneHit) -> tuple[dict[str, str], bool]:
+def _check_scene_layout(hit: SceneHit) -> tuple[dict[str, str], bool]:
     """Source class folder -> official name; whether the images are a subset. Raises on mismatch."""
     spec = hit.spec
     official = {normalise(c): c for c in spec.classes}
@@ -563,7 +166,7 @@ def _workers() -> int:
     return max(1, int(env)) if env else max(1, min(4, os.cpu_count() or 1))
 
 
-def _extract_images(source: _Source, images: list[_Image], dest_root: Path, desc: str,
+def _extract_images(source: Source, images: list[_Image], dest_root: Path, desc: str,
                     progress: bool) -> None:
     """Read, hash, decode and write every image (decode and write in a thread pool)."""
     from tqdm import tqdm
@@ -588,7 +191,7 @@ def _extract_images(source: _Source, images: list[_Image], dest_root: Path, desc
         drain(0)
 
 
-def _image_outcome(images: list[_Image], source: _Source, name: str,
+def _image_outcome(images: list[_Image], source: Source, name: str,
                    exclude_bad: bool) -> tuple[list[_Image], list[dict], list[list[str]]]:
     """Kept images, excluded ones (or a DataError listing them), exact-duplicate groups."""
     bad = [im for im in images if im.error]
@@ -633,14 +236,14 @@ class _Options:
     url: str | None = None
 
 
-def _existing_manifest(dest: Path) -> dict | None:
+def existing_manifest(dest: Path) -> dict | None:
     try:
         return json.loads((dest / MANIFEST_NAME).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
 
 
-def _verified(dest: Path, manifest: dict) -> bool:
+def files_in_place(dest: Path, manifest: dict) -> bool:
     """Every file the manifest records is in place with its recorded size."""
     try:
         for entry in manifest.get("images", []) + manifest.get("files", []):
@@ -700,15 +303,15 @@ def _import_one(hit, opts: _Options, layout: tuple[dict[str, str], bool] | None)
         raise DataError(f"{hit.source.label} is inside the imported {spec.name} in {opts.root}: "
                         f"import from the original archive or folder instead")
     fingerprint = hit.source.fingerprint(hit.member_names())
-    previous = _existing_manifest(dest)
-    if not opts.force and _same_source(previous, fingerprint, opts) and _verified(dest, previous):
+    previous = existing_manifest(dest)
+    if not opts.force and _same_source(previous, fingerprint, opts) and files_in_place(dest, previous):
         return ImportResult(spec.name, spec.kind, "skipped", dest, hit.source.label,
                             num_images=len(previous.get("images", [])),
                             num_classes=len(previous.get("classes", [])) or None)
     tmp = Path(tempfile.mkdtemp(prefix=f".fedrs-import-{spec.name}-", dir=opts.root))
     try:
         manifest = _manifest_head(hit, fingerprint, opts)
-        if isinstance(hit, _SceneHit):
+        if isinstance(hit, SceneHit):
             result = _build_scene(hit, *layout, tmp, manifest, opts)
         else:
             result = _build_captions(hit, tmp, manifest, opts)
@@ -722,7 +325,7 @@ def _import_one(hit, opts: _Options, layout: tuple[dict[str, str], bool] | None)
     return result
 
 
-def _build_scene(hit: _SceneHit, folder_map: dict[str, str], subset: bool, tmp: Path,
+def _build_scene(hit: SceneHit, folder_map: dict[str, str], subset: bool, tmp: Path,
                  manifest: dict, opts: _Options) -> ImportResult:
     spec = hit.spec
     images = []
@@ -759,7 +362,7 @@ def _build_scene(hit: _SceneHit, folder_map: dict[str, str], subset: bool, tmp: 
                         notes=notes)
 
 
-def _build_captions(hit: _CaptionHit, tmp: Path, manifest: dict, opts: _Options) -> ImportResult:
+def _build_captions(hit: CaptionHit, tmp: Path, manifest: dict, opts: _Options) -> ImportResult:
     spec = hit.spec
     files = []
     for member in hit.files:
@@ -769,7 +372,7 @@ def _build_captions(hit: _CaptionHit, tmp: Path, manifest: dict, opts: _Options)
         files.append({"name": name, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()})
     kept, excluded, duplicates = [], [], []
     if hit.images:
-        under = _join(hit.prefix, hit.image_dir or "") + "/"
+        under = join_member(hit.prefix, hit.image_dir or "") + "/"
         images = sorted((_Image(m, f"{hit.image_dir}/{m[len(under):]}", None) for m in hit.images),
                         key=lambda im: im.rel)
         _extract_images(hit.source, images, tmp, spec.name, opts.progress)
@@ -805,19 +408,19 @@ def import_sources(sources: Iterable[str | Path] | str | Path, root: str | Path 
         sources = [sources]
     opts = _Options(resolve_root(root), exclude_bad, force, progress, url)
     opts.root.mkdir(parents=True, exist_ok=True)
-    opened: list[_Source] = []
+    opened: list[Source] = []
     try:
-        hits = _collect(sources, opened)
+        hits = find_datasets(sources, opened)
         if expect and expect not in {h.name for h in hits}:
             raise DataError(f"{', '.join(s.label for s in opened)} holds "
                             f"{', '.join(h.name for h in hits)}, not {expect}")
         # every layout and count is checked before any dataset is hashed, decoded or written
-        layouts = [_check_scene_layout(h) if isinstance(h, _SceneHit) else None for h in hits]
+        layouts = [_check_scene_layout(h) if isinstance(h, SceneHit) else None for h in hits]
         results = []
         for hit, layout in zip(hits, layouts):
             result = _import_one(hit, opts, layout)
             if progress:
-                print(result.summary())
+                logger.info(result.summary())
             results.append(result)
         return results
     finally:
@@ -825,84 +428,4 @@ def import_sources(sources: Iterable[str | Path] | str | Path, root: str | Path 
             src.close()
 
 
-# --- download -----------------------------------------------------------------------------------
-
-def _timeout() -> float:
-    return float(os.environ.get("FEDRS_DOWNLOAD_TIMEOUT", DOWNLOAD_TIMEOUT_S))
-
-
-def download_dataset(name: str, root: str | Path | None = None, url: str | None = None,
-                     sha256: str | None = None, force: bool = False,
-                     progress: bool = True) -> list[ImportResult]:
-    """Download a dataset's official archive (or ``url``) and import it."""
-    if normalise(name) == normalise(AID_HOLDOUT):
-        raise DataError(f"{AID_HOLDOUT} is a view of AID, not a download: "
-                        f"run `fedrs data download AID` and import RSICD")
-    spec = get_spec(name)
-    url = url or spec.url
-    if not url:
-        raise DataError(
-            f"{spec.name} has no direct download: get the official release from "
-            f"{spec.homepage or 'its authors'} and run `fedrs data import <archive or folder>`"
-        )
-    root = resolve_root(root)
-    dest = root / spec.name
-    previous = _existing_manifest(dest)
-    if (not force and previous and previous.get("source", {}).get("url") == url
-            and _verified(dest, previous)):
-        result = ImportResult(spec.name, spec.kind, "skipped", dest, url,
-                              num_images=len(previous.get("images", [])))
-        if progress:
-            print(result.summary())
-        return [result]
-    root.mkdir(parents=True, exist_ok=True)
-    tmpdir = Path(tempfile.mkdtemp(prefix=f".fedrs-download-{spec.name}-", dir=root))
-    try:
-        archive = tmpdir / _archive_name(url, spec)
-        digest = _fetch(url, archive, spec.name, progress)
-        expected = sha256 or spec.sha256
-        if expected and digest != expected.lower():
-            raise DataError(f"{url} downloaded with sha256 {digest}, expected {expected}: the "
-                            f"download is damaged or the file changed; try again or import a copy")
-        if spec.sha256 is None and getattr(spec, "archive_bytes", None):
-            size = archive.stat().st_size
-            if size != spec.archive_bytes:
-                raise DataError(f"{url} downloaded {size} bytes, expected {spec.archive_bytes}: "
-                                f"the download is incomplete; try again")
-        return import_sources([archive], root, force=force, progress=progress,
-                              expect=spec.name, url=url)
-    finally:
-        shutil.rmtree(tmpdir, ignore_errors=True)
-
-
-def _archive_name(url: str, spec) -> str:
-    base = PurePosixPath(urllib.parse.urlparse(url).path).name
-    if base.lower().endswith(_ARCHIVE_EXT):
-        return base
-    return spec.archive_names[0] if spec.archive_names else f"{spec.name}.zip"
-
-
-def _fetch(url: str, target: Path, name: str, progress: bool) -> str:
-    """Stream ``url`` into ``target``; its sha256. Network failures become a DataError."""
-    from tqdm import tqdm
-
-    h = hashlib.sha256()
-    try:
-        with urllib.request.urlopen(url, timeout=_timeout()) as resp, target.open("wb") as out:
-            total = int(resp.headers.get("Content-Length") or 0) or None
-            with tqdm(total=total, desc=f"download {name}", unit="B", unit_scale=True,
-                      disable=None if progress else True) as bar:
-                for block in iter(lambda: resp.read(1 << 20), b""):
-                    out.write(block)
-                    h.update(block)
-                    bar.update(len(block))
-    except (urllib.error.URLError, socket.timeout, TimeoutError, ConnectionError, OSError) as exc:
-        reason = getattr(exc, "reason", None) or exc
-        raise DataError(
-            f"cannot download {name} from {url} ({reason}): no network or the server is "
-            f"unreachable; copy the archive to this machine and run `fedrs data import <archive>`"
-        ) from exc
-    return h.hexdigest()
-
-
-__all__ = ["ImportResult", "import_sources", "download_dataset", "DOWNLOAD_TIMEOUT_S"]
+__all__ = ["ImportResult", "import_sources", "existing_manifest", "files_in_place"]

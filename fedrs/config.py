@@ -4,12 +4,15 @@ Every configuration in fedrs (a run, a backbone pretraining recipe, a study) is 
 ``load_config(cls, path)`` reads YAML into it and fails on an unknown key or a value of the wrong
 type, naming the key and the file, so a typo in a papermill batch never silently falls back to a
 default. Nested dataclasses, ``Optional``, ``list``/``tuple``/``dict`` and ``Literal`` are
-supported. ``to_dict`` turns a config back into plain data (for ``params.yaml`` in run folders).
+supported. Numbers must be finite (``.inf`` and ``.nan`` are refused, naming the key), and a float
+field also accepts a number that YAML read as a string (PyYAML reads ``1e-3`` so). ``to_dict``
+turns a config back into plain data (for ``params.yaml`` in run folders).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from pathlib import Path
@@ -26,26 +29,74 @@ class ConfigError(FedrsError, ValueError):
     """A configuration file or mapping does not match its dataclass."""
 
 
+class NonFiniteNumberError(ConfigError):
+    """A configuration number is infinite or NaN (``.inf``, ``.nan`` in YAML)."""
+
+
 def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _finite(number: float, where: str, value: Any) -> float:
+    if not math.isfinite(number):
+        raise NonFiniteNumberError(f"{where}: must be a finite number, got {value!r} "
+                                   f"(infinity and NaN are not allowed: give a number such as 1e-3)")
+    return number
+
+
+def _check_finite(value: Any, where: str) -> Any:
+    """``value`` (untyped data) unchanged, or a ConfigError naming the first non-finite float."""
+    if isinstance(value, float):
+        _finite(value, where, value)
+    elif isinstance(value, Mapping):
+        for k, v in value.items():
+            _check_finite(v, f"{where}.{k}")
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            _check_finite(v, f"{where}[{i}]")
+    return value
+
+
+def _to_float(value: Any, where: str) -> float:
+    """A finite float from a YAML number or a number written as a string.
+
+    PyYAML (YAML 1.1) reads ``1e-3`` (no dot in the mantissa) as the *string* "1e-3", so a
+    float field accepts a string that Python reads as a number.
+    """
+    if isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            raise ConfigError(f"{where}: expected a number, got {value!r}") from None
+    elif isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{where}: expected a number, got {value!r}")
+    else:
+        try:
+            number = float(value)
+        except OverflowError:
+            raise ConfigError(f"{where}: {value!r} is too large for a number") from None
+    return _finite(number, where, value)
 
 
 def _coerce(value: Any, tp: Any, where: str) -> Any:
     origin = get_origin(tp)
     if tp is Any:
-        return value
+        return _check_finite(value, where)
     if origin is Union or origin is types.UnionType:
         args = get_args(tp)
         if value is None and type(None) in args:
             return None
-        errors = []
+        errors: list[ConfigError] = []
         for arg in args:
             if arg is type(None):
                 continue
             try:
                 return _coerce(value, arg, where)
             except ConfigError as exc:
-                errors.append(str(exc))
+                errors.append(exc)
+        for exc in errors:  # a number of the right type but infinite or NaN: say so, not "wrong type"
+            if isinstance(exc, NonFiniteNumberError):
+                raise exc
         raise ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r}")
     if origin is Literal:
         allowed = get_args(tp)
@@ -83,9 +134,7 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected an integer, got {value!r}")
         return value
     if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where}: expected a number, got {value!r}")
-        return float(value)
+        return _to_float(value, where)
     if tp is str:
         if not isinstance(value, str):
             raise ConfigError(f"{where}: expected a string, got {value!r}")
@@ -198,7 +247,8 @@ def dump_yaml(cfg: Any) -> str:
 
 
 __all__ = [
-    "ConfigError", "from_dict", "load_config", "apply_overrides", "parse_overrides", "to_dict", "dump_yaml",
+    "ConfigError", "NonFiniteNumberError", "from_dict", "load_config", "apply_overrides",
+    "parse_overrides", "to_dict", "dump_yaml",
 ]
 
 # Keep typing imported for users who build configs with typing-only aliases.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from types import SimpleNamespace
 
 import numpy as np
@@ -203,7 +204,9 @@ def test_few_shot_at_most_k_per_class_and_at_most_once():
 
 
 def test_client_test_split_follows_its_label_distribution():
-    p = build(alpha=0.3, num_clients=4)
+    # each client's full request, capped by the pool only: the shared_pool scheme (the disjoint
+    # one divides oversubscribed classes, see test_disjoint_client_tests_divide_what_the_pool_holds)
+    p = build(alpha=0.3, num_clients=4, test_scheme="shared_pool")
     available = hist(p, p.test_indices)
     for c in p.clients:
         test, train = hist(p, c.test_indices), np.asarray(c.class_histogram)
@@ -213,6 +216,74 @@ def test_client_test_split_follows_its_label_distribution():
         # within one image of the client's own proportions, unless the class ran out of test images
         assert np.all((np.abs(test - ideal) < 1) | (test == available))
         assert set(np.flatnonzero(test)) <= set(np.flatnonzero(train))
+
+
+def _requests(p: Partition) -> np.ndarray:
+    """Each client's test request per class, as the module docstring states it: round(n * 0.25)
+    spread by its share (largest remainder, lower class first), capped by the pool. [clients, C]"""
+    available = hist(p, p.test_indices)
+    out = []
+    for c in p.clients:
+        share = np.asarray(c.share_histogram)
+        total = max(int(share.sum() * 0.25 + 0.5), 1)
+        ideal = total * share / share.sum()
+        quota = np.floor(ideal).astype(int)
+        for k in sorted(range(len(share)), key=lambda k: (-(ideal[k] - quota[k]), k))[:total - quota.sum()]:
+            quota[k] += 1
+        out.append(np.minimum(quota, available))
+    return np.array(out)
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(alpha=0.1, num_clients=8), dict(scheme="iid", num_clients=6),
+                                dict(scheme="pathological", num_clients=5), dict(few_shot=3, num_clients=4)])
+def test_client_test_splits_are_disjoint(kw):
+    for seed in range(3):
+        p = build(seed=seed, **kw)
+        tests = [set(c.test_indices) for c in p.clients]
+        assert sum(len(t) for t in tests) == len(set().union(*tests))
+        s = p.summary()
+        assert s["exclusive_test_samples_per_client"] == s["test_samples_per_client"] == [len(t) for t in tests]
+        assert s["distinct_test_samples"] == len(set().union(*tests)) <= s["num_test"]
+
+
+def test_disjoint_client_tests_divide_what_the_pool_holds():
+    trimmed = 0
+    for seed in range(10):
+        p = build(alpha=0.5, num_clients=6, seed=seed)
+        asked, available = _requests(p), hist(p, p.test_indices)
+        got = np.array([hist(p, c.test_indices) for c in p.clients])
+        demand = asked.sum(axis=0)
+        # every class hands out what is asked, or all its pooled test images when more is asked
+        assert got.sum(axis=0).tolist() == np.minimum(demand, available).tolist()
+        # each client gets its request, or the floor/ceiling of its proportional part of the pool
+        fair = asked * available / np.maximum(demand, 1)
+        assert np.all(np.where(demand > available, (got >= np.floor(fair)) & (got <= np.ceil(fair)),
+                               got == asked))
+        trimmed += int(np.sum(demand > available))
+    assert trimmed > 0  # the oversubscribed case was exercised
+
+
+def test_shared_pool_draws_overlap_and_the_summary_says_so():
+    # UC Merced's shape: 21 classes x 100, 10 clients: the shared pool's draws overlap
+    labels = np.repeat(np.arange(21), 100).tolist()
+    names = [f"c{k}" for k in range(21)]
+    shared = build_partition(labels, names, PartitionConfig("ucm-like", test_scheme="shared_pool"))
+    s = shared.summary()
+    assert sum(s["test_samples_per_client"]) >= 400 and s["distinct_test_samples"] < 340
+    assert all(e < n for e, n in zip(s["exclusive_test_samples_per_client"], s["test_samples_per_client"]))
+    disjoint = build_partition(labels, names, PartitionConfig("ucm-like")).summary()
+    assert disjoint["distinct_test_samples"] == sum(disjoint["test_samples_per_client"]) >= 400
+    assert shared.train_indices == build_partition(labels, names, PartitionConfig("ucm-like")).train_indices
+
+
+def test_disjoint_tests_refuse_a_pool_too_small_for_every_client():
+    # 4 pooled test images, 8 clients asking for one each: half would get none
+    labels, names = np.repeat([0, 1], 10).tolist(), ["a", "b"]
+    cfg = PartitionConfig("tiny", scheme="iid", num_clients=8)
+    with pytest.raises(DataError, match=r"client\(s\) \[.*\] have no test images.*shared_pool"):
+        build_partition(labels, names, cfg)
+    shared = build_partition(labels, names, replace(cfg, test_scheme="shared_pool"))
+    assert all(len(c.test_indices) == 1 for c in shared.clients)
 
 
 # --- persistence ---------------------------------------------------------------------------------
@@ -238,6 +309,15 @@ def _tamper_duplicate(d):  # client 1 also gets client 0's first image
                                               + d["clients"][0]["train_indices"][:1])
 
 
+def _tamper_share_test_image(d):  # client 1 swaps a test image for one of client 0's, same class
+    labels = d["domains"][0]["labels"]
+    mine = {labels[i]: i for i in d["clients"][1]["test_indices"]}
+    i = next(i for i in d["clients"][0]["test_indices"] if labels[i] in mine)
+    tests = d["clients"][1]["test_indices"]
+    tests.remove(mine[labels[i]])
+    d["clients"][1]["test_indices"] = sorted(tests + [i])
+
+
 @pytest.mark.parametrize("tamper", [
     _tamper_move,
     _tamper_duplicate,
@@ -253,8 +333,10 @@ def _tamper_duplicate(d):  # client 1 also gets client 0's first image
     lambda d: d.__setitem__("format", "something-else"),
     lambda d: d["domains"][0]["duplicate_groups"].append(sorted([d["train_indices"][0],
                                                                  d["test_indices"][0]])),
+    _tamper_share_test_image,
 ], ids=["moved", "duplicated", "histogram", "out-of-range", "train-as-test", "label",
-        "pooled-test", "num-clients", "config", "summary", "missing", "format", "straddling-copies"])
+        "pooled-test", "num-clients", "config", "summary", "missing", "format", "straddling-copies",
+        "shared-test-image"])
 def test_load_rechecks_invariants(tmp_path, tamper):
     path = build(num_clients=4).save(tmp_path / "fed.json")
     data = json.loads(path.read_text())
@@ -262,6 +344,14 @@ def test_load_rechecks_invariants(tmp_path, tamper):
     path.write_text(json.dumps(data))
     with pytest.raises(DataError, match="invalid partition manifest.*rebuild"):
         Partition.load(path)
+
+
+def test_load_names_an_older_manifest_version(tmp_path):
+    data = json.loads(build(num_clients=4).to_json())
+    data["version"] = 1
+    (tmp_path / "old.json").write_text(json.dumps(data))
+    with pytest.raises(DataError, match="v1 manifest, built before duplicate-aware.*rebuild"):
+        Partition.load(tmp_path / "old.json")
 
 
 def test_load_unreadable(tmp_path):
@@ -277,6 +367,7 @@ def test_load_unreadable(tmp_path):
     (dict(test_fraction=0.0), "test_fraction"), (dict(test_fraction=1.0), "test_fraction"),
     (dict(classes_per_client=0), "classes_per_client"), (dict(scheme="shards"), "scheme"),
     (dict(few_shot=0), "few_shot"), (dict(min_samples_per_client=0), "min_samples"),
+    (dict(test_scheme="overlap"), r"test_scheme must be one of \['disjoint', 'shared_pool'\]"),
     (dict(clients_per_dataset=[2, 2]), "cross_domain"),
     (dict(cross_domain=["A", "A"]), "distinct"),
     (dict(cross_domain=["A", "B"], num_clients=4, clients_per_dataset=[1, 2]), "sums to"),
@@ -289,6 +380,8 @@ def test_bad_config_values(kw, match):
 def test_bad_config_from_yaml_data():
     with pytest.raises(ConfigError, match="scheme"):
         from_dict(PartitionConfig, {"dataset": "toy", "scheme": "shards"})
+    with pytest.raises(ConfigError, match="test_scheme.*disjoint.*shared_pool.*'pooled'"):
+        from_dict(PartitionConfig, {"dataset": "toy", "test_scheme": "pooled"})
     with pytest.raises(ConfigError, match="unknown key"):
         fed_rsic_config("Fed-UCMerced", clients=3)
     with pytest.raises(ConfigError, match="unknown Fed-RSIC configuration"):
@@ -382,6 +475,7 @@ def test_partition_dataset_uses_labels_and_checks_the_name():
     (dict(scheme="iid", num_clients=3), "iid, 3 clients"),
     (dict(scheme="dirichlet", alpha=0.1), "dirichlet(alpha=0.1), 10 clients"),
     (dict(scheme="pathological", classes_per_client=2, num_clients=5, few_shot=8), "pathological(k=2), 5 clients, 8-shot"),
+    (dict(scheme="iid", num_clients=3, test_scheme="shared_pool"), "iid, 3 clients, shared-pool tests"),
 ])
 def test_describe_labels_a_split_for_metrics(kw, label):
     from fedrs.data.partition import PartitionConfig

@@ -27,13 +27,23 @@ child generator of ``numpy.random.default_rng`` seeded from ``(seed, stage)``:
    round-robin over a shuffled class list so that every class is held when ``k * N >= C``; a
    class is split into near-equal shards among its holders). With ``few_shot = K`` each client
    then keeps at most K images per class of its share (the rest of the share is unused).
-3. **Personalised test splits**: client ``i`` with ``n_i`` images in its share receives
-   ``round(n_i * test_fraction / (1 - test_fraction))`` test images, spread over classes in
-   proportion to its share's class histogram (largest remainder), capped per class by the pooled
-   test images of that class, drawn without replacement *within* a client but independently
-   across clients: **two clients may share test images**. The pooled test set stays for global
-   accuracy. With few-shot the test split follows the share (the client's own label
-   distribution), not the K-shot subset.
+3. **Personalised test splits**: client ``i`` with ``n_i`` images in its share asks for
+   ``round(n_i * test_fraction / (1 - test_fraction))`` test images (the pool's train:test
+   ratio), spread over classes in proportion to its share's class histogram (largest remainder),
+   capped per class by the pooled test images of that class. With ``test_scheme="disjoint"``
+   (the default) **no two clients share a test image**: where the clients together ask for more
+   images of a class than the pooled test set holds, the class's images are divided in
+   proportion to the requests (largest remainder, seeded tie-breaking), so each client gets the
+   floor or ceiling of its proportional part; each class's pooled test images are then shuffled
+   and dealt out. Clients' asks sum to about the pool (same ratio), so the trimming is a few
+   images per class from rounding. With ``test_scheme="shared_pool"`` each client draws its full
+   request independently (without replacement within a client, with overlap across clients),
+   the scheme used before disjoint splits: two clients may share test images, so their
+   accuracies are correlated and the weighted mean counts an image once per holder. The pooled
+   test set stays for global accuracy. With few-shot the test split follows the share (the
+   client's own label distribution), not the K-shot subset. The manifest's summary records each
+   client's test images held by no other client and the distinct test images over all
+   clients.
 
 A :class:`Partition` is saved as one JSON manifest (config, per-dataset labels, pooled and
 per-client indices, per-client histograms and summary statistics); :meth:`Partition.load` re-checks
@@ -67,9 +77,11 @@ if TYPE_CHECKING:  # fedrs.data is imported lazily at run time
 
 Scheme = Literal["iid", "dirichlet", "pathological"]
 SCHEMES: tuple[str, ...] = ("iid", "dirichlet", "pathological")
+TestScheme = Literal["disjoint", "shared_pool"]
+TEST_SCHEMES: tuple[str, ...] = ("disjoint", "shared_pool")
 MAX_DIRICHLET_ATTEMPTS = 1000
 FORMAT = "fedrs-partition"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: duplicate groups, test_scheme, exclusive/distinct test counts
 _INT_LIST = re.compile(r"\[\s+(-?\d+(?:,\s+-?\d+)*)\s+\]")
 
 # child-generator stages: (seed, stage, ...) -> numpy.random.default_rng
@@ -87,6 +99,15 @@ class PartitionConfig:
     clients per group (default: ``num_clients`` split as evenly as possible, earlier groups
     larger). ``label_map`` adds to :data:`DEFAULT_LABEL_MAP`: ``{dataset: {class folder:
     harmonised name}}``.
+
+    ``test_scheme`` chooses how clients' personalised test splits share the pooled test set:
+    ``"disjoint"`` (default) gives every test image to at most one client, so that each client's
+    accuracy is measured on its own images and the weighted mean over clients counts every image
+    once (on UC Merced, Dir(0.5), 10 clients, the shared pool's 420 draws covered about 285
+    distinct images); ``"shared_pool"`` lets every client draw its full proportional test split
+    from the whole pooled test set, overlapping other clients'. Use it when the pool is too
+    small for disjoint splits of useful size (many clients, few test images per class) or to
+    compare with results built that way.
     """
 
     dataset: str
@@ -96,6 +117,7 @@ class PartitionConfig:
     classes_per_client: int = 2
     few_shot: int | None = None
     test_fraction: float = 0.2
+    test_scheme: TestScheme = "disjoint"
     min_samples_per_client: int = 1
     seed: int = 0
     cross_domain: list[str] | None = None
@@ -112,6 +134,9 @@ class PartitionConfig:
             raise ConfigError(f"dataset must name a dataset, got {self.dataset!r}")
         if self.scheme not in SCHEMES:
             raise ConfigError(f"scheme must be one of {list(SCHEMES)}, got {self.scheme!r}")
+        if self.test_scheme not in TEST_SCHEMES:
+            raise ConfigError(f"test_scheme must be one of {list(TEST_SCHEMES)} (disjoint: no two "
+                              f"clients share a test image), got {self.test_scheme!r}")
         integer("num_clients", 1)
         integer("classes_per_client", 1)
         integer("min_samples_per_client", 1)
@@ -129,11 +154,13 @@ class PartitionConfig:
         self._check_cross_domain()
 
     def describe(self, num_clients: int | None = None) -> str:
-        """Short label for results, e.g. ``dirichlet(alpha=0.5), 10 clients``."""
+        """Short label for results, e.g. ``dirichlet(alpha=0.5), 10 clients`` (the default
+        disjoint client test splits unnamed, ``, shared-pool tests`` otherwise)."""
         label = self.scheme + (f"(alpha={self.alpha})" if self.scheme == "dirichlet" else "") + \
             (f"(k={self.classes_per_client})" if self.scheme == "pathological" else "")
         return (f"{label}, {num_clients or self.num_clients} clients"
-                + (f", {self.few_shot}-shot" if self.few_shot else ""))
+                + (f", {self.few_shot}-shot" if self.few_shot else "")
+                + (", shared-pool tests" if self.test_scheme == "shared_pool" else ""))
 
     def _check_cross_domain(self) -> None:
         if self.cross_domain is None:
@@ -365,6 +392,9 @@ class Partition:
         shares = hists / np.maximum(hists.sum(axis=1, keepdims=True), 1)
         train = [len(c.train_indices) for c in self.clients]
         classes = [c.num_classes for c in self.clients]
+        holders = np.bincount(np.concatenate([np.asarray(c.test_indices, dtype=np.int64)
+                                              for c in self.clients] or [np.zeros(0, np.int64)]),
+                              minlength=len(self.labels))
         return {
             "num_clients": self.num_clients,
             "num_classes": len(self.classnames),
@@ -374,6 +404,12 @@ class Partition:
             "num_assigned": sum(train),
             "samples_per_client": train,
             "test_samples_per_client": [len(c.test_indices) for c in self.clients],
+            # test images a client holds that no other client's test split holds (all of them
+            # under the disjoint scheme), and the distinct test images over all clients
+            "exclusive_test_samples_per_client": [int(np.sum(holders[c.test_indices] == 1))
+                                                  for c in self.clients],
+            "distinct_test_samples": int(np.sum(holders > 0)),
+            "num_duplicate_groups": sum(len(d.duplicate_groups) for d in self.domains),
             "classes_per_client": classes,
             "mean_samples_per_client": round(float(np.mean(train)), 6),
             "mean_classes_per_client": round(float(np.mean(classes)), 6),
@@ -425,6 +461,12 @@ class Partition:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], source: str = "partition") -> "Partition":
+        if isinstance(data, Mapping) and data.get("format") == FORMAT \
+                and isinstance(data.get("version"), int) and data["version"] < FORMAT_VERSION:
+            raise DataError(f"{source}: a {FORMAT} v{data['version']} manifest, built before "
+                            f"duplicate-aware splits and disjoint client test splits (v"
+                            f"{FORMAT_VERSION}): its partition cannot be rebuilt by this version; "
+                            f"rebuild it with build_partition(...).save(path)")
         try:
             if data.get("format") != FORMAT or data.get("version") != FORMAT_VERSION:
                 raise DataError(f"not a {FORMAT} v{FORMAT_VERSION} manifest")
@@ -504,10 +546,11 @@ class Partition:
         owner = np.full(n, -1, dtype=np.int64)
         ratio = cfg.test_fraction / (1 - cfg.test_fraction)
         for c in self.clients:
-            self._validate_client(c, labels, owner, is_test, ratio)
+            self._validate_client(c, labels, owner, is_test)
         for d, k in zip(self.domains, cfg.client_groups()):
             _check(sum(c.dataset == d.dataset for c in self.clients) == k,
                    f"domain {d.dataset!r} must have {k} clients")
+            self._validate_tests(d, labels, is_test, ratio)
             if cfg.few_shot is not None:
                 continue
             pool = train[(train >= d.offset) & (train < d.stop)]
@@ -520,7 +563,7 @@ class Partition:
                    f"domain {d.dataset!r}: training images left unassigned")
 
     def _validate_client(self, c: ClientSplit, labels: np.ndarray, owner: np.ndarray,
-                         is_test: np.ndarray, ratio: float) -> None:
+                         is_test: np.ndarray) -> None:
         cfg, num_classes = self.config, len(self.classnames)
         who = f"client {c.client_id}"
         dom = [d for d in self.domains if d.dataset == c.dataset]
@@ -551,10 +594,34 @@ class Partition:
             _check(sum(1 for s in share if s) == cfg.classes_per_client,
                    f"{who}: holds {sum(1 for s in share if s)} classes, not "
                    f"classes_per_client={cfg.classes_per_client}")
-        domain_test = np.flatnonzero(is_test[d.offset:d.stop]) + d.offset
-        available = np.bincount(labels[domain_test], minlength=num_classes)
-        _check(_histogram(labels[te], num_classes) == _test_quota(share, available, ratio).tolist(),
-               f"{who}: the test split does not follow its label distribution")
+
+    def _validate_tests(self, d: Domain, labels: np.ndarray, is_test: np.ndarray, ratio: float) -> None:
+        """A dataset's client test splits: each client's request (:func:`_test_quota`) met in full
+        (shared_pool), or, disjoint, no image held twice and each class's requests met in full
+        or, where they exceed the pool, the pool divided by largest remainder."""
+        num_classes = len(self.classnames)
+        clients = [c for c in self.clients if c.dataset == d.dataset]
+        pool = np.flatnonzero(is_test[d.offset:d.stop]) + d.offset
+        available = np.bincount(labels[pool], minlength=num_classes)
+        asked = np.array([_test_quota(c.share_histogram, available, ratio) for c in clients])
+        got = np.array([_histogram(labels[c.test_indices], num_classes) for c in clients])
+        if self.config.test_scheme == "shared_pool":
+            for c, a, g in zip(clients, asked, got):
+                _check(np.array_equal(a, g), f"client {c.client_id}: the test split does not follow "
+                                             f"its label distribution")
+            return
+        held = np.concatenate([np.asarray(c.test_indices, dtype=np.int64) for c in clients])
+        _check(len(np.unique(held)) == len(held),
+               f"domain {d.dataset!r}: two clients share a test image under test_scheme='disjoint'")
+        demand = asked.sum(axis=0)
+        over = demand > available
+        for c, a, g in zip(clients, asked, got):
+            lower = np.where(over, a * available // np.maximum(demand, 1), a)
+            upper = np.where(over, -(-a * available // np.maximum(demand, 1)), a)
+            _check(bool(np.all((lower <= g) & (g <= upper))),
+                   f"client {c.client_id}: the test split does not follow its label distribution")
+        _check(bool(np.all(got.sum(axis=0)[over] == available[over])),
+               f"domain {d.dataset!r}: an oversubscribed class's pooled test images are not all dealt")
 
 
 # --- building ----------------------------------------------------------------------------------
@@ -825,18 +892,31 @@ def _test_quota(share_hist: Sequence[int], available: np.ndarray, ratio: float) 
 
 def _client_tests(shares: list[np.ndarray], y: np.ndarray, test: np.ndarray, num_classes: int,
                   cfg: PartitionConfig, name: str, rng: np.random.Generator) -> list[np.ndarray]:
+    """Each client's test indices (sorted) from the pooled ``test`` by ``cfg.test_scheme``."""
     ratio = cfg.test_fraction / (1 - cfg.test_fraction)
     by_class = [test[y[test] == c] for c in range(num_classes)]
     available = np.array([len(b) for b in by_class])
-    out = []
-    for i, share in enumerate(shares):
-        quota = _test_quota(_histogram(y[share], num_classes), available, ratio)
-        if quota.sum() == 0:
-            raise DataError(f"{name}: client {i} has no test images (its classes have none in the "
-                            f"pooled test set): raise test_fraction or use fewer clients")
-        picks = [rng.choice(by_class[c], size=q, replace=False) for c, q in enumerate(quota) if q]
-        out.append(np.sort(np.concatenate(picks)))
-    return out
+    quotas = np.array([_test_quota(_histogram(y[share], num_classes), available, ratio)
+                       for share in shares])  # [clients, classes]
+    if cfg.test_scheme == "disjoint":
+        for c in np.flatnonzero(quotas.sum(axis=0) > available):  # more asked than the pool holds
+            quotas[:, c] = _largest_remainder(quotas[:, c], int(available[c]), rng)
+    empty = [i for i, q in enumerate(quotas) if q.sum() == 0]
+    if empty:
+        raise DataError(f"{name}: client(s) {empty} have no test images (their classes have none "
+                        f"left in the pooled test set, test_scheme={cfg.test_scheme!r}): raise "
+                        f"test_fraction, use fewer clients"
+                        + (" or test_scheme='shared_pool'" if cfg.test_scheme == "disjoint" else ""))
+    if cfg.test_scheme == "shared_pool":  # independent draws: clients may share test images
+        return [np.sort(np.concatenate([rng.choice(by_class[c], size=q, replace=False)
+                                        for c, q in enumerate(quota) if q]))
+                for quota in quotas]
+    picks: list[list[np.ndarray]] = [[] for _ in shares]
+    for c in range(num_classes):  # deal each class's shuffled test images out, no image twice
+        dealt = np.split(rng.permutation(by_class[c]), np.cumsum(quotas[:, c]))
+        for i in range(len(shares)):
+            picks[i].append(dealt[i])
+    return [np.sort(np.concatenate(p)).astype(np.int64) for p in picks]
 
 
 # --- datasets ----------------------------------------------------------------------------------

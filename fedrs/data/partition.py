@@ -384,8 +384,10 @@ class Partition:
                             f"with partition_dataset(dataset, cfg)")
 
     def summary(self) -> dict[str, Any]:
-        """Samples and classes per client, and the label skew (mean total-variation distance
-        between each client's training distribution and the pool's)."""
+        """Samples and classes per client, the label skew (mean total-variation distance
+        between each client's training distribution and the pool's), how many of each client's
+        test images no other client holds and how many distinct test images the clients hold
+        together (for auditing the test scheme), and the number of exact-duplicate groups."""
         hists = np.array([c.class_histogram for c in self.clients], dtype=float)
         pool = np.bincount(self.labels[self.train_indices], minlength=len(self.classnames))
         pool = pool / max(pool.sum(), 1)

@@ -44,7 +44,10 @@ def test_listing_of_the_shipped_data(real_data_root):
                              "val": {"images": 210, "captions": 1050, "with_images": 210},
                              "test": {"images": 210, "captions": 1050, "with_images": 210}}
     rsicd = entries["RSICD"]
-    assert (rsicd["num_images"], rsicd["num_captions"], rsicd["with_images"]) == (9828, 49140, 8973)
+    # train 9,828 images (8,973 on AID) + the shipped test split's 1,093 (1,027 on AID), 5 captions each
+    assert rsicd["splits"]["train"] == {"images": 9828, "captions": 49140, "with_images": 8973}
+    assert rsicd["splits"]["test"] == {"images": 1093, "captions": 5465, "with_images": 1027}
+    assert (rsicd["num_images"], rsicd["num_captions"], rsicd["with_images"]) == (10921, 54605, 10000)
 
 
 def test_aid_duplicate_pair_reported(real_data_root):

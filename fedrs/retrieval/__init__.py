@@ -17,7 +17,7 @@ Federated: :func:`fedrs.methods.pe_rsitr.federated_retrieval` or ``fedrs run`` w
 """
 
 from fedrs.retrieval.config import (
-    VARIANTS, AdapterConfig, LossConfig, PromptConfig, RetrievalConfig, TrainConfig,
+    VARIANTS, AdapterConfig, LossConfig, PromptConfig, RetrievalConfig, RetrievalTrainConfig, TrainConfig,
 )
 from fedrs.retrieval.data import RetrievalSet, split_clients, split_disjoint
 from fedrs.retrieval.model import ProjectionHeads, RetrievalModel, TextPrompt, VisualPrompt
@@ -25,7 +25,8 @@ from fedrs.retrieval.train import encode_set, evaluate, search_images, train_epo
 from fedrs.retrieval.variants import build_variant
 
 __all__ = [
-    "VARIANTS", "AdapterConfig", "LossConfig", "PromptConfig", "RetrievalConfig", "TrainConfig",
+    "VARIANTS", "AdapterConfig", "LossConfig", "PromptConfig", "RetrievalConfig", "RetrievalTrainConfig",
+    "TrainConfig",  # the former name of RetrievalTrainConfig, until its last users switch
     "RetrievalSet", "split_clients", "split_disjoint", "RetrievalModel", "TextPrompt", "VisualPrompt", "ProjectionHeads",
     "encode_set", "evaluate", "search_images", "train_epochs", "build_variant",
 ]

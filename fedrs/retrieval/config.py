@@ -52,8 +52,9 @@ class LossConfig:
 
 
 @dataclass
-class TrainConfig:
-    """Centralised training (a federated run uses ``train`` for each client's local epochs)."""
+class RetrievalTrainConfig:
+    """Centralised PETL training (AdamW epochs over one caption set). A federated run does not use
+    it: its clients train with the run's ``train`` section (:class:`fedrs.runs.TrainConfig`)."""
 
     epochs: int = 10
     batch_size: int = 64
@@ -72,7 +73,7 @@ class RetrievalConfig:
     adapter: AdapterConfig = field(default_factory=AdapterConfig)
     prompts: PromptConfig = field(default_factory=PromptConfig)
     loss: LossConfig = field(default_factory=LossConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
+    train: RetrievalTrainConfig = field(default_factory=RetrievalTrainConfig)
 
     def __post_init__(self):
         if self.variant not in VARIANTS:
@@ -83,5 +84,9 @@ class RetrievalConfig:
         return self.train.lr if self.train.lr is not None else DEFAULT_LR.get(self.variant, 0.0)
 
 
-__all__ = ["VARIANTS", "DEFAULT_LR", "AdapterConfig", "PromptConfig", "LossConfig", "TrainConfig",
+#: the former name, kept only until benchmarks/bench_retrieval.py imports
+#: RetrievalTrainConfig (there was a second ``TrainConfig``, the run's, in fedrs.runs)
+TrainConfig = RetrievalTrainConfig
+
+__all__ = ["VARIANTS", "DEFAULT_LR", "AdapterConfig", "PromptConfig", "LossConfig", "RetrievalTrainConfig",
            "RetrievalConfig"]

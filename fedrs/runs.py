@@ -201,6 +201,18 @@ class RunFolder:
         write_text_atomic(self / PARAMS, dump_yaml(cfg))
         return False
 
+    def write_split(self, text: str, resume: bool) -> None:
+        """split.json (the clients' data, as the task's pipeline serialises it), atomically.
+
+        A resumed run must deal the same data: a stored split.json that differs from ``text``
+        means the data or the splitter changed since the run started, and is refused.
+        """
+        file = self / SPLIT
+        if resume and file.is_file() and file.read_text(encoding="utf-8") != text:
+            raise FedrsError(f"{file} differs from the partition rebuilt now (data changed?): start "
+                             f"over with --force")
+        write_text_atomic(file, text)
+
     def write_csv(self, name: str, rows: list[dict], first: Sequence[str] = ()) -> None:
         """``rows`` as CSV, atomically; columns: ``first`` (those present), then the union of the
         rows' keys in first-seen order."""

@@ -15,7 +15,8 @@ import torch
 from fedrs.backbone.factory import create_backbone
 from fedrs.config import ConfigError
 from fedrs.errors import FedrsError
-from fedrs.federated import ClientData, ClientResult, LocalTrainConfig, aggregate, client_update, run_experiment
+from fedrs.experiment import run_experiment
+from fedrs.federated import ClientData, ClientResult, LocalTrainConfig, aggregate, client_update
 from fedrs.federated.engine import round_lr, sample_clients
 from fedrs.methods import create_method
 from fedrs.runs import TrainConfig, load_run_config, run_config

@@ -27,7 +27,8 @@ from flwr.app import ConfigRecord, Context, MessageType, RecordDict  # noqa: E40
 
 from fedrs.config import ConfigError, dump_yaml  # noqa: E402
 from fedrs.errors import FedrsError  # noqa: E402
-from fedrs.federated import client_update, run_experiment  # noqa: E402
+from fedrs.experiment import run_experiment  # noqa: E402
+from fedrs.federated import client_update  # noqa: E402
 from fedrs.federated.flower.client_app import evaluate_step, reply_content, respond, train_step  # noqa: E402
 from fedrs.federated.flower.commands import LocalFederation, run_config_arg, submit  # noqa: E402
 from fedrs.federated.flower.server_app import FlowerEngine  # noqa: E402

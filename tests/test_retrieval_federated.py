@@ -9,8 +9,9 @@ from fedrs.backbone.factory import create_backbone
 from fedrs.config import ConfigError
 from fedrs.errors import FedrsError
 from fedrs.methods import create_method, method_config
-from fedrs.methods.pe_rsitr import PERSITRConfig, federated_retrieval
 from fedrs.retrieval.config import AdapterConfig
+from fedrs.retrieval.method import PERSITRConfig
+from fedrs.retrieval.pipeline import federated_retrieval
 
 from test_retrieval_variants import tiny_set
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-import fedrs.federated.engine as engine
+import fedrs.classification as classification
 from fedrs.cli import main
 
 from test_federated import make_dataset, tiny_config
@@ -42,7 +42,7 @@ def test_describe_prompt_length_and_trainable_params(tiny_yaml, capsys, n_ctx):
 
 def test_run_through_the_cli(tiny_yaml, tmp_path, monkeypatch, capsys):
     synth = make_dataset(tmp_path / "img")
-    monkeypatch.setattr(engine, "load_datasets", lambda data_cfg: [synth])
+    monkeypatch.setattr(classification, "load_datasets", lambda data_cfg: [synth])
     monkeypatch.setenv("FEDRS_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "run"
     assert main(["run", str(tiny_yaml), "--out", str(out), "--no-progress"]) == 0

@@ -1,21 +1,34 @@
 """Federated learning: engine-agnostic client update and aggregation, and the in-process engine.
 
+``client.py`` and ``server.py`` take and return plain tensor dicts so that a Flower
+ClientApp/ServerApp can call exactly the same functions; ``engine.py`` is the round loop that
+simulates the clients in one process (sampling, rounds, checkpoint/resume). Running a YAML into a
+run folder is one layer up, in :mod:`fedrs.experiment`:
+
 ```python
-from fedrs.federated import run_experiment
+from fedrs.experiment import run_experiment
 from fedrs.runs import load_run_config
 metrics = run_experiment(load_run_config("params/offline/fedrsclip_ucmerced.yaml"), "results/runs/x")
 ```
-
-``client.py`` and ``server.py`` take and return plain tensor dicts so that a Flower
-ClientApp/ServerApp can call exactly the same functions; ``engine.py`` simulates the clients in
-one process.
 """
 
 from fedrs.federated.client import (
     ClientData, ClientResult, LocalTrainConfig, client_evaluate, client_update, initial_client_state,
 )
-from fedrs.federated.engine import FederatedEngine, run_experiment
+from fedrs.federated.engine import FederatedEngine
 from fedrs.federated.server import aggregate, payload_size
+
+
+def __getattr__(name: str):
+    # ``fedrs.federated.run_experiment`` was this package's entry point before it moved up to
+    # fedrs.experiment (which imports this package's modules, so it is resolved on first use,
+    # never at import time)
+    if name == "run_experiment":
+        from fedrs.experiment import run_experiment
+
+        return run_experiment
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "ClientData", "ClientResult", "LocalTrainConfig", "client_update", "client_evaluate",

@@ -1,4 +1,5 @@
-"""``fedrs run PARAMS.yaml --out DIR [--resume]`` and ``fedrs describe PARAMS.yaml [--no-weights]``."""
+"""``fedrs run PARAMS.yaml --out DIR [--resume]`` and ``fedrs describe PARAMS.yaml [--no-weights]``:
+the command-line face of :func:`fedrs.experiment.run_experiment` and :func:`fedrs.experiment.describe_run`."""
 
 from __future__ import annotations
 
@@ -6,63 +7,12 @@ import argparse
 import json
 import sys
 
-
 from fedrs.config import parse_overrides
-from fedrs.runs import RunConfig, load_run_config
-
-
-def dataset_classnames(data_cfg) -> list[str]:
-    """Readable class names of the configured dataset(s) from the registry, without any data.
-
-    Only the number of classes affects nothing that ``describe`` reports, but the prompts are
-    built for the real classes where the registry knows them (one placeholder otherwise).
-    """
-    from fedrs.data.partition import harmonised_classnames
-    from fedrs.data.registry import AID_HOLDOUT, SceneDatasetSpec, find_spec, prompt_names
-
-    def spec_of(name: str):
-        spec = find_spec("AID" if name == AID_HOLDOUT else name)
-        return spec if isinstance(spec, SceneDatasetSpec) else None
-
-    if data_cfg.cross_domain:
-        specs = [(n, spec_of(n)) for n in data_cfg.cross_domain]
-        if all(s is not None for _, s in specs):
-            return sorted(set().union(*(harmonised_classnames(n, list(s.classes), data_cfg.label_map)
-                                        for n, s in specs)))
-        return ["scene"]
-    spec = spec_of(data_cfg.dataset)
-    return prompt_names(spec, list(spec.classes)) if spec is not None else ["scene"]
-
-
-def describe_run(cfg: RunConfig, no_weights: bool = False) -> dict:
-    """Trainable parameters, uploaded tensors and their shapes, values per client and round.
-
-    With ``no_weights`` the backbone is built with random weights (nothing is downloaded or read).
-    """
-    from fedrs.backbone.factory import create_backbone
-    from fedrs.methods import create_method
-
-    pretrained = "random" if no_weights else cfg.backbone.pretrained
-    backbone = create_backbone(cfg.backbone.model, pretrained, cfg.backbone.device)
-    classnames = dataset_classnames(cfg.data)
-    method = create_method(cfg.method, backbone, classnames, seed=cfg.train.seed)
-    out = {
-        "backbone": f"{cfg.backbone.model}/{cfg.backbone.pretrained}",
-        "built_with": backbone.label,
-        "dataset": cfg.data.dataset,
-        "num_classes": len(classnames),
-        "num_clients": cfg.data.num_clients,
-        "clients_per_round": max(1, round(cfg.train.sample_fraction * cfg.data.num_clients)),
-        "rounds": cfg.train.rounds,
-        **method.describe(),
-    }
-    out["upload_values_total"] = out["upload_values_per_client_round"] * out["clients_per_round"] * cfg.train.rounds
-    return out
+from fedrs.experiment import describe_run, run_experiment
+from fedrs.runs import load_run_config
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from fedrs.federated.engine import run_experiment
-
     cfg = load_run_config(args.params, parse_overrides(args.set))
     metrics = run_experiment(cfg, args.out, resume=args.resume, progress=not args.no_progress, force=args.force)
     keys = ("method", "backbone", "dataset", "split", "seed", "personalised_accuracy",

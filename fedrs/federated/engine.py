@@ -1,4 +1,4 @@
-"""The in-process federated engine (the embedded default) and ``run_experiment``.
+"""The in-process federated engine (the embedded default): the round loop of every run.
 
 N simulated clients run one after another in one process over one shared frozen backbone. The
 method's trainable module is built once; each client's state (private tensors, optional momentum)
@@ -13,6 +13,11 @@ round (server tensors, every client's state, history, RNG states) is written ato
 
 Round 0 in the history is the evaluation before any training; rounds 1..R train, aggregate and
 evaluate (every ``eval.every`` rounds and always the last).
+
+The engine knows methods, clients and rounds only: what a task builds before the rounds and writes
+after them (datasets, partitions, run folders) is its pipeline's business
+(:mod:`fedrs.classification`, :mod:`fedrs.retrieval.pipeline`, both driven by
+:func:`fedrs.experiment.run_experiment`).
 """
 
 from __future__ import annotations
@@ -20,36 +25,24 @@ from __future__ import annotations
 import math
 import random
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from fedrs.config import to_dict
 from fedrs.errors import FedrsError
-from fedrs.evaluate.classification import accuracy_counts, personalised_summary
+from fedrs.evaluate.classification import personalised_summary
 from fedrs.federated.client import (
-    ClientData, ClientResult, client_evaluate, client_update, initial_client_state, load_client,
-    predict_counts,
+    ClientResult, client_evaluate, client_update, initial_client_state, load_client, predict_counts,
 )
 from fedrs.federated.server import aggregate, payload_size
-from fedrs.io import save_torch_atomic, write_json_atomic
-from fedrs.methods import Method, create_method
-from fedrs.prompts import template_text_features
-from fedrs.runs import (
-    CHECKPOINT, CLIENTS, METRICS, ROUNDS, SPLIT, EvalConfig, LocalTrainConfig, RunConfig, RunFolder,
-    TrainConfig, write_env,
-)
+from fedrs.io import save_torch_atomic
+from fedrs.methods.base import ClientData, Method
+from fedrs.runs import EvalConfig, LocalTrainConfig, TrainConfig
 
 CHECKPOINT_FORMAT = "fedrs-checkpoint-v1"
-#: leading columns of rounds.csv / clients.csv (the rest follow in first-seen order)
-ROUND_COLUMNS = ("round", "client", "lr", "clients_sampled", "personalised_acc_weighted",
-                 "personalised_acc_unweighted", "global_acc", "personalised_acc", "test_examples",
-                 "num_examples", "train_loss", "train_ce", "train_dpa", "train_cma")
 _SAMPLE, _LOCAL = 1, 2
 
 
@@ -248,197 +241,5 @@ class FederatedEngine:
                 on_round(r, row)
         return self.history
 
-    # -- references ----------------------------------------------------------------------------
-    @torch.no_grad()
-    def zero_shot(self, text_features: torch.Tensor) -> dict:
-        """Accuracy of frozen image features against fixed class features (zero-shot reference)."""
-        features = self.server_data.features
-        if features is None:
-            return {}
-        feats = F.normalize(features.float(), dim=-1)
-        labels = self.server_data.labels
 
-        def counts(idx: torch.Tensor) -> tuple[int, int]:
-            return accuracy_counts(feats[idx] @ text_features.t().cpu(), labels[idx])
-
-        per_client = personalised_summary([counts(c.test_indices) for c in self.clients])
-        correct, total = counts(self.server_data.test_indices)
-        return {"personalised_acc_weighted": per_client["weighted"],
-                "personalised_acc_unweighted": per_client["unweighted"],
-                "global_acc": correct / max(total, 1)}
-
-
-# --- run_experiment ----------------------------------------------------------------------------
-
-def load_datasets(data_cfg) -> list:
-    """The scene datasets a partition config names (one, or one per cross-domain group)."""
-    from fedrs.data import load_scene_dataset
-
-    return [load_scene_dataset(n) for n in (data_cfg.cross_domain or [data_cfg.dataset])]
-
-
-def _partition(datasets: list, data_cfg):
-    from fedrs.data.partition import partition_cross_domain, partition_dataset
-
-    if data_cfg.cross_domain:
-        return partition_cross_domain(datasets, data_cfg)
-    return partition_dataset(datasets[0], data_cfg)
-
-
-def _decoded_images(backbone, datasets: list, dtype: torch.dtype, progress: bool) -> torch.Tensor:
-    """All images of the datasets, preprocessed once: ``[N, 3, H, W]`` in ``dtype``."""
-    from fedrs.backbone.features import load_images
-
-    out = []
-    for ds in datasets:
-        batch = load_images(list(ds.paths), backbone.preprocess)
-        for start in tqdm(range(0, len(ds.paths), 256), desc=f"decode {ds.name}", disable=not progress):
-            out.append(batch(start, min(start + 256, len(ds.paths))).to(dtype))
-    return torch.cat(out)
-
-
-def build_clients(method: Method, backbone, datasets: list, partition, train: TrainConfig,
-                  progress: bool = True) -> tuple[list[ClientData], torch.Tensor]:
-    """Client views over one shared pool of labels, frozen features and (if needed) decoded images."""
-    from fedrs.backbone.features import image_features
-
-    labels = torch.as_tensor(np.asarray(partition.labels), dtype=torch.long)
-    features = torch.cat([image_features(backbone, ds, progress=progress) for ds in datasets])
-    images = None
-    if method.needs_images(train=True) or method.needs_images(train=False):
-        images = _decoded_images(backbone, datasets, getattr(torch, train.image_dtype), progress)
-    clients = [ClientData(c.client_id, labels, torch.as_tensor(c.train_indices, dtype=torch.long),
-                          torch.as_tensor(c.test_indices, dtype=torch.long), features, images)
-               for c in partition.clients]
-    return clients, torch.as_tensor(partition.test_indices, dtype=torch.long)
-
-
-def prompt_names_of(datasets: list, partition) -> list[str]:
-    """Readable class names for prompts: the dataset's own, or the harmonised cross-domain names."""
-    return list(datasets[0].prompt_names) if len(datasets) == 1 else list(partition.classnames)
-
-
-@dataclass
-class RunSetup:
-    """What a run builds before its rounds: the same on every engine and every Flower process."""
-
-    backbone: object
-    datasets: list
-    partition: object
-    classnames: list[str]
-    method: Method
-    clients: list[ClientData]
-    pooled_test: torch.Tensor
-
-
-def prepare_run(cfg: RunConfig, datasets: list | None = None, progress: bool = True) -> RunSetup:
-    """Backbone, data, partition, method and client views of a configuration (``datasets``
-    replaces loading from the data root)."""
-    from fedrs.backbone.factory import create_backbone
-
-    backbone = create_backbone(cfg.backbone.model, cfg.backbone.pretrained, cfg.backbone.device)
-    datasets = list(datasets) if datasets is not None else load_datasets(cfg.data)
-    partition = _partition(datasets, cfg.data)
-    names = prompt_names_of(datasets, partition)
-    method = create_method(cfg.method, backbone, names, seed=cfg.train.seed)
-    clients, pooled_test = build_clients(method, backbone, datasets, partition, cfg.train, progress)
-    return RunSetup(backbone, datasets, partition, names, method, clients, pooled_test)
-
-
-def summarise(cfg: RunConfig, method: Method, backbone, partition, history: list[dict],
-              zeroshot: dict, elapsed: float) -> dict:
-    """metrics.json: the final accuracies, communication per client and round, sizes and times."""
-    final = next(r for r in reversed(history) if "global_acc" in r)
-    trained = [r for r in history if r["round"] > 0]
-    desc = method.describe()
-    d = cfg.data
-    split = d.describe(partition.num_clients)
-    return {
-        "name": cfg.name,
-        "method": method.name,
-        "backbone": backbone.label,
-        "dataset": partition.dataset,
-        "split": split,
-        "partition": to_dict(cfg.data),
-        "seed": cfg.train.seed,
-        "rounds": cfg.train.rounds,
-        "num_clients": partition.num_clients,
-        "final_round": final["round"],
-        "personalised_accuracy": final["personalised_acc_weighted"],
-        "personalised_accuracy_unweighted": final["personalised_acc_unweighted"],
-        "global_accuracy": final["global_acc"],
-        "zeroshot": zeroshot,
-        "upload_values_per_client_round": desc["upload_values_per_client_round"],
-        "upload_bytes_per_client_round": desc["upload_bytes_per_client_round"],
-        "download_values_per_client_round": desc["download_values_per_client_round"],
-        "download_bytes_per_client_round": desc["download_bytes_per_client_round"],
-        "measured_upload_bytes_total": history[-1].get("cum_up_bytes", 0),
-        "measured_download_bytes_total": history[-1].get("cum_down_bytes", 0),
-        "trainable_params": desc["trainable_params"],
-        "uploaded_tensors": desc["uploaded_tensors"],
-        "private_tensors": desc["private_tensors"],
-        "wall_time_s": elapsed,
-        "rounds_time_s": elapsed,
-        "round_time_s": float(np.mean([r["time_s"] for r in trained])) if trained else 0.0,
-        "final_train_loss": trained[-1].get("train_loss") if trained else None,
-    }
-
-
-def run_experiment(cfg: RunConfig, out_dir: str | Path, resume: bool = False, progress: bool = True,
-                   force: bool = False, datasets: list | None = None,
-                   on_round: Callable[[int, dict], None] | None = None,
-                   make_engine: Callable[..., FederatedEngine] = FederatedEngine) -> dict:
-    """Run one configuration into ``out_dir`` and return its metrics (the notebooks' entry point).
-
-    A finished run with the same parameters is not re-run (its metrics are returned) unless
-    ``force``; an interrupted one continues with ``resume``. ``datasets`` replaces loading from the
-    data root (tests, custom data); ``on_round(r, row)`` is called after every round.
-    ``make_engine(method, clients, pooled_test, train, evaluation, checkpoint)`` builds the engine
-    (the Flower ServerApp passes its own).
-    """
-    from fedrs.methods import get_method_class, task_runner
-
-    runner = task_runner(get_method_class(cfg.method.name).task)
-    if runner is not None:
-        if make_engine is not FederatedEngine:
-            raise FedrsError(f"method {cfg.method.name!r} runs only on the in-process engine")
-        return runner(cfg, out_dir, resume=resume, progress=progress, force=force, on_round=on_round)
-    started = time.perf_counter()
-    folder = RunFolder(out_dir)
-    if folder.prepare(cfg, resume=resume, force=force):
-        return folder.read_metrics()
-    write_env(folder)
-    setup = prepare_run(cfg, datasets, progress)
-    backbone, partition, names, method = setup.backbone, setup.partition, setup.classnames, setup.method
-    split_file = folder / SPLIT
-    if resume and split_file.is_file() and split_file.read_text(encoding="utf-8") != partition.to_json():
-        raise FedrsError(f"{split_file} differs from the partition rebuilt now (data changed?): start "
-                         f"over with --force")
-    partition.save(split_file)
-    engine = make_engine(method, setup.clients, setup.pooled_test, cfg.train, cfg.eval, folder / CHECKPOINT)
-    setup_s = time.perf_counter() - started
-
-    def after_round(r: int, row: dict) -> None:
-        folder.write_csv(ROUNDS, engine.history, ROUND_COLUMNS)
-        if on_round is not None:
-            on_round(r, row)
-
-    history = engine.run(resume=resume, progress=progress, on_round=after_round)
-    folder.write_csv(ROUNDS, history, ROUND_COLUMNS)
-    folder.write_csv(CLIENTS, engine.client_rows, ROUND_COLUMNS)
-    zeroshot = {}
-    if cfg.eval.zeroshot_reference:
-        zeroshot = engine.zero_shot(template_text_features(backbone, names, cfg.eval.zeroshot_template))
-        zeroshot["template"] = cfg.eval.zeroshot_template
-    metrics = summarise(cfg, method, backbone, partition, history, zeroshot, engine.elapsed)
-    metrics["engine"] = engine.name
-    metrics["setup_time_s"] = setup_s
-    metrics["wall_time_s"] = setup_s + engine.elapsed
-    write_json_atomic(folder / METRICS, metrics)
-    return metrics
-
-
-__all__ = [
-    "FederatedEngine", "run_experiment", "RunSetup", "prepare_run", "build_clients", "load_datasets", "summarise",
-    "round_lr", "sample_clients", "derived_seed", "prompt_names_of",
-]
+__all__ = ["FederatedEngine", "round_lr", "sample_clients", "derived_seed", "CHECKPOINT_FORMAT"]

@@ -25,7 +25,7 @@ from fedrs.methods.base import Batch, ClientData, Method, MethodConfig
 #: method name -> "module:Method subclass" (imported only when the method is used)
 METHODS: dict[str, str] = {
     "fedrsclip": "fedrs.methods.fedrsclip:FedRSCLIP",
-    "pe-rsitr": "fedrs.methods.pe_rsitr:PERSITR",
+    "pe-rsitr": "fedrs.retrieval.method:PERSITR",
     "zeroshot": "fedrs.methods.zeroshot:ZeroShot",
     "local": "fedrs.methods.local:LocalOnly",
     "promptfl": "fedrs.methods.promptfl:PromptFL",
@@ -38,7 +38,7 @@ METHODS: dict[str, str] = {
 #: (``fn(cfg, out_dir, resume=, progress=, force=, on_round=) -> metrics``); classification runs
 #: use :func:`fedrs.federated.engine.run_experiment` itself.
 TASK_RUNNERS: dict[str, str] = {
-    "retrieval": "fedrs.methods.pe_rsitr:run_retrieval_experiment",
+    "retrieval": "fedrs.retrieval.pipeline:run_retrieval",
 }
 
 

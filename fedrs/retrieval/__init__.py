@@ -1,5 +1,11 @@
 """PE-RSITR: parameter-efficient CLIP transfer to remote-sensing image-text retrieval (issue #6).
 
+The whole retrieval wing lives here: ``config`` (typed sections), ``data`` (caption sets as
+tensors, client shards), ``adapters`` (MRS-Adapter, bottleneck adapter), ``model`` (the
+dual encoder with pluggable PETL parts), ``variants`` (the PETL harness), ``train`` (centralised
+training and R@K evaluation), ``method`` (the ``pe-rsitr`` method for the federated engine) and
+``pipeline`` (federated training and the retrieval pipeline of ``fedrs run``).
+
 ```python
 from fedrs.backbone.factory import create_backbone
 from fedrs.retrieval import RetrievalConfig, RetrievalSet, build_variant, evaluate, train_epochs
@@ -11,16 +17,19 @@ train_epochs(model, loss, train, epochs=10, batch_size=64, lr=1e-3)
 print(model.trainable_parameters(), evaluate(model, test))     # R@1/5/10 both ways, mR
 ```
 
-Federated: :func:`fedrs.methods.pe_rsitr.federated_retrieval` or ``fedrs run`` with a
+Federated: :func:`federated_retrieval` (``fedrs.retrieval.pipeline``) or ``fedrs run`` with a
 ``method: {name: pe-rsitr}`` configuration (``params/offline/pe_rsitr_ucm_fed.yaml``). The PETL table:
 ``benchmarks/bench_retrieval.py``.
 """
 
+from fedrs.retrieval.adapters import BottleneckAdapter, MRSAdapter
 from fedrs.retrieval.config import (
     VARIANTS, AdapterConfig, LossConfig, PromptConfig, RetrievalConfig, RetrievalTrainConfig, TrainConfig,
 )
 from fedrs.retrieval.data import RetrievalSet, split_clients, split_disjoint
+from fedrs.retrieval.method import PERSITR, PERSITRConfig
 from fedrs.retrieval.model import ProjectionHeads, RetrievalModel, TextPrompt, VisualPrompt
+from fedrs.retrieval.pipeline import FederatedRetrievalResult, concat_pool, federated_retrieval, run_retrieval
 from fedrs.retrieval.train import encode_set, evaluate, search_images, train_epochs
 from fedrs.retrieval.variants import build_variant
 
@@ -29,4 +38,6 @@ __all__ = [
     "TrainConfig",  # the former name of RetrievalTrainConfig, until its last users switch
     "RetrievalSet", "split_clients", "split_disjoint", "RetrievalModel", "TextPrompt", "VisualPrompt", "ProjectionHeads",
     "encode_set", "evaluate", "search_images", "train_epochs", "build_variant",
+    "MRSAdapter", "BottleneckAdapter", "PERSITRConfig", "PERSITR",
+    "federated_retrieval", "FederatedRetrievalResult", "concat_pool", "run_retrieval",
 ]

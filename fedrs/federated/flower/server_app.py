@@ -32,7 +32,8 @@ from flwr.serverapp import Grid, ServerApp
 from fedrs.config import dump_yaml
 from fedrs.errors import FedrsError
 from fedrs.federated.client import ClientResult
-from fedrs.federated.engine import FederatedEngine, run_experiment
+from fedrs.experiment import run_experiment
+from fedrs.federated.engine import FederatedEngine
 from fedrs.federated.flower.task import (
     ARRAYS, CONFIG, METRICS, NUM_EXAMPLES, NUM_PARTITIONS, PARAMS, PARTITION_ID, TERM, from_record,
     load_run, to_record,

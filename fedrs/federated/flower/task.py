@@ -17,7 +17,7 @@ overridden with ``flwr run --run-config``) holds only scalars:
 
 A SuperNode names its client with ``--node-config "partition-id=i num-partitions=N"``: partition
 ``i`` is client ``i`` of the run (after :meth:`Method.arrange_clients`), exactly the client the
-in-process engine would simulate, built by the same :func:`~fedrs.federated.engine.prepare_run`.
+in-process engine would simulate, built by the same :func:`~fedrs.classification.prepare_run`.
 """
 
 from __future__ import annotations
@@ -111,7 +111,7 @@ _TASKS: dict[tuple, ClientTask] = {}
 def client_task(params: str, datasets: str, node_config: Mapping[str, object]) -> ClientTask:
     """The client of ``node_config``'s ``partition-id`` in the run whose params.yaml text is
     ``params`` (built once per process)."""
-    from fedrs.federated.engine import prepare_run
+    from fedrs.classification import prepare_run
 
     try:
         pid, n = int(node_config[PARTITION_ID]), int(node_config[NUM_PARTITIONS])

@@ -1,0 +1,212 @@
+"""The classification pipeline of :func:`fedrs.experiment.run_experiment` (every method but ``pe-rsitr``).
+
+Scene datasets -> Fed-RSIC partition -> the method over a frozen backbone -> client views of one
+shared pool (labels, frozen features, decoded images when visual prompts train) -> the
+:class:`~fedrs.federated.engine.FederatedEngine` rounds -> split.json, rounds.csv, clients.csv
+and the content of metrics.json. :func:`prepare_run` is everything before the rounds; a Flower
+SuperNode builds its client with it too, so both engines see the same data.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from fedrs.config import to_dict
+from fedrs.evaluate.classification import accuracy_counts, personalised_summary
+from fedrs.federated.engine import FederatedEngine
+from fedrs.methods import Method, create_method
+from fedrs.methods.base import ClientData
+from fedrs.prompts import template_text_features
+from fedrs.runs import CHECKPOINT, CLIENTS, ROUNDS, RunConfig, RunFolder, TrainConfig
+
+#: leading columns of rounds.csv / clients.csv (the rest follow in first-seen order)
+ROUND_COLUMNS = ("round", "client", "lr", "clients_sampled", "personalised_acc_weighted",
+                 "personalised_acc_unweighted", "global_acc", "personalised_acc", "test_examples",
+                 "num_examples", "train_loss", "train_ce", "train_dpa", "train_cma")
+
+
+def load_datasets(data_cfg) -> list:
+    """The scene datasets a partition config names (one, or one per cross-domain group)."""
+    from fedrs.data import load_scene_dataset
+
+    return [load_scene_dataset(n) for n in (data_cfg.cross_domain or [data_cfg.dataset])]
+
+
+def _partition(datasets: list, data_cfg):
+    from fedrs.data.partition import partition_cross_domain, partition_dataset
+
+    if data_cfg.cross_domain:
+        return partition_cross_domain(datasets, data_cfg)
+    return partition_dataset(datasets[0], data_cfg)
+
+
+def _decoded_images(backbone, datasets: list, dtype: torch.dtype, progress: bool) -> torch.Tensor:
+    """All images of the datasets, preprocessed once: ``[N, 3, H, W]`` in ``dtype``."""
+    from fedrs.backbone.features import load_images
+
+    out = []
+    for ds in datasets:
+        batch = load_images(list(ds.paths), backbone.preprocess)
+        for start in tqdm(range(0, len(ds.paths), 256), desc=f"decode {ds.name}", disable=not progress):
+            out.append(batch(start, min(start + 256, len(ds.paths))).to(dtype))
+    return torch.cat(out)
+
+
+def build_clients(method: Method, backbone, datasets: list, partition, train: TrainConfig,
+                  progress: bool = True) -> tuple[list[ClientData], torch.Tensor]:
+    """Client views over one shared pool of labels, frozen features and (if needed) decoded images."""
+    from fedrs.backbone.features import image_features
+
+    labels = torch.as_tensor(np.asarray(partition.labels), dtype=torch.long)
+    features = torch.cat([image_features(backbone, ds, progress=progress) for ds in datasets])
+    images = None
+    if method.needs_images(train=True) or method.needs_images(train=False):
+        images = _decoded_images(backbone, datasets, getattr(torch, train.image_dtype), progress)
+    clients = [ClientData(c.client_id, labels, torch.as_tensor(c.train_indices, dtype=torch.long),
+                          torch.as_tensor(c.test_indices, dtype=torch.long), features, images)
+               for c in partition.clients]
+    return clients, torch.as_tensor(partition.test_indices, dtype=torch.long)
+
+
+def prompt_names_of(datasets: list, partition) -> list[str]:
+    """Readable class names for prompts: the dataset's own, or the harmonised cross-domain names."""
+    return list(datasets[0].prompt_names) if len(datasets) == 1 else list(partition.classnames)
+
+
+@dataclass
+class RunSetup:
+    """What a run builds before its rounds: the same on every engine and every Flower process."""
+
+    backbone: object
+    datasets: list
+    partition: object
+    classnames: list[str]
+    method: Method
+    clients: list[ClientData]
+    pooled_test: torch.Tensor
+
+
+def prepare_run(cfg: RunConfig, datasets: list | None = None, progress: bool = True) -> RunSetup:
+    """Backbone, data, partition, method and client views of a configuration (``datasets``
+    replaces loading from the data root)."""
+    from fedrs.backbone.factory import create_backbone
+
+    backbone = create_backbone(cfg.backbone.model, cfg.backbone.pretrained, cfg.backbone.device)
+    datasets = list(datasets) if datasets is not None else load_datasets(cfg.data)
+    partition = _partition(datasets, cfg.data)
+    names = prompt_names_of(datasets, partition)
+    method = create_method(cfg.method, backbone, names, seed=cfg.train.seed)
+    clients, pooled_test = build_clients(method, backbone, datasets, partition, cfg.train, progress)
+    return RunSetup(backbone, datasets, partition, names, method, clients, pooled_test)
+
+
+@torch.no_grad()
+def zero_shot_reference(server_data: ClientData, clients: Sequence[ClientData],
+                        text_features: torch.Tensor) -> dict:
+    """Accuracy of the frozen image features against fixed class features ``[C, D]`` (the
+    zero-shot reference): weighted/unweighted over the clients' test splits and on the pooled
+    test split (``server_data.test_indices``). Empty when the pool holds no features."""
+    features = server_data.features
+    if features is None:
+        return {}
+    feats = F.normalize(features.float(), dim=-1)
+    labels = server_data.labels
+
+    def counts(idx: torch.Tensor) -> tuple[int, int]:
+        return accuracy_counts(feats[idx] @ text_features.t().cpu(), labels[idx])
+
+    per_client = personalised_summary([counts(c.test_indices) for c in clients])
+    correct, total = counts(server_data.test_indices)
+    return {"personalised_acc_weighted": per_client["weighted"],
+            "personalised_acc_unweighted": per_client["unweighted"],
+            "global_acc": correct / max(total, 1)}
+
+
+def summarise(cfg: RunConfig, method: Method, backbone, partition, history: list[dict],
+              zeroshot: dict, elapsed: float) -> dict:
+    """metrics.json: the final accuracies, communication per client and round, sizes and times."""
+    final = next(r for r in reversed(history) if "global_acc" in r)
+    trained = [r for r in history if r["round"] > 0]
+    desc = method.describe()
+    d = cfg.data
+    split = d.describe(partition.num_clients)
+    return {
+        "name": cfg.name,
+        "method": method.name,
+        "backbone": backbone.label,
+        "dataset": partition.dataset,
+        "split": split,
+        "partition": to_dict(cfg.data),
+        "seed": cfg.train.seed,
+        "rounds": cfg.train.rounds,
+        "num_clients": partition.num_clients,
+        "final_round": final["round"],
+        "personalised_accuracy": final["personalised_acc_weighted"],
+        "personalised_accuracy_unweighted": final["personalised_acc_unweighted"],
+        "global_accuracy": final["global_acc"],
+        "zeroshot": zeroshot,
+        "upload_values_per_client_round": desc["upload_values_per_client_round"],
+        "upload_bytes_per_client_round": desc["upload_bytes_per_client_round"],
+        "download_values_per_client_round": desc["download_values_per_client_round"],
+        "download_bytes_per_client_round": desc["download_bytes_per_client_round"],
+        "measured_upload_bytes_total": history[-1].get("cum_up_bytes", 0),
+        "measured_download_bytes_total": history[-1].get("cum_down_bytes", 0),
+        "trainable_params": desc["trainable_params"],
+        "uploaded_tensors": desc["uploaded_tensors"],
+        "private_tensors": desc["private_tensors"],
+        "wall_time_s": elapsed,
+        "rounds_time_s": elapsed,
+        "round_time_s": float(np.mean([r["time_s"] for r in trained])) if trained else 0.0,
+        "final_train_loss": trained[-1].get("train_loss") if trained else None,
+    }
+
+
+def run_classification(cfg: RunConfig, folder: RunFolder, *, resume: bool = False, progress: bool = True,
+                       on_round: Callable[[int, dict], None] | None = None, started: float | None = None,
+                       datasets: list | None = None,
+                       make_engine: Callable[..., FederatedEngine] = FederatedEngine) -> dict:
+    """Train ``cfg`` into the prepared run ``folder`` (params.yaml and env.json written) and
+    return metrics.json's content.
+
+    ``datasets`` replaces loading from the data root; ``make_engine(method, clients, pooled_test,
+    train, evaluation, checkpoint)`` builds the engine (the Flower ServerApp passes its own);
+    ``started`` (``time.perf_counter()``) is when the run began, for setup and wall times.
+    """
+    started = time.perf_counter() if started is None else started
+    setup = prepare_run(cfg, datasets, progress)
+    backbone, partition, names, method = setup.backbone, setup.partition, setup.classnames, setup.method
+    folder.write_split(partition.to_json(), resume)
+    engine = make_engine(method, setup.clients, setup.pooled_test, cfg.train, cfg.eval, folder / CHECKPOINT)
+    setup_s = time.perf_counter() - started
+
+    def after_round(r: int, row: dict) -> None:
+        folder.write_csv(ROUNDS, engine.history, ROUND_COLUMNS)
+        if on_round is not None:
+            on_round(r, row)
+
+    history = engine.run(resume=resume, progress=progress, on_round=after_round)
+    folder.write_csv(ROUNDS, history, ROUND_COLUMNS)
+    folder.write_csv(CLIENTS, engine.client_rows, ROUND_COLUMNS)
+    zeroshot = {}
+    if cfg.eval.zeroshot_reference:
+        text_features = template_text_features(backbone, names, cfg.eval.zeroshot_template)
+        zeroshot = zero_shot_reference(engine.server_data, engine.clients, text_features)
+        zeroshot["template"] = cfg.eval.zeroshot_template
+    metrics = summarise(cfg, method, backbone, partition, history, zeroshot, engine.elapsed)
+    metrics["engine"] = engine.name
+    metrics["setup_time_s"] = setup_s
+    metrics["wall_time_s"] = setup_s + engine.elapsed
+    return metrics
+
+
+__all__ = [
+    "ROUND_COLUMNS", "RunSetup", "prepare_run", "build_clients", "load_datasets", "prompt_names_of",
+    "zero_shot_reference", "summarise", "run_classification",
+]

@@ -1,0 +1,112 @@
+"""One YAML -> one run folder: :func:`run_experiment`, and :func:`describe_run` for its sizes.
+
+```python
+from fedrs.experiment import describe_run, run_experiment
+from fedrs.runs import load_run_config
+cfg = load_run_config("params/offline/fedrsclip_ucmerced.yaml", {"train.rounds": 2})
+describe_run(cfg, no_weights=True)["upload_values_per_client_round"]
+metrics = run_experiment(cfg, "results/runs/x")      # the content of results/runs/x/metrics.json
+```
+
+Every run shares one preamble, whatever its task: the folder is checked against the request (a
+finished run with the same parameters is reused, an interrupted one needs ``resume``), then
+params.yaml and env.json are written. The method's task then picks the pipeline that fills the
+folder (split.json through :meth:`fedrs.runs.RunFolder.write_split`, rounds.csv, clients.csv,
+checkpoint.pt) and returns the metrics; metrics.json is written last, here, and marks the run
+finished. ``classification`` is :func:`fedrs.classification.run_classification`; another task names
+its pipeline in :data:`fedrs.methods.TASK_RUNNERS` (``retrieval``:
+:func:`fedrs.retrieval.pipeline.run_retrieval`).
+"""
+
+from __future__ import annotations
+
+import time
+from functools import partial
+from pathlib import Path
+from typing import Callable
+
+from fedrs.classification import run_classification
+from fedrs.errors import FedrsError
+from fedrs.federated.engine import FederatedEngine
+from fedrs.io import write_json_atomic
+from fedrs.methods import create_method, get_method_class, task_runner
+from fedrs.runs import METRICS, RunConfig, RunFolder, write_env
+
+
+def run_experiment(cfg: RunConfig, out_dir: str | Path, resume: bool = False, progress: bool = True,
+                   force: bool = False, datasets: list | None = None,
+                   on_round: Callable[[int, dict], None] | None = None,
+                   make_engine: Callable[..., FederatedEngine] | None = None) -> dict:
+    """Run one configuration into ``out_dir`` and return its metrics (``fedrs run``, the notebooks).
+
+    A finished run with the same parameters is not re-run (its metrics are returned) unless
+    ``force``; an interrupted one continues with ``resume``. ``on_round(r, row)`` is called after
+    every round. Classification only: ``datasets`` replaces loading from the data root (tests,
+    custom data) and ``make_engine(method, clients, pooled_test, train, evaluation, checkpoint)``
+    builds the engine (default :class:`~fedrs.federated.engine.FederatedEngine`; the Flower
+    ServerApp passes its own).
+    """
+    started = time.perf_counter()
+    runner = task_runner(get_method_class(cfg.method.name).task)
+    if runner is None:
+        runner = partial(run_classification, datasets=datasets, make_engine=make_engine or FederatedEngine)
+    elif make_engine is not None:
+        raise FedrsError(f"method {cfg.method.name!r} runs only on the in-process engine")
+    folder = RunFolder(out_dir)
+    if folder.prepare(cfg, resume=resume, force=force):
+        return folder.read_metrics()
+    write_env(folder)
+    metrics = runner(cfg, folder, resume=resume, progress=progress, on_round=on_round, started=started)
+    write_json_atomic(folder / METRICS, metrics)
+    return metrics
+
+
+def dataset_classnames(data_cfg) -> list[str]:
+    """Readable class names of the configured dataset(s) from the registry, without any data.
+
+    Only the number of classes affects nothing that ``describe`` reports, but the prompts are
+    built for the real classes where the registry knows them (one placeholder otherwise).
+    """
+    from fedrs.data.partition import harmonised_classnames
+    from fedrs.data.registry import AID_HOLDOUT, SceneDatasetSpec, find_spec, prompt_names
+
+    def spec_of(name: str):
+        spec = find_spec("AID" if name == AID_HOLDOUT else name)
+        return spec if isinstance(spec, SceneDatasetSpec) else None
+
+    if data_cfg.cross_domain:
+        specs = [(n, spec_of(n)) for n in data_cfg.cross_domain]
+        if all(s is not None for _, s in specs):
+            return sorted(set().union(*(harmonised_classnames(n, list(s.classes), data_cfg.label_map)
+                                        for n, s in specs)))
+        return ["scene"]
+    spec = spec_of(data_cfg.dataset)
+    return prompt_names(spec, list(spec.classes)) if spec is not None else ["scene"]
+
+
+def describe_run(cfg: RunConfig, no_weights: bool = False) -> dict:
+    """Trainable parameters, uploaded tensors and their shapes, values per client and round.
+
+    With ``no_weights`` the backbone is built with random weights (nothing is downloaded or read).
+    """
+    from fedrs.backbone.factory import create_backbone
+
+    pretrained = "random" if no_weights else cfg.backbone.pretrained
+    backbone = create_backbone(cfg.backbone.model, pretrained, cfg.backbone.device)
+    classnames = dataset_classnames(cfg.data)
+    method = create_method(cfg.method, backbone, classnames, seed=cfg.train.seed)
+    out = {
+        "backbone": f"{cfg.backbone.model}/{cfg.backbone.pretrained}",
+        "built_with": backbone.label,
+        "dataset": cfg.data.dataset,
+        "num_classes": len(classnames),
+        "num_clients": cfg.data.num_clients,
+        "clients_per_round": max(1, round(cfg.train.sample_fraction * cfg.data.num_clients)),
+        "rounds": cfg.train.rounds,
+        **method.describe(),
+    }
+    out["upload_values_total"] = out["upload_values_per_client_round"] * out["clients_per_round"] * cfg.train.rounds
+    return out
+
+
+__all__ = ["run_experiment", "describe_run", "dataset_classnames"]

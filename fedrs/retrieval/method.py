@@ -1,0 +1,135 @@
+"""The ``pe-rsitr`` method: a PETL retrieval model (default MRS-Adapter + HMMC) behind the
+:class:`~fedrs.methods.base.Method` contract, so the federated engine trains it like any method.
+
+Clients hold disjoint training images of a caption set (UCM-Captions: ``train+val``, 1,890
+images) with all their captions; each local step draws one caption per image (no false negatives)
+and minimises HMMC. The server FedAvg-averages the uploaded tensors through the same
+:func:`~fedrs.federated.client.client_update`, :func:`~fedrs.federated.server.aggregate` and
+:class:`~fedrs.federated.engine.FederatedEngine` as FedRSCLIP (driven by
+:mod:`fedrs.retrieval.pipeline`, not by this module). Which trainable tensors stay on
+the clients is configuration: ``private`` lists name prefixes, e.g. ``["adapter.up.vision",
+"adapter.up.text"]`` (modality-specific up-projections personal, bottleneck and shared
+up-projection federated); everything else is uploaded.
+
+How the engine's classification interface carries retrieval (no engine change):
+
+* the data pool is the training images followed by the test images; ``ClientData.labels`` is the
+  pool index of each image, so a batch tells the method which images (and captions) it holds;
+* ``logits`` scores images against the *test* captions, aggregated per image (max over its
+  captions) into ``[B, pool size]``: the engine's accuracy columns (``personalised_acc_*``,
+  ``global_acc``) are therefore top-1 image->text caption matching on the test split;
+* the full R@1/5/10 both ways and mR are computed at the end
+  (:func:`fedrs.retrieval.pipeline.federated_retrieval`).
+
+Randomness (caption choice, dropout) uses torch's global generator, which the engine's checkpoint
+saves, so ``--resume`` reproduces an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from fedrs.config import ConfigError
+from fedrs.errors import FedrsError
+from fedrs.methods.base import Batch, Method, MethodConfig
+from fedrs.retrieval.config import (
+    VARIANTS, AdapterConfig, LossConfig, PromptConfig, RetrievalConfig,
+)
+from fedrs.retrieval.data import RetrievalSet
+from fedrs.retrieval.model import RetrievalModel
+from fedrs.retrieval.train import batch_terms
+from fedrs.retrieval.variants import build_variant
+
+
+@dataclass
+class PERSITRConfig(MethodConfig):
+    """PE-RSITR's ``method:`` section. ``private``: prefixes of trainable tensors never uploaded."""
+
+    name: str = "pe-rsitr"
+    variant: str = "mrs-adapter-hmmc"
+    adapter: AdapterConfig = field(default_factory=AdapterConfig)
+    prompts: PromptConfig = field(default_factory=PromptConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    private: list[str] = field(default_factory=list)
+    train_split: str = "train+val"
+    test_split: str = "test"
+
+    def __post_init__(self) -> None:
+        if self.variant not in VARIANTS:
+            raise ValueError(f"method.variant must be one of {list(VARIANTS)}, got {self.variant!r}")
+
+    def retrieval_config(self, dataset: str = "UCM-Captions") -> RetrievalConfig:
+        return RetrievalConfig(variant=self.variant, dataset=dataset, eval_split=self.test_split,
+                               adapter=self.adapter, prompts=self.prompts, loss=self.loss)
+
+
+class PERSITR(Method):
+    """A retrieval PETL variant trained federatedly (see the module docstring)."""
+
+    name = "pe-rsitr"
+    config_class = PERSITRConfig
+    task = "retrieval"
+    cfg: PERSITRConfig
+    module: RetrievalModel
+
+    def __init__(self, cfg: PERSITRConfig, backbone, classnames: Sequence[str] = (), seed: int = 0):
+        self.pool: RetrievalSet | None = None
+        super().__init__(cfg, backbone, classnames, seed)
+
+    def build_module(self) -> RetrievalModel:
+        model, self.hmmc = build_variant(self.backbone, self.cfg.retrieval_config(), seed=self.seed)
+        return model
+
+    def declare_uploads(self) -> Sequence[str]:
+        names = [n for n, p in self.module.named_parameters() if p.requires_grad]
+        unused = [p for p in self.cfg.private if not any(n.startswith(p) for n in names)]
+        if unused:
+            raise ConfigError(f"method.private lists {unused}, which match none of the trainable tensors "
+                              f"of {self.cfg.variant!r}: {names[:8]}{' ...' if len(names) > 8 else ''}")
+        return [n for n in names if not any(n.startswith(p) for p in self.cfg.private)]
+
+    def needs_images(self, train: bool, personalised: bool = True) -> bool:
+        return True
+
+    # -- data ----------------------------------------------------------------------------------
+    def set_pool(self, pool: RetrievalSet, candidates: Sequence[int] | torch.Tensor) -> None:
+        """The shared pool (``ClientData.labels`` index it) and the images whose captions ``logits`` ranks."""
+        self.pool = pool
+        self._tokens = self.module.tokenize(pool.captions)
+        self._per_image = pool.captions_of()
+        cand = torch.as_tensor(candidates, dtype=torch.long)
+        self._candidate_caps = torch.tensor([j for i in cand.tolist() for j in self._per_image[i]])
+        self._candidate_owner = pool.caption_image[self._candidate_caps]
+
+    def _require_pool(self) -> RetrievalSet:
+        if self.pool is None:
+            raise FedrsError("pe-rsitr needs its caption pool: call method.set_pool(pool, test_indices) "
+                             "(fedrs.retrieval.federated_retrieval and `fedrs run` do)")
+        return self.pool
+
+    def loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+        self._require_pool()
+        caps = [self._per_image[i][int(torch.randint(len(self._per_image[i]), ()))]
+                for i in batch.labels.tolist()]
+        terms = batch_terms(self.module, self.hmmc, batch.images, self._tokens[caps].to(self.device))
+        return terms["loss"], {k: float(v.detach()) for k, v in terms.items()}
+
+    @torch.no_grad()
+    def logits(self, batch: Batch, personalised: bool = True) -> torch.Tensor:
+        """``[B, pool]``: each image's best cosine to each candidate image's captions (-inf elsewhere)."""
+        pool = self._require_pool()
+        image = F.normalize(self.module.encode_image(batch.images).float(), dim=-1)
+        tokens = self._tokens[self._candidate_caps].to(self.device)
+        text = torch.cat([F.normalize(self.module.encode_text(tokens[i:i + 256]).float(), dim=-1)
+                          for i in range(0, len(tokens), 256)])
+        sim = image @ text.T
+        out = torch.full((len(image), len(pool)), float("-inf"), device=sim.device)
+        owner = self._candidate_owner.to(sim.device).unsqueeze(0).expand_as(sim)
+        return out.scatter_reduce(1, owner, sim, reduce="amax")
+
+
+__all__ = ["PERSITRConfig", "PERSITR"]

@@ -1,6 +1,6 @@
-"""Prompt learning on a frozen open_clip CLIP: text contexts, visual tokens, and the dual-prompt model.
+"""Prompt learning on a frozen open_clip CLIP: text contexts, visual tokens, and the prompt modules.
 
-Three pieces, each usable on its own (the baselines of issue #4 compose the first two):
+The pieces (every method's trainable module is built from them):
 
 * :class:`TextPromptEncoder` -- CoOp-style prompts in token-embedding space. For every class it
   keeps the token embeddings of ``[SOS]`` (prefix) and of ``<class name> . [EOS] <pad>`` (suffix)
@@ -14,10 +14,19 @@ Three pieces, each usable on its own (the baselines of issue #4 compose the firs
   embedding is added (shallow VPT), optionally re-inserted before each of the first ``depth``
   blocks (deep VPT). The prompt tokens are dropped again before pooling. With no prompt tokens it
   reproduces ``model.encode_image`` exactly.
+* :class:`TextPromptModule` -- the base of every prompt module: the frozen CLIP (referenced, not
+  registered), a :class:`TextPromptEncoder` over the class names, seeded initialisation of the
+  learnable tensors (:meth:`~TextPromptModule.context`, :meth:`~TextPromptModule.matrix`, drawn
+  from one generator in creation order), the backbone's logit scale and CLIP logits from
+  normalised features. The text-prompt baselines (PromptFL, local-only, FedPGP, FedOTP) assign
+  their named contexts on it; FedRSCLIP's module derives from it.
 * :class:`DualPromptModel` -- FedRSCLIP's trainable module: shared and private text contexts
   (``text_shared``, ``text_private``) and shared and private visual tokens (``visual_shared``,
   ``visual_private``). Its parameters are *only* these tensors; the backbone is referenced, not
   registered, so ``state_dict()`` and ``parameters()`` never contain a backbone weight.
+
+Class text features from hand-written templates (no learnable context) are
+:func:`fedrs.backbone.templates.template_text_features`, re-exported here.
 
 Supported backbones: open_clip ``CLIP`` (and ``CustomTextCLIP`` whose ``text`` is open_clip's own
 ``TextTransformer``) with the CLIP BPE tokenizer; visual prompts additionally need a
@@ -34,6 +43,7 @@ import torch.nn.functional as F
 from open_clip.transformer import TextTransformer, VisionTransformer, text_global_pool
 from torch import nn
 
+from fedrs.backbone.templates import DEFAULT_INIT_PHRASE, template_text_features
 from fedrs.errors import FedrsError
 
 #: one token in CLIP's BPE vocabulary; stands in for each context vector while tokenising
@@ -41,6 +51,8 @@ PLACEHOLDER = "X"
 SUPPORTED_TEXT = ("open_clip CLIP with its built-in text transformer, or CustomTextCLIP whose text "
                   "tower is open_clip's TextTransformer, with the CLIP BPE tokenizer")
 SUPPORTED_VISION = "open_clip VisionTransformer (ViT-*) image towers"
+#: how a text context is initialised: N(0, init_std^2) (CoOp) or the embeddings of a phrase
+TEXT_INITS = ("random", "phrase")
 
 
 class PromptError(FedrsError):
@@ -225,14 +237,73 @@ class VisualPromptEncoder(nn.Module):
         return x
 
 
-@torch.no_grad()
-def template_text_features(backbone, names: Sequence[str], template: str = "a satellite photo of a {}.") -> torch.Tensor:
-    """Frozen hand-written prompt features ``[C, D]`` (L2-normalised), e.g. zero-shot class features."""
-    tokens = backbone.tokenizer([template.format(n) for n in names]).to(backbone.device)
-    return F.normalize(backbone.model.encode_text(tokens).float(), dim=-1)
+class TextPromptModule(nn.Module):
+    """Base of every prompt module: a frozen CLIP (referenced, never registered), the text prompt
+    encoder ``text`` over the class names, seeded initialisation, and CLIP logits.
+
+    A subclass (or a method, on an instance) creates its learnable tensors with :meth:`context` and
+    :meth:`matrix` and assigns them as attributes, so the parameter names are the names a method
+    declares and uploads. Every random value comes from one generator seeded with ``seed``, drawn
+    in the order the tensors are created (the order is part of the seeded result).
+
+    Args:
+        backbone: the frozen backbone (``.model`` an open_clip CLIP, ``.tokenizer``).
+        classnames: readable class names, in label order.
+        n_ctx: context vectors M per text prompt.
+        init: ``"random"`` (N(0, ``init_std``^2), CoOp) or ``"phrase"`` (the token embeddings of
+            ``init_phrase``, which must have exactly M tokens).
+        init_std: standard deviation of every random initialisation (contexts and visual tokens).
+        seed: seed of the initialisation generator.
+    """
+
+    def __init__(self, backbone, classnames: Sequence[str], n_ctx: int, *, init: str = "random",
+                 init_phrase: str = DEFAULT_INIT_PHRASE, init_std: float = 0.02, seed: int = 0):
+        super().__init__()
+        object.__setattr__(self, "_backbone", backbone)  # not a submodule: stays out of state_dict
+        self.text = TextPromptEncoder(backbone.model, backbone.tokenizer, classnames, n_ctx)
+        if init not in TEXT_INITS:
+            raise PromptError(f"text prompt init must be 'random' or 'phrase', got {init!r}")
+        self.init, self.init_phrase, self.init_std = init, init_phrase, init_std
+        self._gen = torch.Generator().manual_seed(seed)
+
+    @property
+    def _model(self) -> nn.Module:
+        return self._backbone.model
+
+    def matrix(self, *shape: int) -> nn.Parameter:
+        """A parameter of ``shape`` drawn from N(0, init_std^2) by the module's seeded generator."""
+        value = torch.randn(*shape, generator=self._gen) * self.init_std
+        return nn.Parameter(value.to(self.text.prefix.device))
+
+    def context(self) -> nn.Parameter:
+        """A ``[M, W]`` text context: random (a draw of :meth:`matrix`) or the embeddings of
+        ``init_phrase`` (no draw)."""
+        if self.init == "phrase":
+            return nn.Parameter(self.text.phrase_init(self._backbone.tokenizer, self.init_phrase))
+        return self.matrix(self.text.n_ctx, self.text.width)
+
+    @property
+    def logit_scale(self) -> torch.Tensor:
+        """The backbone's own temperature ``logit_scale.exp()`` (frozen, a scalar tensor)."""
+        return self._model.logit_scale.exp().detach()
+
+    def image_features(self, images: torch.Tensor | None = None,
+                       features: torch.Tensor | None = None) -> torch.Tensor:
+        """L2-normalised frozen image features ``[B, D]``: the cached ``features`` when given, else
+        the frozen image encoder on ``images``."""
+        if features is not None:
+            return F.normalize(features.float(), dim=-1)
+        if images is None:
+            raise PromptError("image features need the cached features or the images")
+        return F.normalize(self._model.encode_image(images).float(), dim=-1)
+
+    def logits(self, image_features: torch.Tensor, text_features: torch.Tensor) -> torch.Tensor:
+        """``logit_scale.exp() * v @ t.T``: ``[B, C]`` for ``t [C, D]``, ``[S, B, C]`` for ``t [S, C, D]``
+        (both L2-normalised)."""
+        return self.logit_scale * image_features @ text_features.transpose(-1, -2)
 
 
-class DualPromptModel(nn.Module):
+class DualPromptModel(TextPromptModule):
     """FedRSCLIP's prompts on a frozen CLIP: shared + private text contexts and visual tokens.
 
     Parameters (the only tensors that require grad; names are what methods declare and upload):
@@ -244,45 +315,27 @@ class DualPromptModel(nn.Module):
     ``visual_private``  ``[depth, V, W_vis]`` V_p (if ``visual_tokens > 0`` and ``private``)
     ==================  ====================  ===========================================
 
-    Features: ``t_s = g(P_s)``, ``t_p = g(P_p)``, ``t = normalize(t_s + t_p)`` (each ``[C, D]``,
-    L2-normalised); ``v = f(x; V_s, V_p)`` ``[B, D]`` L2-normalised; logits
-    ``logit_scale.exp() * v @ t.T`` with the backbone's own temperature.
+    Created (and drawn from the seeded generator) in this order. Features: ``t_s = g(P_s)``,
+    ``t_p = g(P_p)``, ``t = normalize(t_s + t_p)`` (each ``[C, D]``, L2-normalised);
+    ``v = f(x; V_s, V_p)`` ``[B, D]`` L2-normalised; logits ``logit_scale.exp() * v @ t.T`` with
+    the backbone's own temperature.
     """
 
     def __init__(self, backbone, classnames: Sequence[str], *, n_ctx: int = 4, private: bool = True,
                  visual_tokens: int = 2, visual_depth: int = 1, init: str = "random",
-                 init_phrase: str = "a satellite photo of a", init_std: float = 0.02, seed: int = 0):
-        super().__init__()
-        model = backbone.model
-        object.__setattr__(self, "_model", model)
-        self.text = TextPromptEncoder(model, backbone.tokenizer, classnames, n_ctx)
-        self.visual = VisualPromptEncoder(model) if visual_tokens > 0 else None
+                 init_phrase: str = DEFAULT_INIT_PHRASE, init_std: float = 0.02, seed: int = 0):
+        super().__init__(backbone, classnames, n_ctx, init=init, init_phrase=init_phrase, init_std=init_std,
+                         seed=seed)
+        self.visual = VisualPromptEncoder(backbone.model) if visual_tokens > 0 else None
         if self.visual is not None and not 1 <= visual_depth <= self.visual.depth_limit:
             raise PromptError(f"visual prompt depth must be in 1..{self.visual.depth_limit} for this backbone, "
                               f"got {visual_depth}")
         self.private = private
-        gen = torch.Generator().manual_seed(seed)
-        device = self.text.prefix.device
-
-        def text_ctx() -> nn.Parameter:
-            if init == "phrase":
-                return nn.Parameter(self.text.phrase_init(backbone.tokenizer, init_phrase))
-            if init != "random":
-                raise PromptError(f"text prompt init must be 'random' or 'phrase', got {init!r}")
-            return nn.Parameter((torch.randn(n_ctx, self.text.width, generator=gen) * init_std).to(device))
-
-        def visual_ctx() -> nn.Parameter:
-            shape = (visual_depth, visual_tokens, self.visual.width)
-            return nn.Parameter((torch.randn(*shape, generator=gen) * init_std).to(device))
-
-        self.text_shared = text_ctx()
-        self.text_private = text_ctx() if private else None
-        self.visual_shared = visual_ctx() if self.visual is not None else None
-        self.visual_private = visual_ctx() if self.visual is not None and private else None
-
-    @property
-    def logit_scale(self) -> torch.Tensor:
-        return self._model.logit_scale.exp().detach()
+        visual_shape = (visual_depth, visual_tokens, self.visual.width) if self.visual is not None else None
+        self.text_shared = self.context()
+        self.text_private = self.context() if private else None
+        self.visual_shared = self.matrix(*visual_shape) if self.visual is not None else None
+        self.visual_private = self.matrix(*visual_shape) if self.visual is not None and private else None
 
     def text_features(self, private: bool = True) -> dict[str, torch.Tensor]:
         """``{"shared", "private", "combined"}`` class features ``[C, D]`` in one encoder pass.
@@ -309,19 +362,15 @@ class DualPromptModel(nn.Module):
         """
         tokens = self.visual_prompt_tokens(shared, private) if self.visual is not None else None
         if tokens is None and features is not None:
-            return F.normalize(features.float(), dim=-1)
+            return super().image_features(features=features)
         if images is None:
             raise PromptError("prompted image features need the images (visual prompts are on)")
         if self.visual is None:
-            return F.normalize(self._model.encode_image(images).float(), dim=-1)
+            return super().image_features(images)
         return self.visual(images, tokens)
-
-    def logits(self, image_features: torch.Tensor, text_features: torch.Tensor) -> torch.Tensor:
-        """``[B, C] = logit_scale.exp() * v @ t.T``."""
-        return self.logit_scale * image_features @ text_features.t()
 
 
 __all__ = [
-    "PromptError", "TextPromptEncoder", "VisualPromptEncoder", "DualPromptModel",
-    "template_text_features", "PLACEHOLDER",
+    "PromptError", "TextPromptEncoder", "VisualPromptEncoder", "TextPromptModule", "DualPromptModel",
+    "template_text_features", "PLACEHOLDER", "TEXT_INITS",
 ]

@@ -8,9 +8,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from fedrs.backbone.factory import create_backbone
+from fedrs.backbone.templates import DEFAULT_INIT_PHRASE, DEFAULT_TEMPLATE, RS_TEMPLATES, template_text_features
 from fedrs.methods import create_method
 from fedrs.methods.base import Batch
-from fedrs.prompts import DualPromptModel, PromptError, TextPromptEncoder, VisualPromptEncoder
+from fedrs.prompts import DualPromptModel, PromptError, TextPromptEncoder, TextPromptModule, VisualPromptEncoder
 
 NAMES = ["airplane", "dense residential", "golf course"]
 
@@ -85,8 +86,59 @@ def test_unsupported_towers_and_prompt_settings_are_clear_errors(backbone):
     with pytest.raises(PromptError, match="Linear text tower; supported: open_clip CLIP"):
         TextPromptEncoder(hf_like, backbone.tokenizer, NAMES, 4)
     with pytest.raises(PromptError, match="has 5 tokens but the prompt length is 4"):
-        DualPromptModel(backbone, NAMES, init="phrase", init_phrase="a satellite photo of a")
+        DualPromptModel(backbone, NAMES, init="phrase", init_phrase=DEFAULT_INIT_PHRASE)
     with pytest.raises(PromptError, match="exceed the text context length"):
         TextPromptEncoder(backbone.model, backbone.tokenizer, NAMES, 30)
     with pytest.raises(PromptError, match="depth must be in 1..2"):
         DualPromptModel(backbone, NAMES, visual_depth=3)
+    with pytest.raises(PromptError, match="init must be 'random' or 'phrase', got 'zeros'"):
+        TextPromptModule(backbone, NAMES, 4, init="zeros")
+
+
+def test_prompt_module_draws_every_tensor_from_one_seeded_generator_in_creation_order(backbone):
+    base = TextPromptModule(backbone, NAMES, 4, init_std=0.5, seed=7)
+    ctx, u = base.context(), base.matrix(4, 3)
+    gen = torch.Generator().manual_seed(7)
+    assert torch.equal(ctx, torch.randn(4, 64, generator=gen) * 0.5)
+    assert torch.equal(u, torch.randn(4, 3, generator=gen) * 0.5)
+    assert ctx.requires_grad and list(base.parameters()) == [] and base.state_dict() == {}  # nothing assigned yet
+    # FedRSCLIP's module is the same base: its four tensors are the first four draws, in order
+    dual = DualPromptModel(backbone, NAMES, n_ctx=4, visual_tokens=2, init_std=0.5, seed=7)
+    gen = torch.Generator().manual_seed(7)
+    expected = [torch.randn(*p.shape, generator=gen) * 0.5 for p in dual.parameters()]
+    assert [n for n, _ in dual.named_parameters()] == ["text_shared", "text_private", "visual_shared", "visual_private"]
+    assert all(torch.equal(p, e) for p, e in zip(dual.parameters(), expected))
+    # a phrase initialisation draws nothing: the next draw is the generator's first
+    phrase = TextPromptModule(backbone, NAMES, 5, init="phrase", seed=7)
+    assert torch.equal(phrase.context(), phrase.text.phrase_init(backbone.tokenizer, DEFAULT_INIT_PHRASE))
+    assert torch.equal(phrase.matrix(1, 2), TextPromptModule(backbone, NAMES, 5, seed=7).matrix(1, 2))
+
+
+def test_prompt_module_logits_are_clip_logits_of_normalised_features(backbone):
+    module = TextPromptModule(backbone, NAMES, 4)
+    raw = torch.randn(5, backbone.embed_dim)
+    image = module.image_features(features=raw)
+    assert torch.allclose(image.norm(dim=-1), torch.ones(5))
+    text = template_text_features(backbone, NAMES)
+    scale = backbone.model.logit_scale.exp()
+    assert torch.allclose(module.logits(image, text), scale * image @ text.t())
+    assert module.logits(image, torch.stack([text, text])).shape == (2, 5, 3)  # several prompt sets
+    x = torch.randn(2, 3, 32, 32)
+    assert torch.equal(module.image_features(x), F.normalize(backbone.model.encode_image(x), dim=-1))
+
+
+def test_template_features_single_and_ensemble(backbone):
+    from open_clip import build_zero_shot_classifier
+
+    single = template_text_features(backbone, NAMES)
+    tokens = backbone.tokenizer([DEFAULT_TEMPLATE.format(n) for n in NAMES])
+    assert torch.equal(single, F.normalize(backbone.model.encode_text(tokens), dim=-1))
+    # a one-template ensemble is the same direction, renormalised (equal up to rounding)
+    assert torch.allclose(template_text_features(backbone, NAMES, [DEFAULT_TEMPLATE]), single, atol=1e-6)
+    # the ensemble form is open_clip's zero-shot classifier bit for bit, across class groups of 16
+    names = [f"{n} {i}" for i in range(7) for n in NAMES]  # 21 classes: two encoder passes
+    ours = template_text_features(backbone, names, RS_TEMPLATES)
+    theirs = build_zero_shot_classifier(backbone.model, backbone.tokenizer, names, list(RS_TEMPLATES),
+                                        num_classes_per_batch=16)
+    assert ours.shape == (21, backbone.embed_dim) and torch.equal(ours, theirs.t())
+    assert not torch.allclose(ours, template_text_features(backbone, names), atol=1e-3)

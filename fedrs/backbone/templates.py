@@ -1,11 +1,19 @@
-"""Hand-written class-text templates: the one default and the remote-sensing ensemble.
+"""Hand-written class-text templates: the one default, the remote-sensing ensemble, and the one
+function that turns templates into class text features.
 
 Every default that names a template (zero-shot, prompt initialisation, the contrastive negatives of
 FedRSCLIP and FedPGP, pretraining label captions) reads it from here, so changing the study's
-template is one edit.
+template is one edit. Every class-text feature computed from templates (the zero-shot method and
+``fedrs zeroshot``, the engine's zero-shot reference, the contrastive negatives) is
+:func:`template_text_features`.
 """
 
 from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
 
 #: the single template of the FedRSCLIP paper's zero-shot baseline (arXiv 2501.02461, Sec. IV)
 DEFAULT_TEMPLATE = "a satellite photo of a {}."
@@ -29,4 +37,47 @@ RS_TEMPLATES = (
     "satellite imagery of {}.",
 )
 
-__all__ = ["DEFAULT_TEMPLATE", "DEFAULT_INIT_PHRASE", "SINGLE_TEMPLATE", "RS_TEMPLATES"]
+#: classes per text-encoder pass of a template ensemble (what ``fedrs zeroshot`` has always used;
+#: the grouping is part of the float operation order, so it is fixed)
+ENSEMBLE_CLASSES_PER_PASS = 16
+
+
+@torch.no_grad()
+def template_text_features(backbone, names: Sequence[str],
+                           templates: str | Sequence[str] = DEFAULT_TEMPLATE) -> torch.Tensor:
+    """L2-normalised class text features ``[C, D]`` from hand-written templates, on the backbone's
+    device (``backbone``: ``.model`` an open_clip CLIP, ``.tokenizer``, ``.device``).
+
+    * ``templates`` one template (a ``str``): ``normalize(encode_text(template.format(name)))``,
+      every class in one encoder pass;
+    * a sequence of templates (an ensemble, possibly of one): each template's features normalised,
+      averaged over the templates and normalised again, classes in groups of
+      :data:`ENSEMBLE_CLASSES_PER_PASS` per encoder pass (open_clip's ``build_zero_shot_classifier``,
+      operation for operation).
+
+    A one-template ensemble points the same way as the single template but is renormalised, so it
+    differs in the last bits (about 1e-7); the zero-shot method and ``fedrs zeroshot`` use the
+    ensemble form, the engine's zero-shot reference and the contrastive negatives the single form.
+    """
+    tokenizer, encode = backbone.tokenizer, backbone.model.encode_text
+    if isinstance(templates, str):
+        tokens = tokenizer([templates.format(n) for n in names]).to(backbone.device)
+        return F.normalize(encode(tokens).float(), dim=-1)
+    templates, names = list(templates), list(names)
+    if not templates or not names:
+        raise ValueError(f"template_text_features needs at least one template and one class name, "
+                         f"got {len(templates)} and {len(names)}")
+    groups = []
+    for start in range(0, len(names), ENSEMBLE_CLASSES_PER_PASS):
+        group = names[start:start + ENSEMBLE_CLASSES_PER_PASS]
+        tokens = tokenizer([t.format(n) for n in group for t in templates]).to(backbone.device)
+        features = F.normalize(encode(tokens).float(), dim=-1)
+        features = features.reshape(len(group), len(templates), -1).mean(dim=1)
+        groups.append(features / features.norm(dim=1, keepdim=True))
+    return torch.cat(groups)
+
+
+__all__ = [
+    "DEFAULT_TEMPLATE", "DEFAULT_INIT_PHRASE", "SINGLE_TEMPLATE", "RS_TEMPLATES",
+    "ENSEMBLE_CLASSES_PER_PASS", "template_text_features",
+]

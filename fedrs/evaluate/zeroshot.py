@@ -1,7 +1,8 @@
 """Zero-shot scene classification with a frozen CLIP backbone.
 
-Class text embeddings come from open_clip's ``build_zero_shot_classifier`` over the readable
-class names (``SceneDataset.prompt_names``) and one or more templates; image embeddings come from
+Class text embeddings are the ensemble form of :func:`fedrs.backbone.templates.template_text_features`
+(open_clip's zero-shot classifier, operation for operation) over the readable class names
+(``SceneDataset.prompt_names``) and one or more templates; image embeddings come from
 the disk feature cache. ``fedrs zeroshot`` writes ``results/zero_shot/<backbone>.{csv,md}``.
 """
 
@@ -14,11 +15,10 @@ from typing import Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from open_clip import build_zero_shot_classifier
 
 from fedrs.backbone.factory import Backbone, create_backbone
 from fedrs.backbone.features import image_features
-from fedrs.backbone.templates import RS_TEMPLATES, SINGLE_TEMPLATE
+from fedrs.backbone.templates import RS_TEMPLATES, SINGLE_TEMPLATE, template_text_features
 
 #: datasets the offline study evaluates on (AID only outside the RSICD pretraining images)
 EVAL_DATASETS = ("UCMerced", "RSSCN7", "EuroSAT", "AID-holdout")
@@ -45,13 +45,11 @@ class ZeroShotResult:
         return out
 
 
-@torch.inference_mode()
 def text_classifier(backbone: Backbone, prompt_names: Sequence[str], templates: Sequence[str]) -> torch.Tensor:
-    """L2-normalised class embeddings ``[embed_dim, C]`` averaged over ``templates``."""
-    return build_zero_shot_classifier(
-        backbone.model, backbone.tokenizer, list(prompt_names),
-        [t.format for t in templates], num_classes_per_batch=16, device=backbone.device,
-    ).float().cpu()
+    """L2-normalised class embeddings ``[embed_dim, C]`` (contiguous, on the CPU) averaged over
+    ``templates``: the ensemble form of :func:`~fedrs.backbone.templates.template_text_features`."""
+    templates = [templates] if isinstance(templates, str) else list(templates)
+    return template_text_features(backbone, prompt_names, templates).t().contiguous().cpu()
 
 
 def zero_shot(backbone: Backbone, dataset, templates: Sequence[str] = SINGLE_TEMPLATE,

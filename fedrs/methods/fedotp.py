@@ -28,8 +28,8 @@ from typing import Literal, Sequence
 import torch
 
 from fedrs.methods.base import Batch
-from fedrs.methods.promptfl import TextPromptConfig, TextPromptMethod, TextPrompts
-from fedrs.prompts import VisualPromptEncoder
+from fedrs.methods.text_prompt import TextPromptConfig, TextPromptMethod
+from fedrs.prompts import TextPromptModule, VisualPromptEncoder
 
 
 @dataclass
@@ -80,7 +80,7 @@ class FedOTP(TextPromptMethod):
     config_class = FedOTPConfig
     cfg: FedOTPConfig
 
-    def add_prompts(self, module: TextPrompts) -> None:
+    def add_prompts(self, module: TextPromptModule) -> None:
         module.ctx_global = module.context()
         module.ctx_local = module.context()
         if self.cfg.matching == "ot":

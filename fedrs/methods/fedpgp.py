@@ -23,9 +23,10 @@ from typing import Sequence
 
 import torch
 
+from fedrs.backbone.templates import DEFAULT_TEMPLATE, template_text_features
 from fedrs.losses.classification import dual_prompt_alignment_loss
-from fedrs.methods.promptfl import TextPromptConfig, TextPromptMethod, TextPrompts
-from fedrs.prompts import template_text_features
+from fedrs.methods.text_prompt import TextPromptConfig, TextPromptMethod
+from fedrs.prompts import TextPromptModule
 
 
 @dataclass
@@ -36,7 +37,7 @@ class FedPGPConfig(TextPromptConfig):
     rank: int = 8                                     # r of the private U [M, r] V [r, W]
     contrastive_weight: float = 0.5
     temperature: float = 0.5
-    plain_template: str = "a satellite photo of a {}."  # negatives of the contrastive term
+    plain_template: str = DEFAULT_TEMPLATE             # negatives of the contrastive term
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -61,7 +62,7 @@ class FedPGP(TextPromptMethod):
         """Hand-written prompt features ``[C, D]`` (the contrastive negatives), computed once."""
         return template_text_features(self.backbone, self.classnames, self.cfg.plain_template)
 
-    def add_prompts(self, module: TextPrompts) -> None:
+    def add_prompts(self, module: TextPromptModule) -> None:
         module.sigma = module.context()
         module.U = module.matrix(module.text.n_ctx, self.cfg.rank)
         module.V = module.matrix(self.cfg.rank, module.text.width)

@@ -22,24 +22,27 @@ from typing import Literal, Sequence
 
 import torch
 
+from fedrs.backbone.templates import DEFAULT_TEMPLATE, template_text_features
 from fedrs.losses.classification import (
     classification_loss, cross_modal_alignment_loss, dual_prompt_alignment_loss,
 )
-from fedrs.methods.base import Batch, Method, MethodConfig
-from fedrs.prompts import DualPromptModel, template_text_features
+from fedrs.methods.base import Batch, Method
+from fedrs.methods.text_prompt import TextPromptConfig
+from fedrs.prompts import DualPromptModel
 
 SHAREABLE = ("text_shared", "visual_shared")
 
 
 @dataclass
-class FedRSCLIPConfig(MethodConfig):
-    """FedRSCLIP's section of a run config (``method:``); defaults are fedrs's specification."""
+class FedRSCLIPConfig(TextPromptConfig):
+    """FedRSCLIP's section of a run config (``method:``); defaults are fedrs's specification.
+
+    The prompt keys (``n_ctx``, ``text_init``, ``init_phrase``, ``init_std``; ``init_std`` also
+    initialises the visual tokens) are the text-prompt baselines' own
+    (:class:`~fedrs.methods.text_prompt.TextPromptConfig`), so every method reads them alike.
+    """
 
     name: str = "fedrsclip"
-    n_ctx: int = 4                                   # M, text context tokens per prompt
-    text_init: Literal["random", "phrase"] = "random"
-    init_phrase: str = "a satellite photo of a"      # used by text_init: phrase (must have n_ctx tokens)
-    init_std: float = 0.02                           # N(0, std^2) for random contexts and visual tokens
     private_prompts: bool = True
     visual_prompts: bool = True
     visual_tokens: int = 2                           # V, tokens in each of V_s and V_p
@@ -48,20 +51,19 @@ class FedRSCLIPConfig(MethodConfig):
     lambda_dpa: float = 1.0
     dpa: Literal["cosine", "kl", "contrastive"] = "cosine"
     dpa_temperature: float = 0.5                     # contrastive DPA only (FedPGP: 0.5)
-    plain_template: str = "a satellite photo of a {}."  # contrastive DPA negatives
+    plain_template: str = DEFAULT_TEMPLATE           # contrastive DPA negatives
     lambda_cma: float = 1.0
     cma: Literal["infonce", "cosine"] = "infonce"
     cma_temperature: float | None = None             # None: CLIP's own, 1 / logit_scale.exp()
 
     def __post_init__(self) -> None:
-        if self.n_ctx < 1:
-            raise ValueError(f"method.n_ctx must be >= 1, got {self.n_ctx}")
+        super().__post_init__()  # n_ctx >= 1, init_std >= 0
         if self.visual_tokens < 1 and self.visual_prompts:
             raise ValueError("method.visual_tokens must be >= 1 when visual_prompts is true "
                              "(or set visual_prompts: false)")
         if self.visual_depth < 1:
             raise ValueError(f"method.visual_depth must be >= 1, got {self.visual_depth}")
-        for key in ("lambda_dpa", "lambda_cma", "init_std"):
+        for key in ("lambda_dpa", "lambda_cma"):
             if getattr(self, key) < 0:
                 raise ValueError(f"method.{key} must be >= 0, got {getattr(self, key)}")
         for key in ("dpa_temperature", "cma_temperature"):

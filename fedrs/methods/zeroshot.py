@@ -1,9 +1,10 @@
 """Zero-shot CLIP: no training, class features from a hand-written template (or an ensemble).
 
-Class features are :func:`fedrs.evaluate.zeroshot.text_classifier` over the readable class names:
-the single template ``"a satellite photo of a {}."`` (FedRSCLIP's zero-shot baseline) or, with
+Class features are :func:`fedrs.backbone.templates.template_text_features` (its ensemble form,
+as ``fedrs zeroshot`` computes them) over the readable class names: the single template
+:data:`~fedrs.backbone.templates.DEFAULT_TEMPLATE` (FedRSCLIP's zero-shot baseline) or, with
 ``ensemble: true``, the mean of the normalised features of ``ensemble_templates`` (default the
-remote-sensing ensemble :data:`~fedrs.evaluate.zeroshot.RS_TEMPLATES`). Scores are
+remote-sensing ensemble :data:`~fedrs.backbone.templates.RS_TEMPLATES`). Scores are
 ``logit_scale * v @ t.T`` on the cached frozen image features. Nothing is trainable and nothing is
 uploaded; the engine evaluates it on each client's test split (personalised, which here is the
 same model for every client) and on the pooled test set (global), and skips local training.
@@ -17,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fedrs.evaluate.zeroshot import RS_TEMPLATES, SINGLE_TEMPLATE, text_classifier
+from fedrs.backbone.templates import DEFAULT_TEMPLATE, RS_TEMPLATES, template_text_features
 from fedrs.methods.base import Batch, Method, MethodConfig
 
 
@@ -26,7 +27,7 @@ class ZeroShotConfig(MethodConfig):
     """Zero-shot's ``method:`` section."""
 
     name: str = "zeroshot"
-    template: str = SINGLE_TEMPLATE[0]
+    template: str = DEFAULT_TEMPLATE
     ensemble: bool = False
     ensemble_templates: list[str] = field(default_factory=lambda: list(RS_TEMPLATES))
 
@@ -52,8 +53,10 @@ class ZeroShot(Method):
 
     def build_module(self) -> nn.Module:
         module = nn.Module()
-        weights = text_classifier(self.backbone, self.classnames, self.cfg.templates)  # [D, C]
-        module.register_buffer("classifier", weights.t().clone().to(self.device), persistent=False)
+        # [D, C], one column per class (the layout of fedrs zeroshot's classifier: the operand
+        # layout of the logits' matrix product is part of the float operation order)
+        weights = template_text_features(self.backbone, self.classnames, self.cfg.templates).t().contiguous()
+        module.register_buffer("classifier", weights.to(self.device), persistent=False)
         return module
 
     def declare_uploads(self) -> list[str]:
@@ -64,7 +67,7 @@ class ZeroShot(Method):
 
     def logits(self, batch: Batch, personalised: bool = True) -> torch.Tensor:
         scale = self.backbone.model.logit_scale.exp().detach()
-        return scale * F.normalize(batch.features.float(), dim=-1) @ self.module.classifier.t()
+        return scale * F.normalize(batch.features.float(), dim=-1) @ self.module.classifier
 
 
 __all__ = ["ZeroShotConfig", "ZeroShot"]

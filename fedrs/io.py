@@ -1,13 +1,40 @@
-"""Atomic file writes: a reader never sees a half-written result, checkpoint or manifest."""
+"""Atomic file writes: a reader never sees a half-written result, checkpoint or manifest.
+
+Files are created with the user's umask like any ``open(path, "w")`` (``tempfile.mkstemp``
+would make them private, 0600, so collaborators on a shared volume could not read results), and
+JSON is always strict: a NaN or infinity is refused, naming where it sits, instead of writing a
+bare ``NaN`` that JSON readers reject.
+"""
 
 from __future__ import annotations
 
 import json
+import math
+import numbers
 import os
-import tempfile
+import secrets
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
+
+from fedrs.errors import FedrsError
+
+
+class NonFiniteJSONError(FedrsError, ValueError):
+    """Data to be written as JSON holds a NaN or infinity (JSON has no such numbers)."""
+
+
+def _create_temp(path: Path) -> Path:
+    """An empty new file next to ``path``, with the permissions ``open(..., "w")`` would give."""
+    while True:
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            # mode 0o666 minus the umask, as for any new file; O_EXCL: never an existing file
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue
+        os.close(fd)
+        return tmp
 
 
 @contextmanager
@@ -15,9 +42,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it onto ``path`` only if the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path = _create_temp(path)
     try:
         yield tmp_path
         os.replace(tmp_path, path)
@@ -32,8 +57,63 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     return Path(path)
 
 
+def _is_non_finite(value: Any) -> bool:
+    return (isinstance(value, numbers.Real) and not isinstance(value, numbers.Integral)
+            and not math.isfinite(value))
+
+
+def _default(value: Any) -> str:
+    """Non-JSON values as their ``str`` (numpy float32, paths, ...), but never a NaN in disguise."""
+    if _is_non_finite(value):
+        raise ValueError(f"non-finite number {value!r}")
+    return str(value)
+
+
+def _non_finite_place(obj: Any, place: str = "", _open: set[int] | None = None) -> tuple[str, Any] | None:
+    """``("rounds[2].loss", nan)``: where the first NaN/infinity sits in ``obj``, or None."""
+    if _is_non_finite(obj):
+        return place or "<top level>", obj
+    _open = set() if _open is None else _open
+    if id(obj) in _open:  # a circular reference: json reports it itself
+        return None
+    if isinstance(obj, dict):
+        items = ((f"{place}.{k}" if place else str(k), v) for k, v in obj.items())
+    elif isinstance(obj, (list, tuple)):
+        items = ((f"{place}[{i}]", v) for i, v in enumerate(obj))
+    else:
+        return None
+    _open.add(id(obj))
+    for where, value in items:
+        found = _non_finite_place(value, where, _open)
+        if found:
+            return found
+    _open.discard(id(obj))
+    return None
+
+
+def json_text(obj: Any, indent: int | None = 2, source: str = "JSON") -> str:
+    """Strict JSON text of ``obj`` (non-JSON values written as their ``str``), without newline.
+
+    Raises :class:`NonFiniteJSONError` naming ``source`` and the key path of the first NaN or
+    infinity (``metrics.json: rounds[3].global_accuracy is nan``).
+    """
+    try:
+        return json.dumps(obj, indent=indent, sort_keys=False, default=_default, allow_nan=False)
+    except ValueError:
+        found = _non_finite_place(obj)
+        if found is None:
+            raise  # another problem (e.g. a circular reference): not ours to reword
+        where, value = found
+        raise NonFiniteJSONError(
+            f"{source}: {where} is {value!r}, which JSON cannot hold: nothing was written "
+            f"(a NaN or infinity usually means a diverged computation: check the learning rate "
+            f"and the inputs)"
+        ) from None
+
+
 def write_json_atomic(path: str | os.PathLike, obj: Any, indent: int = 2) -> Path:
-    return write_text_atomic(path, json.dumps(obj, indent=indent, sort_keys=False, default=str) + "\n")
+    """Write ``obj`` as strict JSON (see :func:`json_text`) atomically; nothing is written on error."""
+    return write_text_atomic(path, json_text(obj, indent=indent, source=str(path)) + "\n")
 
 
 def save_torch_atomic(path: str | os.PathLike, obj: Any) -> Path:

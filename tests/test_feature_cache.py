@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import shutil
 import types
 from collections import Counter
@@ -20,6 +21,7 @@ import torch
 from fedrs.backbone import features
 from fedrs.backbone.factory import create_backbone
 from fedrs.data import import_sources, load_scene_dataset
+from fedrs.data.registry import MANIFEST_NAME
 
 
 @pytest.fixture(autouse=True)
@@ -100,6 +102,10 @@ def test_file_edited_after_import_is_hashed_not_trusted_to_the_manifest(
     bytes_i, bytes_j = ds.paths[i].read_bytes(), ds.paths[j].read_bytes()
     ds.paths[i].write_bytes(bytes_j)
     ds.paths[j].write_bytes(bytes_i)
+    manifest_ns = (tmp_path / "data" / "TinyScenes" / MANIFEST_NAME).stat().st_mtime_ns
+    for k in (i, j):  # on a coarse-clock file system the edit could share the import's tick
+        if ds.paths[k].stat().st_mtime_ns <= manifest_ns:
+            os.utime(ds.paths[k], ns=(manifest_ns + 10**9, manifest_ns + 10**9))
 
     after = features.image_features(backbone, ds, progress=False)
     assert len(encoded) == 1  # both contents were cached already: nothing to encode

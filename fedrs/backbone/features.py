@@ -175,7 +175,12 @@ def _load_blob(file: Path) -> dict | None:
 
 
 def _earlier_rows(folder: Path, dataset_name: str, wanted: set[str]) -> dict[str, torch.Tensor]:
-    """Features of ``wanted`` image hashes found in this dataset's earlier cache files."""
+    """Features of ``wanted`` image hashes found in this dataset's earlier cache files.
+
+    Only the same dataset's files: a reused row can differ from a fresh batch encoding in float
+    rounding, so sharing rows across datasets (AID and AID-holdout) would make one dataset's
+    results depend on whether the other was encoded first.
+    """
     found: dict[str, torch.Tensor] = {}
     pattern = re.compile(re.escape(dataset_name) + r"-[0-9a-f]{24}\.pt")
     try:

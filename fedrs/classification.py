@@ -18,12 +18,12 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from fedrs.backbone.templates import template_text_features
 from fedrs.config import to_dict
 from fedrs.evaluate.classification import accuracy_counts, personalised_summary
 from fedrs.federated.engine import FederatedEngine
-from fedrs.methods import Method, create_method
-from fedrs.methods.base import ClientData
-from fedrs.prompts import template_text_features
+from fedrs.methods import create_method
+from fedrs.methods.base import ClientData, Method
 from fedrs.runs import CHECKPOINT, CLIENTS, ROUNDS, RunConfig, RunFolder, TrainConfig
 
 #: leading columns of rounds.csv / clients.csv (the rest follow in first-seen order)

@@ -38,6 +38,7 @@ from typing import Any, Literal, Mapping, Sequence
 
 import yaml
 
+from fedrs.backbone.templates import DEFAULT_TEMPLATE
 from fedrs.config import ConfigError, dump_yaml, from_dict, load_config, to_dict
 from fedrs.data.partition import PartitionConfig
 from fedrs.errors import FedrsError
@@ -108,7 +109,7 @@ class EvalConfig:
     every: int = 1                   # evaluate every k rounds (round 0 and the last round always)
     batch_size: int = 256
     zeroshot_reference: bool = True  # also report the frozen backbone's zero-shot accuracy
-    zeroshot_template: str = "a satellite photo of a {}."
+    zeroshot_template: str = DEFAULT_TEMPLATE
 
     def __post_init__(self) -> None:
         if self.every < 1 or self.batch_size < 1:

@@ -157,13 +157,21 @@ def test_images_without_a_manifest_are_keyed_by_their_bytes(tmp_path, backbone, 
     assert torch.equal(f3, f2[order])
 
 
-def test_exact_duplicates_are_encoded_once(tmp_path, backbone, encoded):
+def test_a_fresh_cache_encodes_exactly_as_without_cache(tmp_path, backbone, encoded):
+    # one pass over every image in dataset order (duplicates included), so results computed
+    # with an empty cache are the same bits as before content keys
     ds = _loose_images(tmp_path / "imgs", n=3)
     dup = Path(shutil.copy(ds.paths[0], tmp_path / "imgs" / "copy.png"))
-    feats = features.image_features(backbone, types.SimpleNamespace(name="Dups", paths=[*ds.paths, dup]),
-                                    progress=False)
-    assert encoded == [ds.paths]
-    assert torch.equal(feats[3], feats[0])
+    both = types.SimpleNamespace(name="Dups", paths=[*ds.paths, dup])
+    cached = features.image_features(backbone, both, batch_size=2, progress=False)
+    assert encoded == [both.paths]
+    plain = features.image_features(backbone, both, batch_size=2, cache=False, progress=False)
+    assert torch.equal(cached, plain)
+    # a further copy of a cached image is not encoded again
+    dup2 = Path(shutil.copy(ds.paths[1], tmp_path / "imgs" / "copy2.png"))
+    more = features.image_features(backbone, types.SimpleNamespace(name="Dups", paths=[*both.paths, dup2]),
+                                   progress=False)
+    assert len(encoded) == 2 and torch.equal(more[4], cached[1])
 
 
 def test_failing_cache_write_warns_and_returns_the_features(tmp_path, monkeypatch, backbone, caplog):

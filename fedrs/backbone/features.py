@@ -254,21 +254,20 @@ def image_features(
         if blob is not None and blob["hashes"] == hashes:
             return blob["features"]
     known = _earlier_rows(folder, dataset.name, set(hashes))
-    first_of: dict[str, int] = {}  # exact duplicates are encoded once and share their feature
-    for i, h in enumerate(hashes):
-        if h not in known:
-            first_of.setdefault(h, i)
-    if first_of:
-        if known:
-            logger.info("%s: %d of %d images are new or changed since they were cached: encoding "
-                        "only those", dataset.name, len(first_of), len(paths))
-        encoded = encode_images(backbone, [paths[i] for i in first_of.values()],
-                                batch_size=batch_size, progress=progress_label)
-        known.update(zip(first_of, encoded))
-    if paths:
-        feats = torch.stack([known[h] for h in hashes]).contiguous()
+    missing = [i for i, h in enumerate(hashes) if h not in known]
+    if len(missing) == len(paths):
+        # nothing cached: one plain pass in dataset order, exactly as an uncached encoding
+        feats = encode_images(backbone, paths, batch_size=batch_size, progress=progress_label)
     else:
-        feats = torch.zeros(0, backbone.embed_dim)
+        if missing:
+            logger.info("%s: %d of %d images are new or changed since they were cached: encoding "
+                        "only those", dataset.name, len(missing), len(paths))
+        encoded = encode_images(backbone, [paths[i] for i in missing], batch_size=batch_size,
+                                progress=progress_label) if missing else None
+        rows = [known.get(h) for h in hashes]
+        for k, i in enumerate(missing):
+            rows[i] = encoded[k]
+        feats = torch.stack(rows).contiguous()
     _write_cache(file, {"features": feats, "hashes": hashes, "backbone": backbone.label,
                         "dataset": dataset.name})
     return feats

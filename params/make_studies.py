@@ -1,9 +1,12 @@
 #!/usr/bin/env python
 """Generate the study's params files: one YAML per run (method x dataset x split x seed).
 
-    python params/make_studies.py               # offline (the README's default study) + smoke
-    python params/make_studies.py --grid full   # + the full grid (every offline dataset and split)
-    python params/make_studies.py --check       # exit 1 if a committed file differs from the generator
+    .venv/bin/python params/make_studies.py               # offline (the README's default study) + smoke
+    .venv/bin/python params/make_studies.py --grid full   # + the full grid (every offline dataset and split)
+    .venv/bin/python params/make_studies.py --check       # exit 1 if a committed file differs
+
+It needs fedrs installed (the project's venv): the methods, ablation variants and prompt lengths
+are :mod:`fedrs.study.vocabulary`'s, the ones the report reads back.
 
 Every run is ``params/studies/_base/<grid>.yaml`` (the protocol shared by every method: backbone,
 clients, rounds, optimiser, evaluation) + the method's own section, taken from
@@ -31,22 +34,22 @@ from typing import Iterator
 
 import yaml
 
+from fedrs.study.vocabulary import (
+    ABLATIONS, DEFAULT_PROMPT_LENGTH, MAIN_METHOD, METHODS, PROMPT_LENGTHS, STUDY_DATASETS,
+)
+
 HERE = Path(__file__).resolve().parent
 STUDIES = HERE / "studies"
 BASES = STUDIES / "_base"
 METHOD_SOURCES = HERE / "offline"
 
-#: registry name -> file with its method section (the baselines' published defaults live there)
-METHODS = ("zeroshot", "local", "promptfl", "fedpgp", "fedotp", "fedrsclip", "centralised")
-#: constraint ablation: file tag -> method switches (must agree with fedrs.study.report.ABLATION_SWITCHES)
-CONSTRAINTS = {
-    "no-dpa": {"lambda_dpa": 0.0},
-    "no-cma": {"lambda_cma": 0.0},
-    "no-dpa-cma": {"lambda_dpa": 0.0, "lambda_cma": 0.0},
-    "no-private": {"private_prompts": False},
-    "no-visual": {"visual_prompts": False},
-}
-PROMPT_LENGTHS = (8, 16)  # 4 is the methods study's FedRSCLIP
+# What the study compares comes from fedrs.study.vocabulary, which the report reads back:
+# METHODS (each method's section is params/offline/<method>_ucmerced.yaml, its published
+# defaults), the constraint ablation and the prompt lengths.
+#: constraint ablation: file tag -> method switches (the full model is the methods study's run)
+CONSTRAINTS = {v.tag: v.switches for v in ABLATIONS if v.switches}
+#: prompt lengths with runs of their own (the default one is the methods study's run)
+LENGTHS = tuple(n for n in PROMPT_LENGTHS if n != DEFAULT_PROMPT_LENGTH)
 
 #: heterogeneity splits: file tag -> data section keys
 SPLITS = {
@@ -59,9 +62,8 @@ SPLITS = {
 GRIDS = {
     "offline": {"datasets": ("UCMerced", "RSSCN7"), "splits": ("dir0.5",), "seeds": (0, 1, 2),
                 "constraints_on": ("UCMerced",), "lengths_on": ("UCMerced",)},
-    "full": {"datasets": ("UCMerced", "RSSCN7", "EuroSAT", "AID-holdout"), "splits": tuple(SPLITS),
-             "seeds": (0, 1, 2), "constraints_on": ("UCMerced", "RSSCN7", "EuroSAT", "AID-holdout"),
-             "lengths_on": ("UCMerced", "RSSCN7", "EuroSAT", "AID-holdout")},
+    "full": {"datasets": STUDY_DATASETS, "splits": tuple(SPLITS), "seeds": (0, 1, 2),
+             "constraints_on": STUDY_DATASETS, "lengths_on": STUDY_DATASETS},
 }
 DEFAULT_GRIDS = ("offline",)
 
@@ -93,7 +95,7 @@ def runs_of(grid: str) -> Iterator[tuple[str, str, dict]]:
     """``(study folder, run name, config)`` of every run of ``grid``."""
     spec = GRIDS[grid]
     base = load_yaml(BASES / f"{grid}.yaml")
-    fedrsclip = method_section("fedrsclip")
+    main = method_section(MAIN_METHOD)
 
     def config(name: str, method: dict, dataset: str, split: str, seed: int) -> dict:
         data = {"dataset": dataset, **base.get("data", {}), **SPLITS[split], "seed": seed}
@@ -109,12 +111,12 @@ def runs_of(grid: str) -> Iterator[tuple[str, str, dict]]:
                     yield f"{grid}/methods", name, config(name, method_section(m), dataset, split, seed)
                 if dataset in spec["constraints_on"]:
                     for tag, switches in CONSTRAINTS.items():
-                        name = f"fedrsclip-{tag}__{tail}"
-                        yield f"{grid}/constraints", name, config(name, {**fedrsclip, **switches}, dataset, split, seed)
+                        name = f"{MAIN_METHOD}-{tag}__{tail}"
+                        yield f"{grid}/constraints", name, config(name, {**main, **switches}, dataset, split, seed)
                 if dataset in spec["lengths_on"]:
-                    for n_ctx in PROMPT_LENGTHS:
-                        name = f"fedrsclip-m{n_ctx}__{tail}"
-                        yield f"{grid}/prompt_length", name, config(name, {**fedrsclip, "n_ctx": n_ctx}, dataset, split, seed)
+                    for n_ctx in LENGTHS:
+                        name = f"{MAIN_METHOD}-m{n_ctx}__{tail}"
+                        yield f"{grid}/prompt_length", name, config(name, {**main, "n_ctx": n_ctx}, dataset, split, seed)
 
 
 def smoke_runs() -> Iterator[tuple[str, str, dict]]:
@@ -143,11 +145,9 @@ def generate(grids: tuple[str, ...]) -> dict[Path, str]:
 
 def validate(files: dict[Path, str]) -> None:
     """Every generated file must load as a RunConfig (unknown key / wrong type = error)."""
-    try:
-        from fedrs.runs import load_run_config
-    except ImportError:  # fedrs not installed: write anyway, `fedrs describe` checks later
-        return
     import tempfile
+
+    from fedrs.runs import load_run_config
 
     with tempfile.TemporaryDirectory() as tmp:
         for path, text in files.items():

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fedrs.study import report
+from fedrs.study import vocabulary
 
 REPO = Path(__file__).resolve().parents[1]
 STUDIES = REPO / "params" / "studies"
@@ -32,12 +32,12 @@ def test_every_params_file_is_a_valid_run_config(path):
 
 def test_study_folders_hold_what_their_tables_need():
     def variants(folder):
-        return {report.variant_of(report.flatten(yaml.safe_load(p.read_text())))
+        return {vocabulary.variant_of(yaml.safe_load(p.read_text())["method"])
                 for p in (STUDIES / "offline" / folder).glob("*.yaml")}
 
     assert variants("methods") == {"full"}
-    assert variants("constraints") == set(report.ABLATION_VARIANTS) - {"full"}
+    assert variants("constraints") == set(vocabulary.ABLATION_VARIANTS) - {"full"}
     lengths = {yaml.safe_load(p.read_text())["method"]["n_ctx"] for p in (STUDIES / "offline" / "prompt_length").glob("*.yaml")}
-    assert lengths | {report.DEFAULT_PROMPT_LENGTH} == set(report.PROMPT_LENGTHS)
+    assert lengths | {vocabulary.DEFAULT_PROMPT_LENGTH} == set(vocabulary.PROMPT_LENGTHS)
     methods = {yaml.safe_load(p.read_text())["method"]["name"] for p in (STUDIES / "offline" / "methods").glob("*.yaml")}
-    assert methods == set(report.METHOD_LABELS)
+    assert methods == set(vocabulary.METHOD_LABELS)

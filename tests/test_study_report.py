@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from fedrs.study import report
+from fedrs.study import collect, report, tables, vocabulary
 
 BACKBONE = "fedrs-rsclip-tiny/offline-0123abcd"
 
@@ -72,9 +72,9 @@ def study(tmp_path) -> Path:
 
 
 def test_collect_runs_reads_every_folder(study):
-    runs = report.collect_runs(study)
+    runs = collect.collect_runs(study)
     assert len(runs) == 9 + 10 + 2 + 1
-    assert set(runs["variant"]) == set(report.ABLATION_VARIANTS)
+    assert set(runs["variant"]) == set(vocabulary.ABLATION_VARIANTS)
     assert set(runs["split"]) == {"Dir(0.5)"}
     assert runs["backbone"].unique().tolist() == [BACKBONE]
     row = runs[(runs["study"] == "methods") & (runs["run"] == "fedrsclip_s1")].iloc[0]
@@ -82,7 +82,7 @@ def test_collect_runs_reads_every_folder(study):
 
 
 def test_methods_table_hand_computed_mean_std(study):
-    t = report.methods_table(report.collect_runs(study))
+    t = tables.methods_table(collect.collect_runs(study))
     f = t.frame.set_index("method")
     assert list(t.frame["method"]) == ["local", "promptfl", "fedrsclip"]  # fixed method order
     # personalised 70, 72, 74 -> mean 72, sample std 2; global 60, 61, 65 -> 62, sqrt(7)
@@ -102,10 +102,10 @@ def test_methods_table_hand_computed_mean_std(study):
 
 def test_local_only_has_no_global_accuracy(study):
     """Local-only's server prompt never trains: its global cells read n/a, not a number."""
-    runs = report.collect_runs(study)
+    runs = collect.collect_runs(study)
     assert runs[runs["method"] == "local"]["global_acc"].isna().all()
     assert runs[runs["method"] == "local"]["personalised_acc"].notna().all()
-    t = report.methods_table(runs)
+    t = tables.methods_table(runs)
     f = t.frame.set_index("method")
     assert f.loc["local", "personalised_acc_mean"] == pytest.approx(52.0)
     assert pd.isna(f.loc["local", "global_acc_mean"])
@@ -113,16 +113,16 @@ def test_local_only_has_no_global_accuracy(study):
     global_part = md.split("## Global accuracy")[1]
     local_row = next(line for line in global_part.splitlines() if line.startswith("| Local-only"))
     assert "n/a" in local_row and "±" not in local_row
-    comm = report.communication_table(runs).to_markdown()
+    comm = tables.communication_table(runs).to_markdown()
     local_comm = next(line for line in comm.splitlines() if "Local-only" in line)
     assert local_comm.rstrip(" |").endswith("n/a")
-    rounds = report.load_rounds(study, runs[runs["method"] == "promptfl"])
+    rounds = collect.load_rounds(study, runs[runs["method"] == "promptfl"])
     assert rounds["global_acc"].notna().all()  # other methods keep their global curve
 
 
 def test_constraints_table_variants_in_order_with_delta(study):
-    t = report.constraints_table(report.collect_runs(study))
-    assert list(t.frame["variant"]) == list(report.ABLATION_VARIANTS)
+    t = tables.constraints_table(collect.collect_runs(study))
+    assert list(t.frame["variant"]) == list(vocabulary.ABLATION_VARIANTS)
     f = t.frame.set_index("variant")
     # w/o DPA: personalised 60, 62 -> 61 ± sqrt(2); delta to full 72
     assert f.loc["w/o DPA", "personalised_acc_mean"] == pytest.approx(61.0)
@@ -133,12 +133,12 @@ def test_constraints_table_variants_in_order_with_delta(study):
 
 
 def test_prompt_length_and_communication(study):
-    runs = report.collect_runs(study)
-    t = report.prompt_length_table(runs)
+    runs = collect.collect_runs(study)
+    t = tables.prompt_length_table(runs)
     assert list(t.frame["prompt_length"]) == [4, 8, 16]
     assert list(t.frame["upload_values"]) == [256, 512, 1024]
     assert list(t.frame["seeds"]) == [3, 1, 1]
-    c = report.communication_table(runs)
+    c = tables.communication_table(runs)
     assert list(c.frame["label"]) == ["Local-only", "PromptFL", "FedRSCLIP", "FedRSCLIP (M=8)", "FedRSCLIP (M=16)"]
     # bytes over the whole run: 4 bytes x 256 values x 5 rounds
     assert c.frame.set_index("label").loc["FedRSCLIP", "upload_bytes_total"] == 4 * 256 * 5
@@ -177,8 +177,8 @@ def test_report_without_runs_is_one_clear_error(tmp_path, capsys):
 
 def test_a_run_without_params_is_one_clear_error(study):
     (study / "methods" / "local_s0" / "params.yaml").unlink()
-    with pytest.raises(report.ReportError, match="without params.yaml"):
-        report.collect_runs(study)
+    with pytest.raises(collect.ReportError, match="without params.yaml"):
+        collect.collect_runs(study)
 
 
 def test_several_backbones_get_their_own_sections(tmp_path):
@@ -186,7 +186,7 @@ def test_several_backbones_get_their_own_sections(tmp_path):
     for seed in range(2):
         make_run(root, "a", f"x{seed}", seed=seed)
         make_run(root, "b", f"y{seed}", seed=seed, backbone="fedrs-rsclip-s/offline-feedbeef")
-    t = report.methods_table(report.collect_runs(root))
+    t = tables.methods_table(collect.collect_runs(root))
     assert len(t.frame) == 2
     md = t.to_markdown()
     assert "backbone `fedrs-rsclip-s/offline-feedbeef`" in md and f"backbone `{BACKBONE}`" in md
@@ -199,19 +199,19 @@ def test_several_backbones_get_their_own_sections(tmp_path):
     ("Dir(0.5)", "Dir(0.5)"),
 ])
 def test_split_label(value, label):
-    assert report.split_label(value) == label
+    assert collect.split_label(value) == label
 
 
 def test_fmt_mean_std():
-    assert report.fmt_mean_std(72.0, 2.0) == "72.00 ± 2.00"
-    assert report.fmt_mean_std(72.0, float("nan")) == "72.00"
-    assert report.fmt_mean_std(float("nan"), float("nan")) == "-"
+    assert tables.fmt_mean_std(72.0, 2.0) == "72.00 ± 2.00"
+    assert tables.fmt_mean_std(72.0, float("nan")) == "72.00"
+    assert tables.fmt_mean_std(float("nan"), float("nan")) == "-"
 
 
 def test_every_ablation_switch_reads_back_as_its_variant():
-    assert tuple(report.ABLATION_SWITCHES) == report.ABLATION_VARIANTS
-    for variant, switches in report.ABLATION_SWITCHES.items():
+    assert tuple(vocabulary.ABLATION_SWITCHES) == vocabulary.ABLATION_VARIANTS
+    for variant, switches in vocabulary.ABLATION_SWITCHES.items():
         params = {"method.name": "fedrsclip", "method.lambda_dpa": 1.0, "method.lambda_cma": 1.0,
                   "method.private_prompts": True, "method.visual_prompts": True}
         params.update({f"method.{k}": v for k, v in switches.items()})
-        assert report.variant_of(params) == variant
+        assert vocabulary.variant_of(collect.method_switches(params)) == variant

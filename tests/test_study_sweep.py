@@ -169,7 +169,8 @@ def test_help_of_both_commands():
 @pytest.mark.realdata
 def test_sweep_and_report_on_the_real_run_notebook(tmp_path):
     """The real 02_federated_run notebook on the smoke params (tiny backbone), then the report."""
-    from fedrs.study.report import collect_runs, write_report
+    from fedrs.study.collect import collect_runs
+    from fedrs.study.report import write_report
 
     smoke = sw.project_root() / "params" / "studies" / "smoke" / "fedrsclip_tiny.yaml"
     summary = sw.sweep([smoke], results=tmp_path, progress=False)

@@ -1,6 +1,18 @@
-"""The study layer: batches of runs (:mod:`~fedrs.study.sweep`), the tables and figures derived from
-run folders (:mod:`~fedrs.study.report`, :mod:`~fedrs.study.plots`), and what the notebooks need to
-start from a fresh clone (:func:`ensure_ready`).
+"""The study layer: batches of runs and what is derived from their run folders.
+
+- :mod:`~fedrs.study.vocabulary`: the study's names and orders (method labels, ablation variants
+  and their switches, prompt lengths, datasets), shared by ``params/make_studies.py``, the tables,
+  the figures and the benchmarks;
+- :mod:`~fedrs.study.sweep`: one executed run notebook per params file (``fedrs sweep``);
+- :mod:`~fedrs.study.collect`: run folders -> one row per run;
+- :mod:`~fedrs.study.tables`: rows -> the study's tables (mean +- std over seeds);
+- :mod:`~fedrs.study.plots`: every figure (the notebooks' and the report's);
+- :mod:`~fedrs.study.report`: tables and figures of a results folder written to disk (``fedrs report``);
+- this module: what the notebooks need to start from a fresh clone (:func:`use_project_roots`,
+  :func:`find_project_file`, :func:`ensure_ready`).
+
+Imports run one way: ``report`` -> ``tables`` -> ``collect`` -> ``vocabulary`` and ``report`` ->
+``plots`` -> ``vocabulary``; only the CLI face (``commands``) and the notebooks use ``report``.
 """
 
 from __future__ import annotations
@@ -37,6 +49,16 @@ def use_project_roots() -> dict[str, str]:
     return {var: os.environ[var] for var in ROOT_VARIABLES}
 
 
+def find_project_file(path: str | Path) -> Path:
+    """``path`` as given if it exists, else relative to the project root (notebooks run in
+    ``notebooks/`` but their parameters name files relative to the checkout)."""
+    p = Path(path).expanduser()
+    if p.is_absolute() or p.exists():
+        return p.resolve()
+    candidate = project_root() / p
+    return candidate.resolve() if candidate.exists() else p.resolve()
+
+
 def default_run_dir(params_file: str | Path) -> Path:
     """Where the run notebook writes when no ``out_dir`` is given: ``runs/notebook/<params stem>``
     in the checkout (ignored by git; sweeps always pass ``results/<study>/<run>``)."""
@@ -65,12 +87,6 @@ def ensure_ready(backbone_model: str | None = None, datasets: Sequence[str] = ()
         from fedrs.backbone.factory import OFFLINE_MODELS, offline_checkpoint_path
 
         if backbone_model in OFFLINE_MODELS and not offline_checkpoint_path(backbone_model).is_file():
-            import fedrs.backbone as bb
+            from fedrs.pretrain import ensure_offline_backbone
 
-            if hasattr(bb, "ensure_offline_backbone"):
-                bb.ensure_offline_backbone(backbone_model)
-            else:
-                from fedrs.cli import main
-
-                if main(["backbone", "pretrain", "--model", backbone_model, "--if-missing", "--no-card"]):
-                    raise RuntimeError(f"building the offline backbone {backbone_model} failed")
+            ensure_offline_backbone(backbone_model, card=False)  # a smoke run keeps the committed card

@@ -3,23 +3,71 @@
 Every function returns a matplotlib ``Figure`` and takes a ``backbone`` label that goes into the
 title, so no figure can be separated from the model that produced it. Axes carry units
 (accuracy in %, communication in values or KiB per client per round).
+
+The figures are drawn in the study's :data:`STYLE`, applied while each function draws
+(:func:`style`): importing this module leaves the global ``matplotlib.rcParams`` alone.
 """
 
 from __future__ import annotations
 
+import functools
 import math
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence, TypeVar
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from fedrs.study.vocabulary import method_label
+
+#: the study's figure style (matplotlib rcParams), applied by :func:`style`
 STYLE = {"figure.dpi": 100, "axes.grid": True, "grid.alpha": 0.3, "axes.spines.top": False,
          "axes.spines.right": False, "font.size": 9, "svg.hashsalt": "fedrs"}
-plt.rcParams.update(STYLE)
+
+_Draw = TypeVar("_Draw", bound=Callable[..., Any])
+
+
+@contextmanager
+def style() -> Iterator[None]:
+    """The study's :data:`STYLE` for the figures made (and saved) inside; the global rcParams
+    are restored on leaving."""
+    with plt.rc_context(STYLE):
+        yield
+
+
+class StyledFigure(Figure):
+    """A figure that renders in the study's :data:`STYLE` wherever it is drawn (a notebook's
+    display, ``savefig``): matplotlib reads some rcParams only when drawing (tick density follows
+    the tick label size, lazily made ticks take the grid alpha), after the function that made the
+    figure has returned."""
+
+    def draw(self, renderer):
+        with style():
+            return super().draw(renderer)
+
+    def get_tightbbox(self, *args, **kwargs):
+        with style():
+            return super().get_tightbbox(*args, **kwargs)
+
+
+def _subplots(*args, **kwargs):
+    """``plt.subplots`` making a :class:`StyledFigure`."""
+    return plt.subplots(*args, FigureClass=StyledFigure, **kwargs)
+
+
+def styled(draw: _Draw) -> _Draw:
+    """Decorator: ``draw`` builds its figure inside :func:`style` (fonts, grid, spines are read
+    when artists are made)."""
+    @functools.wraps(draw)
+    def wrapper(*args, **kwargs):
+        with style():
+            return draw(*args, **kwargs)
+    return wrapper  # type: ignore[return-value]
 
 
 def _title(what: str, backbone: str | None) -> str:
@@ -28,6 +76,7 @@ def _title(what: str, backbone: str | None) -> str:
 
 # --- 00_data ------------------------------------------------------------------------------------
 
+@styled
 def sample_grid(dataset, per_class: int = 1, max_classes: int | None = None, thumb: int = 64,
                 columns: int = 7) -> plt.Figure:
     """The first ``per_class`` images of each class (up to ``max_classes`` classes), labelled."""
@@ -38,7 +87,7 @@ def sample_grid(dataset, per_class: int = 1, max_classes: int | None = None, thu
     picks = [(c, int(i)) for c in classes for i in np.flatnonzero(labels == c)[:per_class]]
     cols = min(columns * per_class, len(picks)) or 1
     rows = math.ceil(len(picks) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(1.3 * cols, 1.45 * rows), squeeze=False)
+    fig, axes = _subplots(rows, cols, figsize=(1.3 * cols, 1.45 * rows), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, (c, i) in zip(axes.flat, picks):
@@ -50,10 +99,11 @@ def sample_grid(dataset, per_class: int = 1, max_classes: int | None = None, thu
     return fig
 
 
+@styled
 def class_counts(dataset) -> plt.Figure:
     """Images per class of one dataset (bar chart)."""
     counts = dataset.class_counts()
-    fig, ax = plt.subplots(figsize=(max(4, 0.28 * len(counts)), 2.6))
+    fig, ax = _subplots(figsize=(max(4, 0.28 * len(counts)), 2.6))
     ax.bar(range(len(counts)), counts, color="tab:blue")
     ax.set_xticks(range(len(counts)), dataset.prompt_names, rotation=75, fontsize=7)
     ax.set_ylabel("images")
@@ -62,12 +112,13 @@ def class_counts(dataset) -> plt.Figure:
     return fig
 
 
+@styled
 def client_class_heatmap(partition, title: str | None = None) -> plt.Figure:
     """Training images per (client, class) of a Fed-RSIC partition."""
     import seaborn as sns
 
     hist = np.array([c.class_histogram for c in partition.clients])
-    fig, ax = plt.subplots(figsize=(max(5, 0.3 * hist.shape[1] + 2), 0.35 * hist.shape[0] + 1.8))
+    fig, ax = _subplots(figsize=(max(5, 0.3 * hist.shape[1] + 2), 0.35 * hist.shape[0] + 1.8))
     sns.heatmap(hist, ax=ax, cmap="viridis", cbar_kws={"label": "training images"},
                 xticklabels=partition.classnames, yticklabels=[f"client {c.client_id}" for c in partition.clients])
     ax.grid(False)
@@ -79,12 +130,13 @@ def client_class_heatmap(partition, title: str | None = None) -> plt.Figure:
     return fig
 
 
+@styled
 def samples_per_client(partition, title: str | None = None) -> plt.Figure:
     """Training and test images per client, stacked."""
     ids = [c.client_id for c in partition.clients]
     train = [len(c.train_indices) for c in partition.clients]
     test = [len(c.test_indices) for c in partition.clients]
-    fig, ax = plt.subplots(figsize=(max(4, 0.45 * len(ids) + 1), 2.6))
+    fig, ax = _subplots(figsize=(max(4, 0.45 * len(ids) + 1), 2.6))
     ax.bar(ids, train, label="train", color="tab:blue")
     ax.bar(ids, test, bottom=train, label="test (personalised)", color="tab:orange")
     ax.set_xticks(ids)
@@ -98,10 +150,11 @@ def samples_per_client(partition, title: str | None = None) -> plt.Figure:
 
 # --- 01_zero_shot -------------------------------------------------------------------------------
 
+@styled
 def zero_shot_accuracy(rows: Sequence[Mapping[str, Any]], backbone: str) -> plt.Figure:
     """Top-1 per dataset (``evaluate_zero_shot`` rows), with chance level."""
     df = pd.DataFrame(rows)
-    fig, ax = plt.subplots(figsize=(1.4 * len(df) + 2, 3))
+    fig, ax = _subplots(figsize=(1.4 * len(df) + 2, 3))
     x = np.arange(len(df))
     cols = [c for c in ("top1", "top1_ensemble") if c in df]
     width = 0.8 / len(cols)
@@ -120,10 +173,11 @@ def zero_shot_accuracy(rows: Sequence[Mapping[str, Any]], backbone: str) -> plt.
     return fig
 
 
+@styled
 def per_class_accuracy(per_class: Mapping[str, float], dataset: str, backbone: str) -> plt.Figure:
     """Per-class top-1 (``ZeroShotResult.per_class_accuracy()``), sorted."""
     items = sorted(per_class.items(), key=lambda kv: (-np.nan_to_num(kv[1], nan=-1), kv[0]))
-    fig, ax = plt.subplots(figsize=(max(4, 0.3 * len(items) + 1), 3))
+    fig, ax = _subplots(figsize=(max(4, 0.3 * len(items) + 1), 3))
     ax.bar(range(len(items)), [v for _, v in items], color="tab:green")
     ax.set_xticks(range(len(items)), [k for k, _ in items], rotation=75, fontsize=7)
     ax.set_ylabel("top-1 accuracy (%)")
@@ -133,6 +187,7 @@ def per_class_accuracy(per_class: Mapping[str, float], dataset: str, backbone: s
     return fig
 
 
+@styled
 def confusion(labels: Sequence[int], predictions: Sequence[int], classnames: Sequence[str],
               dataset: str, backbone: str, normalize: bool = True) -> plt.Figure:
     """Row-normalised confusion matrix (sklearn), true class on the rows."""
@@ -142,7 +197,7 @@ def confusion(labels: Sequence[int], predictions: Sequence[int], classnames: Seq
     cm = confusion_matrix(labels, predictions, labels=list(range(len(classnames))),
                           normalize="true" if normalize else None)
     n = len(classnames)
-    fig, ax = plt.subplots(figsize=(0.32 * n + 2.5, 0.3 * n + 2))
+    fig, ax = _subplots(figsize=(0.32 * n + 2.5, 0.3 * n + 2))
     sns.heatmap(100 * cm if normalize else cm, ax=ax, cmap="Blues", vmin=0,
                 cbar_kws={"label": "% of the true class" if normalize else "images"},
                 xticklabels=classnames, yticklabels=classnames, square=True)
@@ -163,6 +218,7 @@ ACCURACY_CURVES = {"personalised_acc_weighted": "personalised (weighted by test 
                    "global_acc": "global (shared prompts, pooled test set)"}
 
 
+@styled
 def learning_curves(rounds: pd.DataFrame, backbone: str, title: str = "", method: str | None = None) -> plt.Figure:
     """Accuracy (personalised and global, %) and training loss terms against the round.
 
@@ -170,7 +226,7 @@ def learning_curves(rounds: pd.DataFrame, backbone: str, title: str = "", method
     curve, since its server prompt never trains."""
     from fedrs.methods import has_global_model
 
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.4), layout="constrained")
+    fig, (a, b) = _subplots(1, 2, figsize=(10, 3.4), layout="constrained")
     for col, label in ACCURACY_CURVES.items():
         if col == "global_acc" and method is not None and not has_global_model(method):
             continue
@@ -196,10 +252,11 @@ def learning_curves(rounds: pd.DataFrame, backbone: str, title: str = "", method
     return fig
 
 
+@styled
 def communication_per_round(rounds: pd.DataFrame, backbone: str, title: str = "") -> plt.Figure:
     """KiB uploaded / downloaded per client in each round, and cumulative over all clients."""
     rows = rounds[rounds["round"] > 0]
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.4), layout="constrained")
+    fig, (a, b) = _subplots(1, 2, figsize=(10, 3.4), layout="constrained")
     for col, label, style in (("up_bytes_per_client", "upload", "-o"), ("down_bytes_per_client", "download", "--s")):
         if col in rows:
             a.plot(rows["round"], rows[col] / 1024, style, ms=3, label=label)
@@ -220,12 +277,13 @@ def communication_per_round(rounds: pd.DataFrame, backbone: str, title: str = ""
     return fig
 
 
+@styled
 def per_client_accuracy(clients: pd.DataFrame, backbone: str, title: str = "") -> plt.Figure:
     """Each client's personalised accuracy on its own test split at the last evaluated round
     (``clients.csv``), with its number of test images."""
     evaluated = clients.dropna(subset=["personalised_acc"])
     last = evaluated[evaluated["round"] == evaluated["round"].max()].sort_values("client")
-    fig, ax = plt.subplots(figsize=(max(5, 0.5 * len(last) + 1.5), 3), layout="constrained")
+    fig, ax = _subplots(figsize=(max(5, 0.5 * len(last) + 1.5), 3), layout="constrained")
     bars = ax.bar(last["client"].astype(str), 100 * last["personalised_acc"], color="tab:purple")
     if "test_examples" in last:
         ax.bar_label(bars, labels=[f"n={int(n)}" for n in last["test_examples"]], fontsize=6)
@@ -253,13 +311,14 @@ def _colors(labels: Sequence[str]) -> dict[str, Any]:
     return {label: cycle[i % len(cycle)] for i, label in enumerate(dict.fromkeys(labels))}
 
 
+@styled
 def grouped_bars(summary: pd.DataFrame, group: str, labels: Mapping[Any, str] | None, value: str,
                  backbone: str, title: str) -> plt.Figure:
     """Mean ± std bars: settings on the x axis, one bar per ``group`` value."""
     part = summary[summary["backbone"] == backbone]
     settings = list(dict.fromkeys(_setting(r) for _, r in part.iterrows()))
     groups = list(dict.fromkeys(part[group]))
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.5 + len(settings) * (0.3 * len(groups) + 0.6)), 3.8),
+    fig, ax = _subplots(figsize=(max(6.0, 1.5 + len(settings) * (0.3 * len(groups) + 0.6)), 3.8),
                            layout="constrained")
     width = 0.8 / max(len(groups), 1)
     x = np.arange(len(settings))
@@ -278,10 +337,11 @@ def grouped_bars(summary: pd.DataFrame, group: str, labels: Mapping[Any, str] | 
     return fig
 
 
+@styled
 def prompt_length_curve(summary: pd.DataFrame, backbone: str) -> plt.Figure:
     """Accuracy and uploaded values against prompt length (FedRSCLIP, full)."""
     part = summary[summary["backbone"] == backbone]
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.4), layout="constrained")
+    fig, (a, b) = _subplots(1, 2, figsize=(10, 3.4), layout="constrained")
     settings = [" · ".join(map(str, k)) for k in dict.fromkeys(zip(part["dataset"], part["split"]))]
     colors = _colors(settings)
     for (dataset, split), rows in part.groupby(["dataset", "split"], sort=False):
@@ -307,12 +367,13 @@ def prompt_length_curve(summary: pd.DataFrame, backbone: str) -> plt.Figure:
     return fig
 
 
+@styled
 def accuracy_vs_communication(summary: pd.DataFrame, backbone: str) -> plt.Figure:
     """Personalised accuracy against uploaded values per client per round (symlog x: 0 = local)."""
     part = summary[summary["backbone"] == backbone]
     settings = list(dict.fromkeys(zip(part["dataset"], part["split"])))
     colors = _colors(list(part["label"]))
-    fig, axes = plt.subplots(1, len(settings), figsize=(4.0 * len(settings) + 2, 3.4), squeeze=False,
+    fig, axes = _subplots(1, len(settings), figsize=(4.0 * len(settings) + 2, 3.4), squeeze=False,
                              layout="constrained")
     for ax, setting in zip(axes[0], settings):
         rows = part[(part["dataset"] == setting[0]) & (part["split"] == setting[1])]
@@ -330,16 +391,15 @@ def accuracy_vs_communication(summary: pd.DataFrame, backbone: str) -> plt.Figur
     return fig
 
 
+@styled
 def mean_learning_curves(rounds: pd.DataFrame, backbone: str, value: str) -> plt.Figure | None:
     """Mean over seeds of ``value`` per round, one line per method, one panel per setting."""
     part = rounds[rounds["backbone"] == backbone] if "backbone" in rounds else rounds
     if part.empty or value not in part or "round" not in part:
         return None
     settings = list(dict.fromkeys(zip(part["dataset"], part["split"])))
-    fig, axes = plt.subplots(1, len(settings), figsize=(4.0 * len(settings) + 2, 3.4), squeeze=False,
+    fig, axes = _subplots(1, len(settings), figsize=(4.0 * len(settings) + 2, 3.4), squeeze=False,
                              layout="constrained")
-    from fedrs.study.report import method_label
-
     colors = _colors([method_label(m) for m in part["method"]])
     for ax, setting in zip(axes[0], settings):
         rows = part[(part["dataset"] == setting[0]) & (part["split"] == setting[1])]
@@ -359,40 +419,9 @@ def mean_learning_curves(rounds: pd.DataFrame, backbone: str, value: str) -> plt
     return fig
 
 
-def report_figures(tables: Mapping[str, Any], runs: pd.DataFrame, results_dir: str | Path) -> dict[str, plt.Figure]:
-    """Every figure of the report, by file stem (one per table and backbone)."""
-    from fedrs.study import report
-
-    backbones = sorted(runs["backbone"].unique())
-
-    def stem(name: str, backbone: str) -> str:
-        return name if len(backbones) == 1 else f"{name}__{backbone.replace('/', '__')}"
-
-    figs: dict[str, plt.Figure] = {}
-    for b in backbones:
-        if "methods" in tables:
-            figs[stem("methods", b)] = grouped_bars(tables["methods"].frame, "method", report.METHOD_LABELS,
-                                                    "personalised_acc", b, "Methods: personalised accuracy (mean ± std over seeds)")
-        if "constraints" in tables:
-            figs[stem("constraints", b)] = grouped_bars(tables["constraints"].frame, "variant", None,
-                                                        "personalised_acc", b, "FedRSCLIP: alignment-constraint ablation")
-        if "prompt_length" in tables:
-            figs[stem("prompt_length", b)] = prompt_length_curve(tables["prompt_length"].frame, b)
-        if "communication" in tables:
-            figs[stem("accuracy_vs_communication", b)] = accuracy_vs_communication(tables["communication"].frame, b)
-    figs = {k: v for k, v in figs.items() if v is not None}
-    if "methods" in tables:
-        methods_runs = runs[(runs["variant"] == "full") & report._is_default_length(runs["prompt_length"])]
-        rounds = report.load_rounds(results_dir, methods_runs)
-        for b in backbones if "personalised_acc_weighted" in rounds else []:
-            fig = mean_learning_curves(rounds, b, "personalised_acc_weighted")
-            if fig is not None:
-                figs[stem("learning_curves", b)] = fig
-    return figs
-
-
 # --- 04_retrieval -------------------------------------------------------------------------------
 
+@styled
 def retrieval_examples(query: str, paths: Sequence[str | Path], scores: Sequence[float], backbone: str,
                        labels: Sequence[str] | None = None, method: str = "", thumb: int = 96,
                        columns: int = 5) -> plt.Figure:
@@ -401,7 +430,7 @@ def retrieval_examples(query: str, paths: Sequence[str | Path], scores: Sequence
 
     cols = min(columns, len(paths)) or 1
     rows = math.ceil(len(paths) / cols) or 1
-    fig, axes = plt.subplots(rows, cols, figsize=(1.7 * cols, 1.9 * rows + 0.6), squeeze=False)
+    fig, axes = _subplots(rows, cols, figsize=(1.7 * cols, 1.9 * rows + 0.6), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for i, (ax, path, score) in enumerate(zip(axes.flat, paths, scores)):

@@ -39,7 +39,7 @@ from typing import Iterable, Iterator, Literal, Sequence
 
 from fedrs.errors import FedrsError
 from fedrs.io import write_json_atomic
-from fedrs.study import project_root
+from fedrs.study import find_project_file, project_root
 
 NOTEBOOK_NAME = "02_federated_run.ipynb"
 STATUS_FILE = "sweep.json"
@@ -55,16 +55,6 @@ class SweepError(FedrsError):
 
 def default_notebook() -> Path:
     return project_root() / "notebooks" / NOTEBOOK_NAME
-
-
-def find_project_file(path: str | Path) -> Path:
-    """``path`` as given if it exists, else relative to the project root (notebooks run in
-    ``notebooks/`` but their parameters name files relative to the checkout)."""
-    p = Path(path).expanduser()
-    if p.is_absolute() or p.exists():
-        return p.resolve()
-    candidate = project_root() / p
-    return candidate.resolve() if candidate.exists() else p.resolve()
 
 
 # --- planning ---------------------------------------------------------------------------------
@@ -332,4 +322,4 @@ def sweep(params: Sequence[str | Path], study: str | None = None, results: str |
 
 
 __all__ = ["RunOutcome", "RunSpec", "SweepError", "SweepSummary", "default_notebook", "execute_run",
-           "expand_params", "find_project_file", "plan", "run_status", "study_of", "sweep"]
+           "expand_params", "plan", "run_status", "study_of", "sweep"]

@@ -1,0 +1,268 @@
+"""Collecting run folders: one row per run, read from what the run wrote.
+
+A run folder is whatever ``fedrs run`` / ``run_experiment`` / ``fedrs sweep`` wrote:
+``params.yaml`` (the full, resolved configuration) and ``metrics.json`` (final metrics), plus
+``rounds.csv`` (one row per round) when it was kept. :func:`collect_runs` reads every run folder
+under a results folder into one row per run (columns :data:`RUN_COLUMNS`, accuracies in percent),
+sorted in the study's order (:mod:`fedrs.study.vocabulary`); :func:`load_rounds` stacks the
+``rounds.csv`` of chosen runs for learning curves. The tables are built from these rows
+(:mod:`fedrs.study.tables`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import pandas as pd
+import yaml
+
+from fedrs.errors import FedrsError
+from fedrs.methods import has_global_model
+from fedrs.study.vocabulary import ABLATION_VARIANTS, DATASET_ORDER, METHODS, SWITCH_KEYS, variant_of
+
+
+#: columns of :func:`collect_runs`, in order
+RUN_COLUMNS = [
+    "backbone", "dataset", "split", "clients", "rounds", "method", "variant", "prompt_length",
+    "seed", "personalised_acc", "personalised_acc_unweighted", "global_acc", "upload_values",
+    "upload_bytes", "wall_s", "study", "run",
+]
+#: what identifies one configuration apart from its seed
+SETTING = ["backbone", "dataset", "split", "clients", "rounds"]
+
+# Where each run column is found: metrics.json first, then params.yaml. A name matches a dotted
+# key exactly or by its last component(s), so `seed` finds `seed` and `train.seed` alike.
+_FIELDS: dict[str, tuple[str, ...]] = {
+    "backbone": ("backbone",),
+    "dataset": ("dataset", "data.dataset"),
+    "clients": ("num_clients", "data.num_clients"),
+    "rounds": ("rounds", "train.rounds"),
+    "method": ("method", "method.name"),
+    "seed": ("seed", "train.seed"),  # the training seed (metrics.json "seed" is train.seed)
+    "personalised_acc": ("personalised_accuracy",),
+    "personalised_acc_unweighted": ("personalised_accuracy_unweighted",),
+    "global_acc": ("global_accuracy",),
+    "upload_values": ("upload_values_per_client_round",),
+    "upload_bytes": ("upload_bytes_per_client_round",),
+    "wall_s": ("wall_time_s",),
+    "prompt_length": ("method.n_ctx",),
+}
+#: run folders store accuracies as fractions (correct / total); tables and figures show percent
+ACCURACY_COLUMNS = ("personalised_acc", "personalised_acc_unweighted", "global_acc")
+
+
+class ReportError(FedrsError):
+    """A results folder that cannot be turned into tables."""
+
+
+# --- reading run folders --------------------------------------------------------------------------
+
+def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``; lists stay values."""
+    out: dict[str, Any] = {}
+    if isinstance(data, Mapping):
+        for key, value in data.items():
+            name = f"{prefix}.{key}" if prefix else str(key)
+            if isinstance(value, Mapping) and value:
+                out.update(flatten(value, name))
+            else:
+                out[name] = value
+    elif prefix:
+        out[prefix] = data
+    return out
+
+
+def lookup(flat: Mapping[str, Any], names: Sequence[str], default: Any = None) -> Any:
+    """The first of ``names`` found in ``flat``, exactly or as the dotted suffix of a key."""
+    for name in names:
+        if name in flat and flat[name] is not None:
+            return flat[name]
+    for name in names:
+        suffix = "." + name
+        for key in sorted(flat):
+            if key.endswith(suffix) and flat[key] is not None:
+                return flat[key]
+    return default
+
+
+def method_switches(params: Mapping[str, Any]) -> dict[str, Any]:
+    """The ablation switches (:data:`~fedrs.study.vocabulary.SWITCH_KEYS`) of a flattened
+    configuration's ``method`` section; ``None`` for those it does not set (the baselines)."""
+    return {key: lookup(params, (f"method.{key}",)) for key in SWITCH_KEYS}
+
+
+def split_label(value: Any) -> str:
+    """A short readable heterogeneity label from a split name or a partition mapping.
+
+    ``{"scheme": "dirichlet", "alpha": 0.5}`` -> ``Dir(0.5)``; ``iid`` -> ``IID``;
+    ``pathological`` with ``classes_per_client: 2`` -> ``Path(2 cls)``; few-shot K adds ``, K-shot``.
+    """
+    if value is None:
+        return "-"
+    if not isinstance(value, Mapping):
+        return str(value)
+    flat = flatten(value)
+    scheme = str(lookup(flat, ("scheme", "kind", "type")) or "split")
+    if scheme.lower() == "dirichlet":
+        label = f"Dir({_num(lookup(flat, ('alpha',)))})"
+    elif scheme.lower() == "iid":
+        label = "IID"
+    elif scheme.lower() == "pathological":
+        label = f"Path({_num(lookup(flat, ('classes_per_client',)))} cls)"
+    else:
+        label = scheme
+    shots = lookup(flat, ("few_shot",))
+    return label + (f", {shots}-shot" if shots else "")
+
+
+def _num(v: Any) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def _read_yaml(path: Path) -> dict:
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    return data if isinstance(data, dict) else {}
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ReportError(f"{path}: not valid JSON ({exc}); re-run that run or delete its folder") from exc
+    if not isinstance(data, dict):
+        raise ReportError(f"{path}: expected a JSON object; re-run that run or delete its folder")
+    return data
+
+
+def find_run_dirs(results_dir: str | Path) -> list[Path]:
+    """Every folder under ``results_dir`` holding a ``metrics.json`` (sorted)."""
+    root = Path(results_dir)
+    if not root.is_dir():
+        raise ReportError(f"no results folder {root}: run a study first (`fedrs sweep params/studies/...`)")
+    return sorted(p.parent for p in root.rglob("metrics.json") if ".ipynb_checkpoints" not in p.parts)
+
+
+def read_run(run_dir: str | Path, results_dir: str | Path | None = None) -> dict[str, Any]:
+    """One row (see :data:`RUN_COLUMNS`) from a run folder's ``metrics.json`` and ``params.yaml``."""
+    run_dir = Path(run_dir)
+    metrics = flatten(_read_json(run_dir / "metrics.json"))
+    if not (run_dir / "params.yaml").is_file():
+        raise ReportError(f"{run_dir}: metrics.json without params.yaml: the tables need the run's "
+                          "configuration (method switches, prompt length); keep params.yaml with metrics.json")
+    params = flatten(_read_yaml(run_dir / "params.yaml"))
+    both = {**params, **metrics}
+    row: dict[str, Any] = {"split": None}
+    for column, names in _FIELDS.items():
+        value = lookup(metrics, names)
+        row[column] = lookup(params, names) if value is None else value
+    row["split"] = split_label(next(
+        (v for v in (_section(metrics, "partition"), _section(params, "data"), metrics.get("split")) if v), None))
+    row["variant"] = variant_of(method_switches(both))
+    for column in ("clients", "rounds", "seed", "prompt_length", "upload_values", "upload_bytes"):
+        row[column] = _int_or_none(row[column])
+    row["wall_s"] = _float_or_nan(row["wall_s"])
+    for column in ACCURACY_COLUMNS:
+        value = _float_or_nan(row[column])
+        if value > 1.0:
+            raise ReportError(f"{run_dir / 'metrics.json'}: {column} = {value} is not a fraction in [0, 1] "
+                              "as run folders store accuracies; fix the run writer or re-run it")
+        row[column] = 100.0 * value
+    if not has_global_model(str(row["method"])):
+        row["global_acc"] = float("nan")  # the server's prompt never trained: not a global model
+    rel = run_dir.relative_to(results_dir) if results_dir is not None else Path(run_dir.name)
+    row["run"] = rel.name
+    row["study"] = rel.parent.as_posix() if rel.parent != Path(".") else ""
+    for column in ("backbone", "dataset", "method"):
+        row[column] = "-" if row[column] is None else str(row[column])
+    return {c: row.get(c) for c in RUN_COLUMNS}
+
+
+def _section(flat: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+    return {k[len(prefix) + 1:]: v for k, v in flat.items() if k.startswith(prefix + ".")}
+
+
+def _int_or_none(v: Any) -> int | None:
+    if v is None or isinstance(v, bool):
+        return None
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return int(f) if math.isfinite(f) else None
+
+
+def _float_or_nan(v: Any) -> float:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def collect_runs(results_dir: str | Path, missing_ok: bool = False) -> pd.DataFrame:
+    """One row per run folder under ``results_dir`` (columns :data:`RUN_COLUMNS`), sorted;
+    ``missing_ok``: no rows (instead of an error) when the folder does not exist."""
+    root = Path(results_dir)
+    return read_runs([] if missing_ok and not root.is_dir() else find_run_dirs(root), root)
+
+
+def read_runs(run_dirs: Sequence[str | Path], results_dir: str | Path | None = None) -> pd.DataFrame:
+    """One row per given run folder (columns :data:`RUN_COLUMNS`), sorted in the study's order;
+    ``study`` and ``run`` name each folder relative to ``results_dir``."""
+    df = pd.DataFrame([read_run(d, results_dir) for d in run_dirs], columns=RUN_COLUMNS)
+    for column in ("clients", "rounds", "seed", "prompt_length", "upload_values", "upload_bytes"):
+        df[column] = df[column].astype("Int64")
+    return sort_rows(df, SETTING + ["method", "variant", "prompt_length", "seed", "study", "run"])
+
+
+def load_rounds(results_dir: str | Path, runs: pd.DataFrame) -> pd.DataFrame:
+    """The ``rounds.csv`` of the given runs stacked, keyed by the runs' columns (empty if none)."""
+    frames = []
+    for _, run in runs.iterrows():
+        path = Path(results_dir) / run["study"] / run["run"] / "rounds.csv"
+        if path.is_file():
+            frame = pd.read_csv(path)
+            for column in SETTING + ["method", "variant", "prompt_length", "seed"]:
+                frame[column] = run[column]
+            if "global_acc" in frame and not has_global_model(str(run["method"])):
+                frame["global_acc"] = float("nan")
+            frames.append(frame)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+# --- ordering ---------------------------------------------------------------------------------
+
+def _order_key(column: str, value: Any) -> tuple:
+    """Sort key of one cell: datasets, methods and variants in the study's order, others by value."""
+    if column == "dataset" and value in DATASET_ORDER:
+        return (0, DATASET_ORDER.index(value))
+    if column == "dataset":
+        return (1, str(value))
+    if column == "method":
+        keys = list(METHODS)
+        return (keys.index(value), "") if value in keys else (len(keys), str(value))
+    if column == "variant":
+        return (ABLATION_VARIANTS.index(value), "") if value in ABLATION_VARIANTS else (len(ABLATION_VARIANTS), str(value))
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+        return (1, "")
+    if isinstance(value, (int, float)):
+        return (0, float(value))
+    return (0, str(value))
+
+
+def sort_rows(df: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
+    """``df`` sorted by ``columns`` in the study's order (stable; a fresh index)."""
+    if df.empty:
+        return df.reset_index(drop=True)
+    keys = [tuple(_order_key(c, row[c]) for c in columns) for _, row in df.iterrows()]
+    order = sorted(range(len(df)), key=lambda i: keys[i])
+    return df.iloc[order].reset_index(drop=True)
+
+
+
+__all__ = [
+    "ACCURACY_COLUMNS", "RUN_COLUMNS", "SETTING", "ReportError", "collect_runs", "find_run_dirs", "flatten",
+    "load_rounds", "lookup", "method_switches", "read_run", "read_runs", "sort_rows", "split_label",
+]

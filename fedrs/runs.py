@@ -1,9 +1,10 @@
 """Run configurations and run folders.
 
-A run is one YAML file (:class:`RunConfig`) and one self-describing folder::
+A run is one YAML file (:class:`RunConfig`) and one self-describing folder, filled by
+:func:`fedrs.experiment.run_experiment`::
 
     DIR/params.yaml     the full configuration, defaults filled in
-    DIR/split.json      the Fed-RSIC partition manifest
+    DIR/split.json      the clients' data: the Fed-RSIC partition manifest (a retrieval run: image shards)
     DIR/rounds.csv      one row per round (accuracies, loss terms, communication, time)
     DIR/clients.csv     one row per client and round (examples, bytes up/down, personalised accuracy)
     DIR/metrics.json    the final summary (written last: its presence marks a finished run)

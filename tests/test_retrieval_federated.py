@@ -174,3 +174,32 @@ def test_fedrs_run_with_dirichlet_retrieval_clients(tiny, tmp_path, monkeypatch,
     assert sorted(split["clients"][0] + split["clients"][1]) == sorted(sets["train+val"].image_ids)
     clients = (out / "clients.csv").read_text().splitlines()
     assert clients[0].startswith("client,train_images,scene_classes")
+
+
+def test_retrieval_run_resumes_to_the_uninterrupted_result(tiny, tmp_path, monkeypatch):
+    """The shared run-folder preamble on the retrieval pipeline: split.json is written before the
+    rounds, a resumed run ends with the uninterrupted run's recalls, and a resumed run whose
+    clients would hold other images is refused."""
+    from fedrs.experiment import run_experiment
+    from fedrs.runs import load_run_config
+
+    serve_sets(monkeypatch, {"train+val": tiny_set(tiny, n_images=6), "test": tiny_set(tiny, n_images=4)})
+    params = write_retrieval_params(tmp_path / "tiny.yaml", "scheme: iid", ", private: [adapter.up.text]")
+    cfg = load_run_config(params, {"train.rounds": 2})
+    reference = run_experiment(cfg, tmp_path / "reference", progress=False)
+
+    def stop_after_round_1(r, row):
+        if r == 1:
+            raise KeyboardInterrupt
+
+    for name in ("resumed", "tampered"):
+        with pytest.raises(KeyboardInterrupt):
+            run_experiment(cfg, tmp_path / name, progress=False, on_round=stop_after_round_1)
+        assert (tmp_path / name / "split.json").read_text() == (tmp_path / "reference" / "split.json").read_text()
+        assert not (tmp_path / name / "metrics.json").exists()
+    resumed = run_experiment(cfg, tmp_path / "resumed", progress=False, resume=True)
+    assert resumed["global"] == reference["global"] and resumed["personalised"] == reference["personalised"]
+    split = tmp_path / "tampered" / "split.json"
+    split.write_text(split.read_text().replace('"seed": 0', '"seed": 1'))
+    with pytest.raises(FedrsError, match="differs from the partition rebuilt now"):
+        run_experiment(cfg, tmp_path / "tampered", progress=False, resume=True)

@@ -178,4 +178,5 @@ def run_retrieval(cfg: RunConfig, folder: RunFolder, *, resume: bool = False, pr
     }
 
 
-__all__ = ["FederatedRetrievalResult", "concat_pool", "federated_retrieval", "split_manifest", "run_retrieval"]
+__all__ = ["FederatedRetrievalResult", "concat_pool", "federated_retrieval", "split_manifest",
+           "run_retrieval"]

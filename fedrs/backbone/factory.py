@@ -4,9 +4,17 @@
 
 * any open_clip model name with a pretrained tag: ``("ViT-B-16", "openai")``,
   ``("ViT-B-32", "laion2b_s34b_b79k")`` (downloaded by open_clip when the hub is reachable, or
-  taken from the local Hugging Face cache);
-* any open_clip model name with a local checkpoint file in open_clip format:
-  ``("ViT-B-32", "/weights/RemoteCLIP-ViT-B-32.pt")``, ``("ViT-B-32", "RS5M_ViT-B-32.pt")``;
+  taken from the local Hugging Face cache). The activation follows the tag: ``("ViT-B-16",
+  "openai")`` builds ``ViT-B-16-quickgelu`` (open_clip itself only warns about the mismatch);
+* any open_clip model name with a local checkpoint file: a plain open_clip state dict, an
+  open_clip training checkpoint (``{'state_dict': {'module.<key>': ...}}``) or an ITRA training
+  checkpoint (RemoteCLIP's and GeoRSCLIP's trainer), see ``checkpoints.LAYOUTS``. A file the
+  checkpoint registry (:mod:`fedrs.backbone.checkpoints`) recognises, by name or sha256, is built
+  with its registered recipe: ``("ViT-B-32", "RemoteCLIP-ViT-B-32.pt")`` builds
+  ``ViT-B-32-quickgelu``, because RemoteCLIP was trained with QuickGELU and a GELU build gives
+  silently wrong features (open_clip issue #771). Every file is loaded strictly: a file that
+  lacks weights of the architecture, or carries weights it does not have, is an error unless the
+  caller passes ``strict=False`` (or the registry lists the keys as ones the file may miss);
 * the offline default ``"fedrs-rsclip-s"`` (and the test-sized ``"fedrs-rsclip-tiny"``): small
   CLIPs pretrained by ``fedrs backbone pretrain`` on RSICD captions. Their configs are registered
   with open_clip (``model_configs/``) and their weights are open_clip checkpoints, so they load
@@ -22,9 +30,15 @@ method and notebook cell in a process shares one instance.
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
+import logging
 import os
+import pickle
 import socket
+import warnings
+import zipfile
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -32,8 +46,19 @@ from typing import Any, Callable
 import open_clip
 import torch
 
+from fedrs.backbone.checkpoints import (
+    LAYOUTS,
+    CheckpointEntry,
+    KeyLayout,
+    base_architecture,
+    detect_layout,
+    entry_for_hub_tag,
+    identify_checkpoint,
+)
 from fedrs.errors import BackboneError
 from fedrs.paths import models_root
+
+logger = logging.getLogger(__name__)
 
 MODEL_CONFIG_DIR = Path(__file__).parent / "model_configs"
 open_clip.add_model_config(MODEL_CONFIG_DIR)
@@ -61,6 +86,10 @@ class Backbone:
     checkpoint: Path | None = None
     fingerprint: str = "random"
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    #: key of the checkpoint-registry entry whose recipe built these weights (file or hub tag)
+    checkpoint_entry: str | None = None
+    #: whether the file's sha256 is the registry's published one (None: no checksum registered)
+    sha256_verified: bool | None = None
 
     @property
     def label(self) -> str:
@@ -72,6 +101,9 @@ class Backbone:
             # file is called open_clip_model.pt, so the weights' fingerprint says which build it is
             return f"{self.model_name}/offline-{self.fingerprint[:8]}"
         if self.checkpoint is not None and self.pretrained and os.path.isfile(str(self.pretrained)):
+            if self.checkpoint_entry and self.sha256_verified is not False:
+                # registered weights: the entry names them better than a generic epoch_20.pt
+                return f"{self.model_name}/{self.checkpoint_entry}"
             return f"{self.model_name}/{Path(self.pretrained).stem}"
         return f"{self.model_name}/{self.pretrained}"
 
@@ -187,24 +219,223 @@ def _resolve_hub_tag(model_name: str, tag: str) -> tuple[str, dict[str, Any]]:
     return tag, overrides
 
 
+def hub_tag_architecture(model_name: str, tag: str) -> str:
+    """The open_clip model name whose activation matches the weights of ``(model_name, tag)``.
+
+    open_clip marks the tags trained with QuickGELU (every ``openai`` tag, ``laion400m_e31/e32``,
+    MetaCLIP) in their pretrained config; building them under a GELU config only warns and gives
+    wrong features (open_clip issue #771), so ``("ViT-B-32", "openai")`` becomes
+    ``ViT-B-32-quickgelu``. Unknown tags are returned unchanged (the caller reports them).
+    """
+    cfg = open_clip.get_pretrained_cfg(model_name, tag)
+    if not cfg:
+        return model_name
+    wants_quick = bool(cfg.get("quick_gelu", False))
+    has_quick = bool((open_clip.get_model_config(model_name) or {}).get("quick_gelu", False))
+    if wants_quick == has_quick:
+        return model_name
+    candidate = f"{base_architecture(model_name)}-quickgelu" if wants_quick else base_architecture(model_name)
+    if candidate in open_clip.list_models() and tag in open_clip.list_pretrained_tags_by_model(candidate):
+        return candidate
+    raise BackboneError(
+        f"pretrained tag {tag!r} was trained with {'QuickGELU' if wants_quick else 'GELU'} but open_clip model "
+        f"{model_name!r} uses {'QuickGELU' if has_quick else 'GELU'} and has no variant that matches; "
+        f"choose a model listed for this tag by `fedrs backbone list --all`"
+    )
+
+
+#: entries of a TorchScript state dict that are no weights: OpenAI's scalars (open_clip drops them
+#: too), and attention masks, which open_clip rebuilds (a non-persistent buffer that scripting exports)
+_JIT_EXTRA_KEYS = ("input_resolution", "context_length", "vocab_size", "attn_mask")
+_WRAPPERS = tuple(dict.fromkeys(w for layout in LAYOUTS for w in layout.wrappers))
+_STRIP_PREFIXES = tuple(dict.fromkeys(layout.strip_prefix for layout in LAYOUTS if layout.strip_prefix))
+
+
+def _is_torchscript(path: Path) -> bool:
+    """A ``torch.jit.save`` archive: a zip whose record holds a ``code/`` folder."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any("/code/" in name for name in archive.namelist())
+
+
+def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], KeyLayout]:
+    """A checkpoint file's weights as an open_clip state dict, and the layout they were saved in.
+
+    Reads ``.safetensors``, ``torch.save`` files (tensors only: ``weights_only=True``, so a file
+    cannot run code) and OpenAI's TorchScript archives; unwraps training checkpoints
+    (``{'state_dict': ...}``), strips the ``module.`` prefix of DistributedDataParallel and renames
+    the ITRA layout's ``text_backbone.``/``image_backbone.`` keys (``checkpoints.LAYOUTS``).
+    """
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        obj: Any = load_file(str(path), device="cpu")
+    elif _is_torchscript(path):
+        # OpenAI's original CLIP files are TorchScript archives (TorchScript code, no pickled Python)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # torch.jit.load's deprecation notice
+            obj = dict(torch.jit.load(str(path), map_location="cpu").state_dict())
+        for key in _JIT_EXTRA_KEYS:
+            obj.pop(key, None)
+    else:
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as exc:
+            raise BackboneError(
+                f"{path} holds pickled Python objects besides tensors, which fedrs does not unpickle (a "
+                f"checkpoint must not run code); if you trust the file, re-save its weights with "
+                f"torch.save(torch.load(path, weights_only=False)['state_dict'], 'weights.pt') ({exc})"
+            ) from exc
+        except RuntimeError as exc:
+            raise BackboneError(f"cannot read checkpoint {path}: {exc}") from exc
+    wrapped = False
+    while isinstance(obj, dict):
+        inner = next((obj[w] for w in _WRAPPERS if isinstance(obj.get(w), dict)), None)
+        if inner is None:
+            break
+        obj, wrapped = inner, True
+    tensors = {k: v for k, v in obj.items() if isinstance(k, str) and torch.is_tensor(v)} if isinstance(obj, dict) else {}
+    if not tensors:
+        raise BackboneError(f"{path} holds no state dict (no name -> tensor mapping found); "
+                            f"give an open_clip checkpoint file")
+    for prefix in _STRIP_PREFIXES:
+        if all(k.startswith(prefix) for k in tensors):
+            tensors = {k[len(prefix):]: v for k, v in tensors.items()}
+            wrapped = True
+    layout = detect_layout(tensors, wrapped)
+    for old, new in layout.renames:
+        tensors = {(new + k[len(old):] if k.startswith(old) else k): v for k, v in tensors.items()}
+    return tensors, layout
+
+
+def _key_summary(keys: list[str], limit: int = 6) -> str:
+    shown = ", ".join(keys[:limit])
+    return shown + (f", ... ({len(keys)} in all)" if len(keys) > limit else "")
+
+
+def load_weights(model: torch.nn.Module, state_dict: dict[str, torch.Tensor], *, strict: bool = True,
+                 may_miss: tuple[str, ...] = (), source: str = "checkpoint", model_name: str = "") -> None:
+    """Load ``state_dict`` into an open_clip ``model``, reporting key mismatches ourselves.
+
+    The same adaptations as open_clip's ``load_checkpoint`` (third-party conversions, scalar
+    ``logit_scale``, positional-embedding resizing) are applied; then any weight the file lacks
+    (other than the ``may_miss`` glob patterns) or carries beyond the model is a
+    :class:`BackboneError` unless ``strict`` is false, when it is logged and the model keeps its
+    (seeded) initial values there. Shape mismatches are always an error.
+    """
+    from open_clip.convert import convert_state_dict
+    from open_clip.model import convert_to_custom_text_state_dict, resize_pos_embed, resize_text_pos_embed
+
+    name = model_name or type(model).__name__
+    sd = convert_state_dict(model, dict(state_dict))
+    if "positional_embedding" in sd and not hasattr(model, "positional_embedding"):
+        sd = convert_to_custom_text_state_dict(sd)
+    for scalar in ("logit_scale", "logit_bias"):
+        target = getattr(model, scalar, None)
+        if scalar in sd and isinstance(target, torch.Tensor) and sd[scalar].ndim != target.ndim:
+            sd[scalar] = sd[scalar].reshape(target.shape)
+    if "text.transformer.embeddings.position_ids" in sd and not hasattr(model, "text.transformer.embeddings.position_ids"):
+        del sd["text.transformer.embeddings.position_ids"]
+    try:
+        resize_pos_embed(sd, model)
+        resize_text_pos_embed(sd, model)
+        result = model.load_state_dict(sd, strict=False)
+    except (RuntimeError, AssertionError, ValueError, KeyError) as exc:
+        # size mismatches (load_state_dict) or grid resizing failures: the wrong file for this architecture
+        raise BackboneError(f"{source} does not fit open_clip model {name!r} ({exc}); "
+                            f"check that the file was trained with this architecture") from exc
+    missing = [k for k in result.missing_keys if not any(fnmatch.fnmatchcase(k, p) for p in may_miss)]
+    unexpected = list(result.unexpected_keys)
+    if not (missing or unexpected):
+        return
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} weight(s) of the model are not in the file ({_key_summary(missing)})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} weight(s) in the file are not in the model ({_key_summary(unexpected)})")
+    problem = f"{source} loads only partially into open_clip model {name!r}: {'; '.join(parts)}"
+    if strict:
+        raise BackboneError(
+            f"{problem}. Check that the file was saved from this architecture; if partial loading is "
+            f"intended (missing weights keep their random initialisation), load with strict=False "
+            f"(run config: backbone.strict: false)"
+        )
+    logger.warning("%s; loaded anyway (strict=False)", problem)
+
+
+@contextmanager
+def _quiet_random_init_warning():
+    """open_clip warns 'No pretrained weights loaded' on the root logger when we build the
+    architecture and load the file ourselves right after; drop only that record."""
+    root = logging.getLogger()
+
+    def drop(record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("No pretrained weights loaded for model")
+
+    root.addFilter(drop)
+    try:
+        yield
+    finally:
+        root.removeFilter(drop)
+
+
+def _build(model_name: str, device: torch.device, pretrained: str | None = None,
+           **kwargs) -> tuple[torch.nn.Module, Callable]:
+    """open_clip model and eval transform, initialised from a fixed seed (same in every process)."""
+    with torch.random.fork_rng(devices=[]), _quiet_random_init_warning():
+        torch.manual_seed(0)
+        clip_model, _, preprocess = open_clip.create_model_and_transforms(
+            model_name, pretrained=pretrained, device=device, **kwargs
+        )
+    return clip_model, preprocess
+
+
+def _recipe_for_file(model: str, checkpoint: Path, fingerprint: str) -> tuple[str, CheckpointEntry | None, bool | None]:
+    """(architecture to build, registry entry, sha256 verified) for a checkpoint file."""
+    entry = identify_checkpoint(checkpoint, fingerprint)
+    if entry is None:
+        return model, None, None
+    if base_architecture(model) != entry.base_architecture:
+        raise BackboneError(
+            f"{checkpoint.name} is the registered checkpoint {entry.title!r} ({entry.key}), an open_clip "
+            f"{entry.architecture!r}, not {model!r}: pass model {entry.base_architecture!r} (fedrs applies "
+            f"its recipe, see `fedrs backbone list --all`)"
+        )
+    verified = (fingerprint in entry.sha256) if entry.sha256 else None
+    if verified is False:
+        logger.warning("%s is named like the published %s but its sha256 (%s) is not the published one; "
+                       "applying the registered recipe anyway", checkpoint.name, entry.title, fingerprint[:12])
+    if model != entry.architecture:
+        logger.info("%s is %s, trained with %s: building open_clip %r instead of %r",
+                    checkpoint.name, entry.title, entry.activation, entry.architecture, model)
+    return entry.architecture, entry, verified
+
+
 def create_backbone(
     model: str = OFFLINE_DEFAULT,
     pretrained: str | os.PathLike | None = None,
     device: str | torch.device = "cpu",
     cache: bool = True,
+    strict: bool = True,
 ) -> Backbone:
     """Create (or fetch from the per-process cache) a frozen open_clip backbone.
 
     Args:
         model: open_clip model name (``"ViT-B-16"``) or a fedrs offline model (``"fedrs-rsclip-s"``).
+            For a registered checkpoint or tag the activation variant (``-quickgelu`` or not) is
+            chosen by the recipe, so ``"ViT-B-32"`` and ``"ViT-B-32-quickgelu"`` are equivalent.
         pretrained: hub tag, checkpoint file, ``"random"``, or ``None`` (offline models: the local
             checkpoint from ``fedrs backbone pretrain``; open_clip models: random init is refused,
             pass ``"random"`` explicitly).
         device: torch device for the frozen model.
+        strict: refuse a checkpoint file that lacks weights of the model or carries extra ones
+            (``False``: load what matches, log the rest).
     """
     device = torch.device(device)
     pretrained = str(pretrained) if pretrained is not None else None
-    key = (model, pretrained, str(device))
+    key = (model, pretrained, str(device), strict)
     if cache and key in _CACHE:
         return _CACHE[key]
 
@@ -216,10 +447,8 @@ def create_backbone(
         )
 
     checkpoint: Path | None = None
-    overrides: dict[str, Any] = {}
-    open_clip_pretrained: str | None
     if pretrained == RANDOM:
-        open_clip_pretrained = None
+        pass
     elif pretrained is None:
         if model not in OFFLINE_MODELS:
             raise BackboneError(
@@ -232,60 +461,74 @@ def create_backbone(
                 f"the offline backbone {model!r} has not been built yet (expected {checkpoint}); run "
                 f"`fedrs backbone pretrain --model {model}` (or `make backbone`)"
             )
-        open_clip_pretrained = str(checkpoint)
     elif os.path.isfile(pretrained) or os.sep in pretrained or pretrained.endswith((".pt", ".pth", ".bin", ".safetensors")):
         checkpoint = Path(pretrained).expanduser().resolve()
         if not checkpoint.is_file():
             raise BackboneError(f"checkpoint file not found: {checkpoint}; check the path")
-        open_clip_pretrained = str(checkpoint)
+    elif model in OFFLINE_MODELS:
+        raise BackboneError(
+            f"{model!r} has no hub weights; use pretrained=None (its local checkpoint), a file, or 'random'"
+        )
+
+    entry: CheckpointEntry | None = None
+    verified: bool | None = None
+    fingerprint = RANDOM
+    architecture = model
+    if pretrained == RANDOM:
+        clip_model, preprocess = _build(model, device)
+    elif checkpoint is not None:
+        fingerprint = file_fingerprint(checkpoint)
+        architecture, entry, verified = _recipe_for_file(model, checkpoint, fingerprint)
+        state_dict, layout = read_checkpoint(checkpoint)
+        if layout.renames or layout.strip_prefix:
+            logger.info("%s: %s layout, keys normalised", checkpoint.name, layout.name)
+        clip_model, preprocess = _build(architecture, device)
+        load_weights(clip_model, state_dict, strict=strict, may_miss=entry.may_miss if entry else (),
+                     source=f"checkpoint {checkpoint}", model_name=architecture)
+        del state_dict
     else:
-        if model in OFFLINE_MODELS:
-            raise BackboneError(
-                f"{model!r} has no hub weights; use pretrained=None (its local checkpoint), a file, or 'random'"
-            )
-        open_clip_pretrained, overrides = _resolve_hub_tag(model, pretrained)
+        architecture = hub_tag_architecture(model, pretrained)
+        if architecture != model:
+            logger.info("tag %r was trained with QuickGELU: building open_clip %r instead of %r",
+                        pretrained, architecture, model)
+        open_clip_pretrained, overrides = _resolve_hub_tag(architecture, pretrained)
+        entry = entry_for_hub_tag(architecture, pretrained)
+        kwargs = {}
+        if overrides.get("mean"):
+            kwargs["image_mean"] = overrides["mean"]
+        if overrides.get("std"):
+            kwargs["image_std"] = overrides["std"]
+        try:
+            clip_model, preprocess = _build(architecture, device, pretrained=open_clip_pretrained, **kwargs)
+        except (RuntimeError, AssertionError, ValueError, KeyError) as exc:
+            if "Failed to download" in str(exc):
+                raise BackboneError(f"could not download {pretrained!r} for {model!r}: {exc}; "
+                                    f"{_offline_alternatives(model)}") from exc
+            if os.path.isfile(open_clip_pretrained):
+                raise BackboneError(
+                    f"cached weights {open_clip_pretrained} for tag {pretrained!r} do not fit open_clip model "
+                    f"{architecture!r} ({exc})"
+                ) from exc
+            raise
         if os.path.isfile(open_clip_pretrained):
             checkpoint = Path(open_clip_pretrained)
-
-    kwargs = {}
-    if overrides.get("mean"):
-        kwargs["image_mean"] = overrides["mean"]
-    if overrides.get("std"):
-        kwargs["image_std"] = overrides["std"]
-    try:
-        with torch.random.fork_rng(devices=[]):  # same random init in every process
-            torch.manual_seed(0)
-            clip_model, _, preprocess = open_clip.create_model_and_transforms(
-                model, pretrained=open_clip_pretrained, device=device, **kwargs
-            )
-    except (RuntimeError, AssertionError, ValueError, KeyError) as exc:
-        # open_clip signals shape mismatches with RuntimeError (load_state_dict) or AssertionError
-        # (positional-embedding resizing); both mean "wrong file for this architecture"
-        if "Failed to download" in str(exc):
-            raise BackboneError(f"could not download {pretrained!r} for {model!r}: {exc}; "
-                                f"{_offline_alternatives(model)}") from exc
-        if checkpoint is not None:
-            raise BackboneError(
-                f"checkpoint {checkpoint} does not fit open_clip model {model!r} ({exc}); "
-                f"check that the file was trained with this architecture"
-            ) from exc
-        raise
+            fingerprint = file_fingerprint(checkpoint)
     clip_model.eval()
     for param in clip_model.parameters():
         param.requires_grad_(False)
 
     backbone = Backbone(
-        model_name=model,
-        pretrained=pretrained if pretrained is not None else (str(checkpoint) if checkpoint else None),
+        model_name=architecture,
+        pretrained=pretrained,
         model=clip_model,
         preprocess=preprocess,
-        tokenizer=open_clip.get_tokenizer(model),
+        tokenizer=open_clip.get_tokenizer(architecture),
         checkpoint=checkpoint,
-        fingerprint=file_fingerprint(checkpoint) if checkpoint is not None else RANDOM,
+        fingerprint=fingerprint,
         device=device,
+        checkpoint_entry=entry.key if entry else None,
+        sha256_verified=verified,
     )
-    if pretrained is None:
-        backbone.pretrained = None
     if cache:
         _CACHE[key] = backbone
     return backbone

@@ -1,8 +1,11 @@
 """The baselines of issue #4 in the shared harness, on the tiny random-init backbone.
 
-Zero-shot, local-only, PromptFL, FedPGP-style, FedOTP-style and centralised: each trains only its
-own tensors, uploads exactly what it declares (local-only nothing; FedPGP and FedOTP never their
-local parts), runs through ``run_experiment``, and centralised equals one client holding all data.
+What every registered method must do (train only its own tensors, upload only what it declares,
+refuse a private tensor in an upload) is ``test_methods_registry.py``, generated from the registry.
+Here is what is specific to each baseline: the tensor names each declares (local-only uploads
+nothing; FedPGP and FedOTP never their local parts), FedOTP's non-default OT matching, the
+zero-shot classifier, sizes, local parts across an engine run, centralised equal to one client
+holding all data, and each offline config through ``run_experiment``.
 """
 
 from __future__ import annotations
@@ -13,14 +16,15 @@ import pytest
 import torch
 
 from fedrs.backbone.factory import create_backbone
-from fedrs.errors import FedrsError
-from fedrs.federated import ClientData, LocalTrainConfig, client_update, run_experiment
-from fedrs.federated.commands import describe_run
+from fedrs.backbone.templates import template_text_features
+from fedrs.experiment import describe_run, run_experiment
+from fedrs.federated import ClientData
 from fedrs.federated.engine import FederatedEngine
 from fedrs.methods import create_method
 from fedrs.methods.fedotp import unbalanced_sinkhorn
 from fedrs.runs import EvalConfig, TrainConfig, load_run_config, run_config
 from test_federated import CLASSES, make_dataset, tiny_config
+from test_methods_registry import check_client_update, check_privacy, classification_data
 
 OFFLINE = Path(__file__).resolve().parents[1] / "params" / "offline"
 BASELINES = ("zeroshot", "local", "promptfl", "fedpgp", "fedotp", "centralised")
@@ -63,27 +67,21 @@ def client_data(backbone, client_id: int = 0, n: int = 12) -> ClientData:
 
 
 @pytest.mark.parametrize("key", list(DECLARED))
-def test_method_trains_only_its_own_tensors_and_uploads_what_it_declares(backbone, key):
+def test_method_declares_its_own_uploaded_and_private_tensors(backbone, key):
     method = create_method(method_cfg(key), backbone, CLASSES)
     uploads, private = DECLARED[key]
     assert method.upload_names == uploads and method.private_names == private
-    frozen = {k: v.clone() for k, v in backbone.model.state_dict().items()}
-    before = method.get_tensors(method.trainable_names)
-    res = client_update(method, method.initial_global(), method.initial_private(0), client_data(backbone),
-                        LocalTrainConfig(lr=0.05, batch_size=4))
-    after = method.get_tensors(method.trainable_names)
-    assert all(not torch.equal(before[n], after[n]) for n in method.trainable_names)  # every own tensor trains
-    assert all(torch.equal(v, frozen[k]) for k, v in backbone.model.state_dict().items())  # backbone frozen
-    assert set(res.shared) == set(uploads) and set(res.client_state) == set(private)
-    assert res.metrics["steps"] == (0 if key == "zeroshot" else 3)
-    for name in private:
-        with pytest.raises(FedrsError, match="privacy check failed"):
-            method.check_upload({**res.shared, name: after[name]})
+
+
+def test_ot_matching_trains_both_prompts_on_images_and_keeps_the_local_one(backbone):
+    # a non-default variant: the registry test builds each method's default config only
+    method = create_method(method_cfg("fedotp-ot"), backbone, CLASSES)
+    assert method.needs_images(train=True) and not method.needs_images(train=False, personalised=False)
+    check_client_update(method, *classification_data(method, backbone))
+    check_privacy(method)
 
 
 def test_zeroshot_is_the_template_classifier(backbone):
-    from fedrs.prompts import template_text_features
-
     data = client_data(backbone)
     batch = data.batch(torch.arange(12), images=False)
     single = create_method({"name": "zeroshot"}, backbone, CLASSES)

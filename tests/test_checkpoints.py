@@ -31,6 +31,7 @@ from fedrs.backbone.checkpoints import (
     format_registry,
     get_checkpoint,
     identify_checkpoint,
+    published_beside,
     published_figures,
     registry_rows,
 )
@@ -307,6 +308,15 @@ def test_published_figures_by_dataset_task_and_template_set():
     assert "61.40" in line and "georsclip-105" in line and "RS5M" in line
     with pytest.raises(BackboneError, match="no registered checkpoint 'nope'"):
         published_figures("nope")
+
+
+def test_published_beside_a_measurement_flags_a_different_template_set():
+    [line] = published_beside("georsclip-vit-b-32", "EuroSAT", measured_templates="fedrs-single")
+    assert line.startswith("published 61.40 top-1") and "different templates: measured with fedrs-single" in line
+    assert published_beside("georsclip-vit-b-32", "AID-holdout") == []  # not the paper's AID
+    assert published_beside(None, "EuroSAT") == []
+    assert published_beside("openai-vit-b-32", "EuroSAT", measured_templates="datacomp") == [
+        format_figure(published_figures("openai-vit-b-32", dataset="EuroSAT")[0])]
 
 
 def test_every_figure_names_its_source_and_a_known_template_set():

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import PurePath
 
 from fedrs.errors import BackboneError
@@ -510,6 +510,25 @@ def format_figure(figure: PublishedFigure) -> str:
             f"{templates}source: {figure.source}{note})")
 
 
+def published_beside(entry: CheckpointEntry | str | None, dataset: str, measured_templates: str | None = None,
+                     task: str = "zero-shot classification") -> list[str]:
+    """Lines to print beside a measurement on ``dataset``: each published ``task`` figure of the
+    entry for that exact dataset name, saying when its template set differs from the measured one
+    (an id of :data:`TEMPLATE_SETS`, e.g. ``"fedrs-single"``). Empty for ``entry=None``.
+
+    Dataset names must match exactly: fedrs's ``AID-holdout`` is not the ``AID`` of a paper.
+    """
+    if entry is None:
+        return []
+    lines = []
+    for figure in published_figures(entry, dataset=dataset, task=task):
+        line = format_figure(figure)
+        if measured_templates and figure.templates and figure.templates != measured_templates:
+            line += f" [different templates: measured with {measured_templates}]"
+        lines.append(line)
+    return lines
+
+
 def registry_rows() -> list[dict]:
     """Plain-data rows for ``fedrs backbone list --all --json``: one per entry."""
     rows = []
@@ -578,6 +597,6 @@ _check_registry()
 __all__ = [
     "QUICK_GELU", "GELU", "KeyLayout", "LAYOUTS", "OPEN_CLIP_STATE_DICT", "OPEN_CLIP_TRAINING", "ITRA_TRAINING",
     "PublishedFigure", "TEMPLATE_SETS", "CheckpointEntry", "CHECKPOINTS", "base_architecture", "get_checkpoint",
-    "identify_checkpoint", "entry_for_hub_tag", "detect_layout", "published_figures", "format_figure",
+    "identify_checkpoint", "entry_for_hub_tag", "detect_layout", "published_figures", "published_beside", "format_figure",
     "registry_rows", "format_registry",
 ]

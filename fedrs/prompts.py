@@ -26,7 +26,7 @@ The pieces (every method's trainable module is built from them):
   registered, so ``state_dict()`` and ``parameters()`` never contain a backbone weight.
 
 Class text features from hand-written templates (no learnable context) are
-:func:`fedrs.backbone.templates.template_text_features`, re-exported here.
+:func:`fedrs.backbone.templates.template_text_features`.
 
 Supported backbones: open_clip ``CLIP`` (and ``CustomTextCLIP`` whose ``text`` is open_clip's own
 ``TextTransformer``) with the CLIP BPE tokenizer; visual prompts additionally need a
@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from open_clip.transformer import TextTransformer, VisionTransformer, text_global_pool
 from torch import nn
 
-from fedrs.backbone.templates import DEFAULT_INIT_PHRASE, template_text_features
+from fedrs.backbone.templates import DEFAULT_INIT_PHRASE
 from fedrs.errors import FedrsError
 
 #: one token in CLIP's BPE vocabulary; stands in for each context vector while tokenising
@@ -372,5 +372,5 @@ class DualPromptModel(TextPromptModule):
 
 __all__ = [
     "PromptError", "TextPromptEncoder", "VisualPromptEncoder", "TextPromptModule", "DualPromptModel",
-    "template_text_features", "PLACEHOLDER", "TEXT_INITS",
+    "PLACEHOLDER", "TEXT_INITS",
 ]

@@ -106,7 +106,8 @@ def test_prompt_module_draws_every_tensor_from_one_seeded_generator_in_creation_
     dual = DualPromptModel(backbone, NAMES, n_ctx=4, visual_tokens=2, init_std=0.5, seed=7)
     gen = torch.Generator().manual_seed(7)
     expected = [torch.randn(*p.shape, generator=gen) * 0.5 for p in dual.parameters()]
-    assert [n for n, _ in dual.named_parameters()] == ["text_shared", "text_private", "visual_shared", "visual_private"]
+    names = [n for n, _ in dual.named_parameters()]
+    assert names == ["text_shared", "text_private", "visual_shared", "visual_private"]
     assert all(torch.equal(p, e) for p, e in zip(dual.parameters(), expected))
     # a phrase initialisation draws nothing: the next draw is the generator's first
     phrase = TextPromptModule(backbone, NAMES, 5, init="phrase", seed=7)

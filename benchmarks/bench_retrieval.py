@@ -15,10 +15,9 @@ same engine with one client holding every image (centralised, identical optimise
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import csv
 import io
-import time
+import logging
 from pathlib import Path
 
 import torch
@@ -26,69 +25,11 @@ import torch
 from fedrs.backbone.factory import create_backbone
 from fedrs.io import write_text_atomic
 from fedrs.paths import results_root
-from fedrs.retrieval.config import VARIANTS, AdapterConfig, RetrievalConfig, TrainConfig
-from fedrs.retrieval.data import RetrievalSet
-from fedrs.evaluate.retrieval import retrieval_scores
-from fedrs.retrieval.train import encode_set, train_epochs
-from fedrs.retrieval.variants import build_variant
+from fedrs.retrieval import VARIANTS, AdapterConfig, RetrievalConfig, RetrievalSet, RetrievalTrainConfig
+from fedrs.retrieval.compare import compare_federated, compare_variants
 
-PRIVATE_UPS = ("adapter.up.vision", "adapter.up.text")
 COLUMNS = ["method", "trainable_params", "i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10",
            "mR", "mR_optimistic", "train_s", "backbone"]
-
-
-def score_row(model, test) -> tuple[dict, str]:
-    """Recalls with pessimistic ties, plus mR with optimistic ties (same features)."""
-    img, txt = encode_set(model, test)
-    scores = retrieval_scores(img, txt, test.caption_image)
-    optimistic = retrieval_scores(img, txt, test.caption_image, ties="optimistic").mr
-    return {**scores.as_row(), "mR_optimistic": optimistic}, f"{scores} (optimistic ties: mR {optimistic:.2f})"
-
-
-def petl_rows(backbone, train, test, cfg: RetrievalConfig, variants) -> list[dict]:
-    rows = []
-    for variant in variants:
-        model, loss = build_variant(backbone, cfg, variant)
-        vcfg = dataclasses.replace(cfg, variant=variant)
-        start = time.perf_counter()
-        t = cfg.train
-        stats = train_epochs(model, loss, train, epochs=t.epochs, batch_size=t.batch_size, lr=vcfg.lr,
-                             weight_decay=t.weight_decay, seed=t.seed)
-        seconds = time.perf_counter() - start
-        row, text = score_row(model, test)
-        print(f"{variant:18s} {model.trainable_parameters():>11,d} params  {text}  "
-              f"({seconds:.0f} s, final loss {stats['loss']:.3f})", flush=True)
-        rows.append({"method": variant, "trainable_params": model.trainable_parameters(),
-                     **row, "train_s": seconds, "backbone": backbone.label})
-        del model
-    return rows
-
-
-def federated_rows(backbone, train, test, cfg: RetrievalConfig, clients: int, rounds: int,
-                   local_epochs: int, lr: float) -> list[dict]:
-    """MRS-Adapter + HMMC through the engine: 1 client, K clients all shared, K clients private ups."""
-    from fedrs.methods.pe_rsitr import PERSITRConfig, federated_retrieval
-
-    runs = [("centralised (engine, 1 client)", 1, []),
-            (f"federated ({clients} clients, all shared)", clients, []),
-            (f"federated ({clients} clients, private ups)", clients, list(PRIVATE_UPS))]
-    rows = []
-    for label, n, private in runs:
-        mcfg = PERSITRConfig(variant="mrs-adapter-hmmc", adapter=cfg.adapter, prompts=cfg.prompts,
-                             loss=cfg.loss, private=private)
-        start = time.perf_counter()
-        out = federated_retrieval(backbone, train, test, mcfg, num_clients=n, rounds=rounds,
-                                  local_epochs=local_epochs, lr=lr)
-        seconds = time.perf_counter() - start
-        row, text = score_row(out.model, test)
-        label = f"mrs-adapter-hmmc {label}"
-        print(f"{label:58s} {text}  ({seconds:.0f} s)", flush=True)
-        base = {"trainable_params": out.trainable_params, "train_s": seconds, "backbone": backbone.label}
-        rows.append({"method": label, **row, **base})
-        if out.personalised:
-            rows.append({"method": f"{label}, personalised (client mean)", **out.personalised_row(),
-                         "mR_optimistic": float("nan"), **base})
-    return rows
 
 
 NOTES = """Recalls in percent on every test caption and image; ties count against the model
@@ -117,7 +58,7 @@ def to_csv(rows: list[dict]) -> str:
     writer = csv.DictWriter(buf, COLUMNS, lineterminator="\n")
     writer.writeheader()
     for r in rows:
-        writer.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in r.items()})
+        writer.writerow({k: (f"{r[k]:.4f}" if isinstance(r[k], float) else r[k]) for k in COLUMNS})
     return buf.getvalue()
 
 
@@ -143,18 +84,19 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=None, help="default: results/retrieval")
     args = ap.parse_args(argv)
 
+    logging.basicConfig(level=logging.INFO, format="%(message)s")  # the comparison's progress lines
     torch.set_num_threads(args.threads)
     backbone = create_backbone(args.model, args.pretrained)
     cfg = RetrievalConfig(dataset=args.dataset, adapter=AdapterConfig(args.bottleneck, args.shared_dim),
-                          train=TrainConfig(epochs=args.epochs, batch_size=args.batch_size))
+                          train=RetrievalTrainConfig(epochs=args.epochs, batch_size=args.batch_size))
     train = RetrievalSet.load(args.dataset, args.train_split, backbone, limit=args.limit)
     test = RetrievalSet.load(args.dataset, args.test_split, backbone, limit=args.test_limit)
     print(f"{backbone.label}: train {len(train)} images / {train.num_captions} captions, "
           f"test {len(test)} / {test.num_captions}", flush=True)
-    rows = petl_rows(backbone, train, test, cfg, args.variants)
+    rows, _ = compare_variants(backbone, train, test, cfg, args.variants)
     if args.clients:
-        rows += federated_rows(backbone, train, test, cfg, args.clients, args.rounds, args.local_epochs,
-                               args.fed_lr)
+        rows += compare_federated(backbone, train, test, cfg, clients=args.clients, rounds=args.rounds,
+                                  local_epochs=args.local_epochs, lr=args.fed_lr, private_ups=True)
     out = args.out or results_root() / "retrieval"
     title = (f"PETL on {args.dataset} ({args.test_split}: {len(test)} images, {test.num_captions} captions; "
              f"train {args.train_split}: {len(train)} images), backbone {backbone.label}, "

@@ -98,7 +98,8 @@ def prepare_run(cfg: RunConfig, datasets: list | None = None, progress: bool = T
     replaces loading from the data root)."""
     from fedrs.backbone.factory import create_backbone
 
-    backbone = create_backbone(cfg.backbone.model, cfg.backbone.pretrained, cfg.backbone.device)
+    backbone = create_backbone(cfg.backbone.model, cfg.backbone.pretrained, cfg.backbone.device,
+                               strict=cfg.backbone.strict)
     datasets = list(datasets) if datasets is not None else load_datasets(cfg.data)
     partition = _partition(datasets, cfg.data)
     names = prompt_names_of(datasets, partition)

@@ -92,7 +92,7 @@ def describe_run(cfg: RunConfig, no_weights: bool = False) -> dict:
     from fedrs.backbone.factory import create_backbone
 
     pretrained = "random" if no_weights else cfg.backbone.pretrained
-    backbone = create_backbone(cfg.backbone.model, pretrained, cfg.backbone.device)
+    backbone = create_backbone(cfg.backbone.model, pretrained, cfg.backbone.device, strict=cfg.backbone.strict)
     classnames = dataset_classnames(cfg.data)
     method = create_method(cfg.method, backbone, classnames, seed=cfg.train.seed)
     out = {

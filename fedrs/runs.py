@@ -55,6 +55,9 @@ class BackboneConfig:
     model: str = "fedrs-rsclip-s"
     pretrained: str | None = None
     device: str = "cpu"
+    #: refuse a checkpoint file that loads only partially (missing or unexpected keys); set false
+    #: only for a file whose missing keys you have checked (the registry lists known ones)
+    strict: bool = True
 
 
 @dataclass

@@ -336,3 +336,20 @@ def test_registry_listing_shows_every_entry():
     rows = registry_rows()
     assert [r["key"] for r in rows] == [e.key for e in CHECKPOINTS]
     json.dumps(rows)  # plain data for --json
+
+
+def test_backbone_list_all_shows_the_registry(capsys):
+    """`fedrs backbone list --all` (text and --json) carries every registered checkpoint."""
+    import json
+
+    from fedrs.cli import main
+
+    assert main(["backbone", "list", "--all", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [row["key"] for row in listed["checkpoints"]] == [e.key for e in checkpoints.CHECKPOINTS]
+    assert "ViT-B-32" in listed["open_clip"]
+    assert main(["backbone", "list", "--all"]) == 0
+    text = capsys.readouterr().out
+    assert all(e.key in text for e in checkpoints.CHECKPOINTS)
+    assert main(["backbone", "list"]) == 0
+    assert "remoteclip" not in capsys.readouterr().out

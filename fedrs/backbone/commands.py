@@ -16,11 +16,12 @@ def cmd_pretrain(args) -> int:
 
 
 def cmd_list(args) -> int:
+    from fedrs.backbone.checkpoints import format_registry, registry_rows
     from fedrs.backbone.factory import OFFLINE_MODELS, list_backbones, offline_checkpoint_path
 
     table = list_backbones()
     if args.json:
-        print(json.dumps(table, indent=2))
+        print(json.dumps({"open_clip": table, "checkpoints": registry_rows()} if args.all else table, indent=2))
         return 0
     for name in OFFLINE_MODELS:
         ckpt = offline_checkpoint_path(name)
@@ -29,8 +30,11 @@ def cmd_list(args) -> int:
         for name, tags in table.items():
             if name not in OFFLINE_MODELS:
                 print(f"{name:<22} open_clip             tags: {', '.join(tags) or '-'}")
+        print()
+        print(format_registry(detail=args.detail))
     else:
-        print("(pass --all to list every open_clip architecture and its pretrained tags)")
+        print("(pass --all to list every open_clip architecture, its pretrained tags and the registry of "
+              "known remote-sensing checkpoints)")
     return 0
 
 
@@ -62,7 +66,9 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_pretrain, console_loggers=("fedrs.pretrain",))
 
     p = bsub.add_parser("list", help="offline models and open_clip architectures")
-    p.add_argument("--all", action="store_true", help="also list every open_clip architecture")
+    p.add_argument("--all", action="store_true",
+                   help="also list every open_clip architecture and the known remote-sensing checkpoints")
+    p.add_argument("--detail", action="store_true", help="with --all: each checkpoint's recipe and sources")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_list)
 

@@ -64,7 +64,8 @@ def wall_time_table(runs: pd.DataFrame, note: str) -> Table:
         sections.append((f"backbone `{backbone}`", pd.DataFrame({
             "Method": part["method"].map(method_label).values,
             "Seeds": part["seeds"].astype(str).values,
-            "Wall time / run (s)": [fmt_mean_std(m, sd, digits=1) for m, sd in zip(part["wall_s_mean"], part["wall_s_std"])],
+            "Wall time / run (s)": [fmt_mean_std(m, sd, digits=1)
+                                    for m, sd in zip(part["wall_s_mean"], part["wall_s_std"])],
         })))
     return Table("wall_time", "Wall time per run", s, note, sections)
 

@@ -240,11 +240,9 @@ def _order_key(column: str, value: Any) -> tuple:
         return (0, DATASET_ORDER.index(value))
     if column == "dataset":
         return (1, str(value))
-    if column == "method":
-        keys = list(METHODS)
-        return (keys.index(value), "") if value in keys else (len(keys), str(value))
-    if column == "variant":
-        return (ABLATION_VARIANTS.index(value), "") if value in ABLATION_VARIANTS else (len(ABLATION_VARIANTS), str(value))
+    if column in ("method", "variant"):
+        known = METHODS if column == "method" else ABLATION_VARIANTS
+        return (known.index(value), "") if value in known else (len(known), str(value))
     if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
         return (1, "")
     if isinstance(value, (int, float)):

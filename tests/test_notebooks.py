@@ -32,3 +32,31 @@ def test_notebook_runs_with_default_parameters(notebook):
          str(notebook.relative_to(REPO))],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stdout[-6000:] + out.stderr[-2000:]
+
+
+def _code_imports(notebook: Path) -> set[str]:
+    """Modules the notebook's code cells import (IPython magics skipped)."""
+    import ast
+    import json
+
+    names: set[str] = set()
+    for cell in json.loads(notebook.read_text(encoding="utf-8"))["cells"]:
+        if cell["cell_type"] != "code":
+            continue
+        lines = "".join(cell["source"]).splitlines()
+        code = "\n".join(line for line in lines if not line.lstrip().startswith(("%", "!")))
+        for node in ast.walk(ast.parse(code)):
+            if isinstance(node, ast.Import):
+                names.update(a.name for a in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names.add(node.module)
+                names.update(f"{node.module}.{a.name}" for a in node.names)
+    return names
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebooks_import_the_library_not_its_command_line(notebook):
+    """A notebook is a face like the CLI: it calls library functions, never a CLI module."""
+    faces = sorted(n for n in _code_imports(notebook)
+                   if n.split(".")[:2] == ["fedrs", "cli"] or "commands" in n.split("."))
+    assert not faces, f"{notebook.name} imports {faces}: call the library function the command wraps"

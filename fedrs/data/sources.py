@@ -1,8 +1,9 @@
 """Where dataset files are read from: zip and tar archives and folders, behind one interface.
 
-A :class:`Source` lists its files as clean relative posix names (no junk such as ``__MACOSX`` or
-``Thumbs.db``, no unsafe ``..`` paths), reads them, and fingerprints itself for idempotent
-re-imports; a ``SHA256SUMS`` file beside the archives is checked when present.
+A :class:`Source` lists its files as clean relative posix names (no unsafe ``..`` paths; OS junk
+such as ``__MACOSX/``, ``.DS_Store`` or ``Thumbs.db`` is left out and kept in :attr:`Source.junk`
+so the import can say what it skipped), their sizes and folders, reads them, and fingerprints
+itself for idempotent re-imports; a ``SHA256SUMS`` file beside the archives is checked when present.
 """
 
 from __future__ import annotations
@@ -22,17 +23,23 @@ ARCHIVE_EXTENSIONS = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".
 _JUNK_FILES = {"thumbs.db", "desktop.ini"}
 
 
-def _clean_name(name: str) -> str | None:
-    """A member name as a relative posix path, or None for junk / unsafe names."""
+def _normal_name(name: str) -> str | None:
+    """A member name as a relative posix path, or None for an unsafe or empty one."""
     name = name.replace("\\", "/").lstrip("/")
     while name.startswith("./"):
         name = name[2:]
-    parts = [p for p in name.split("/") if p]
+    parts = [p for p in name.split("/") if p and p != "."]
     if not parts or any(p == ".." for p in parts):
         return None
-    if any(p.startswith(".") or p == "__MACOSX" for p in parts) or parts[-1].lower() in _JUNK_FILES:
-        return None
     return "/".join(parts)
+
+
+def is_junk(name: str) -> bool:
+    """OS or editor litter: hidden files and folders (``.DS_Store``, ``._x``), ``__MACOSX/``,
+    ``Thumbs.db``, ``desktop.ini``."""
+    parts = name.split("/")
+    return (any(p.startswith(".") or p == "__MACOSX" for p in parts)
+            or parts[-1].lower() in _JUNK_FILES)
 
 
 def is_image(name: str) -> bool:
@@ -56,6 +63,30 @@ class Source:
         self.path = path
         self.expected_sha = expected_sha or {}   # from a SHA256SUMS beside it
         self._names: list[str] = []
+        self._sizes: dict[str, int] = {}
+        self._dirs: set[str] = set()
+        self.junk: list[str] = []                # OS junk left out (relative names)
+
+    def _add(self, raw: str, size: int) -> None:
+        """Record one file member: kept, or noted as junk (unsafe names are dropped)."""
+        name = _normal_name(raw)
+        if name is None:
+            return
+        if is_junk(name):
+            self.junk.append(name)
+            return
+        self._names.append(name)
+        self._sizes[name] = size
+        parts = name.split("/")[:-1]
+        for i in range(1, len(parts) + 1):
+            self._dirs.add("/".join(parts[:i]))
+
+    def _add_dir(self, raw: str) -> None:
+        name = _normal_name(raw)
+        if name is not None and not is_junk(name):
+            parts = name.split("/")
+            for i in range(1, len(parts) + 1):
+                self._dirs.add("/".join(parts[:i]))
 
     @property
     def label(self) -> str:
@@ -72,6 +103,14 @@ class Source:
 
     def names(self) -> list[str]:
         return self._names
+
+    def size(self, name: str) -> int:
+        """Size in bytes of member ``name`` (as stored uncompressed), read from the index."""
+        return self._sizes[name]
+
+    def dirs(self) -> set[str]:
+        """Every folder in the source, empty ones included (relative posix names)."""
+        return self._dirs
 
     def read(self, name: str) -> bytes:
         raise NotImplementedError
@@ -112,10 +151,13 @@ class ZipSource(Source):
             raise DataError(f"{path} is not a readable zip archive ({exc}): copy or download it again") from exc
         self._orig = {}
         for info in self._zip.infolist():
-            clean = None if info.is_dir() else _clean_name(info.filename)
-            if clean:
-                self._orig[clean] = info.filename
-        self._names = list(self._orig)
+            if info.is_dir():
+                self._add_dir(info.filename)
+                continue
+            before = len(self._names)
+            self._add(info.filename, info.file_size)
+            if len(self._names) > before:
+                self._orig[self._names[-1]] = info.filename
 
     def read(self, name: str) -> bytes:
         try:
@@ -139,10 +181,13 @@ class TarSource(Source):
             raise DataError(f"{path} is not a readable tar archive ({exc}): copy or download it again") from exc
         self._members = {}
         for m in members:
-            clean = _clean_name(m.name) if m.isfile() else None
-            if clean:
-                self._members[clean] = m
-        self._names = list(self._members)
+            if m.isdir():
+                self._add_dir(m.name)
+            elif m.isfile():
+                before = len(self._names)
+                self._add(m.name, m.size)
+                if len(self._names) > before:
+                    self._members[self._names[-1]] = m
 
     def read(self, name: str) -> bytes:
         try:
@@ -166,15 +211,23 @@ class DirSource(Source):
 
     def __init__(self, path: Path, expected_sha: dict[str, str] | None = None):
         super().__init__(path, expected_sha)
-        names = []
         for dirpath, dirnames, filenames in os.walk(path):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d != "__MACOSX")
             rel = Path(dirpath).relative_to(path).as_posix()
+
+            def join(f: str) -> str:
+                return f if rel == "." else f"{rel}/{f}"
+
+            self.junk += [join(d) + "/" for d in sorted(dirnames) if is_junk(d)]
+            dirnames[:] = sorted(d for d in dirnames if not is_junk(d))
+            for d in dirnames:
+                self._add_dir(join(d))
             for f in sorted(filenames):
-                clean = _clean_name(f if rel == "." else f"{rel}/{f}")
-                if clean:
-                    names.append(clean)
-        self._names = names
+                full = Path(dirpath) / f
+                try:
+                    size = full.stat().st_size
+                except OSError:  # a dangling link: not a file to import
+                    continue
+                self._add(join(f), size)
 
     def read(self, name: str) -> bytes:
         data = (self.path / name).read_bytes()
@@ -189,8 +242,7 @@ class DirSource(Source):
         h = hashlib.sha256()
         total = 0
         for name in sorted(names):
-            p = self.path / name
-            size = p.stat().st_size
+            size = self.size(name)
             total += size
             digest = "" if is_image(name) else hashlib.sha256(self.read(name)).hexdigest()
             h.update(f"{name}\t{size}\t{digest}\n".encode())
@@ -222,4 +274,4 @@ def read_sha256sums(folder: Path) -> dict[str, str]:
 
 
 __all__ = ["ARCHIVE_EXTENSIONS", "Source", "ZipSource", "TarSource", "DirSource", "open_archive",
-           "read_sha256sums", "is_image"]
+           "read_sha256sums", "is_image", "is_junk"]

@@ -66,10 +66,14 @@ def test_reimport_skips_when_verified_and_replaces_when_changed(tiny_spec, data_
     assert repaired.status == "replaced"
     assert len(list((root / "TinyScenes").rglob("*.jpg"))) == 8
 
-    # a different source replaces the import
+    # a different release is never replaced silently: refused, naming the choices
     (tree / "Tiny_Release/Images/Alpha/alpha_0.jpg").write_bytes(data_factory.jpeg((9, 9)))
     src2 = data_factory.zip(tree, "Tiny_Release_v2.zip")
-    (replaced,) = import_sources([src2], root=root, progress=False)
+    stamp = manifest.stat().st_mtime_ns
+    with pytest.raises(DataError, match=r"already imported from another release.*--replace.*--name.*--merge"):
+        import_sources([src2], root=root, progress=False)
+    assert manifest.stat().st_mtime_ns == stamp and _leftovers(root) == []
+    (replaced,) = import_sources([src2], root=root, progress=False, replace=True)
     assert replaced.status == "replaced"
     assert _manifest(root)["source"]["path"].endswith("Tiny_Release_v2.zip")
     assert _leftovers(root) == []

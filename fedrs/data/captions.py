@@ -338,7 +338,7 @@ def _resolver(root: Path, spec: CaptionSetSpec, manifest: dict,
 def load_caption_set(name: str, split: str = "train", root: str | Path | None = None) -> CaptionSet:
     """An imported caption set; ``split`` is one of its splits or ``"all"``."""
     root = resolve_root(root)
-    spec = get_spec(name)
+    spec = get_spec(name, root)
     if not isinstance(spec, CaptionSetSpec):
         raise DataError(f"{spec.name!r} is a scene dataset, not a caption set: "
                         f"use load_scene_dataset({spec.name!r})")
@@ -362,7 +362,7 @@ def load_caption_set(name: str, split: str = "train", root: str | Path | None = 
 
 def training_scene_stems(root: Path, name: str = "RSICD") -> set[str]:
     """Stems of the scene images that ``name``'s training split uses (via ``images.csv``)."""
-    spec = get_spec(name)
+    spec = get_spec(name, root)
     read_manifest(root, spec.name)
     rec = read_caption_records(root / spec.name, spec)
     if rec.mapping is None:
@@ -380,14 +380,14 @@ def identify_caption_set(folder_name: str, files: dict[str, Callable[[], bytes]]
 
     ``files`` maps the folder's file names to functions returning their bytes (read lazily).
     """
-    from .registry import caption_specs, find_spec
+    from .registry import caption_specs, registry_spec
 
     specs = caption_specs()
     for spec in specs:  # a set-specific JSON name (dataset_rsicd.json, dataset_RSITMD.json)
         if any(n in files and n != "dataset.json" for n in spec.json_names):
             return spec
     for name in (folder_name, hint):
-        spec = find_spec(name) if name else None
+        spec = registry_spec(name) if name else None
         if isinstance(spec, CaptionSetSpec):
             return spec
     if MAPPING_CSV in files:

@@ -10,15 +10,23 @@ official inner layout (``<Name>/<class_root>/<class>/<image>`` for scenes; the c
 the set's own image folder, if any, for caption sets) and ``fedrs_manifest.json``, which is
 written last: a dataset folder with a manifest is complete.
 
+A dataset imported under a name of its own (``fedrs data import PATH --name NAME``) is either a
+*variant* of a registered dataset (another release of it, validated against its spec and keeping
+its citation) or a *custom* dataset (any folder of class subfolders); its manifest says which, and
+:func:`find_spec` / :func:`get_spec` build its spec from the manifest, so ``load_scene_dataset(NAME)``
+and ``data.dataset: NAME`` in a run config work as for a registered dataset.
+
 Readable class names for prompts come from :func:`readable_classname` (general rules), then the
 spec's ``classname_overrides`` (per dataset), then the user's overrides at load time.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import re
-from dataclasses import dataclass, field
+import unicodedata
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -50,14 +58,21 @@ class SceneDatasetSpec:
     archive_names: tuple[str, ...] = ()
     url: str | None = None
     sha256: str | None = None
+    md5: str | None = None           # where only an MD5 of the archive is published
     archive_bytes: int | None = None
     homepage: str = ""
     citation: str = ""
     licence: str = ""
     subset_ok: bool = False
     classname_overrides: Mapping[str, str] = field(default_factory=dict)
+    # official file stems: {class} is the class folder's name, {initial} its first letter
+    # (matched ignoring case); one of the signs, beside the counts and the root folder, that a
+    # folder with the official class names really is this dataset's release
+    file_pattern: str = r"{class}[ _-]?\d+"
     note: str = ""
     kind: str = "scene"
+    origin: str = "registry"         # "registry" | "variant" (--name on a release) | "custom"
+    variant_of: str | None = None    # the registered dataset a variant is a release of
 
     @property
     def total(self) -> int | None:
@@ -92,11 +107,15 @@ class CaptionSetSpec:
     archive_names: tuple[str, ...] = ()
     url: str | None = None
     sha256: str | None = None
+    md5: str | None = None
+    archive_bytes: int | None = None
     homepage: str = ""
     citation: str = ""
     licence: str = ""
     note: str = ""
     kind: str = "captions"
+    origin: str = "registry"
+    variant_of: str | None = None
 
 
 def _classes(counts: Mapping[str, int]) -> tuple[str, ...]:
@@ -173,6 +192,9 @@ _SCENE_SPECS = [
         aliases=("UCMerced_LandUse", "UCM", "UC Merced", "UCMerced-LandUse", "UCM-LandUse"),
         archive_names=("UCMerced_LandUse.zip",),
         url="http://weegee.vision.ucmerced.edu/datasets/UCMerced_LandUse.zip",
+        # about 318 MB (2,100 TIFF); the authors publish no checksum: this MD5 is the one
+        # TorchGeo pins for the same file (torchgeo.datasets.UCMerced.md5)
+        md5="5b7ec56793786b6dc8a908e8854ac0e4",
         homepage="http://weegee.vision.ucmerced.edu/datasets/landuse.html",
         citation="Yang & Newsam, Bag-of-visual-words and spatial extensions for land-use "
                  "classification, ACM SIGSPATIAL GIS 2010",
@@ -191,6 +213,7 @@ _SCENE_SPECS = [
     ),
     SceneDatasetSpec(
         name="RSSCN7", classes=_classes(_RSSCN7), counts=_RSSCN7, class_root="RSSCN7",
+        file_pattern=r"{initial}\d+",  # aGrass/a001.jpg
         aliases=("RSSCN7_dataset",), archive_names=("RSSCN7.zip",),
         homepage="https://sites.google.com/site/qinzoucn/documents",
         citation="Zou et al., Deep learning based feature selection for remote sensing scene "
@@ -204,6 +227,10 @@ _SCENE_SPECS = [
         aliases=("EuroSAT_RGB", "EuroSAT-RGB", "2750"),
         archive_names=("EuroSAT_RGB.zip", "EuroSAT.zip"),
         url="https://zenodo.org/records/7711810/files/EuroSAT_RGB.zip?download=1",
+        # Zenodo record 7711810 (EuroSAT v2): 94,658,721 bytes, MD5 f46e308c4d50d4bf32fedad2d3d62f3b
+        # as Zenodo lists it; the SHA-256 of that file
+        sha256="b4f5b234ecb7d7ff9c6cddb046543b4717c53fd6e9815be6c0e80cc614f51b90",
+        archive_bytes=94_658_721,
         homepage="https://github.com/phelber/EuroSAT",
         citation="Helber et al., EuroSAT: A novel dataset and deep learning benchmark for land "
                  "use and land cover classification, IEEE JSTARS 2019",
@@ -330,20 +357,138 @@ def caption_specs() -> list[CaptionSetSpec]:
     return [s for s in SPECS.values() if isinstance(s, CaptionSetSpec)]
 
 
-def find_spec(name: str) -> SceneDatasetSpec | CaptionSetSpec | None:
-    """The spec whose name or alias matches ``name`` (ignoring case and separators), or None."""
+def registry_spec(name: str) -> SceneDatasetSpec | CaptionSetSpec | None:
+    """The registered spec whose name or alias matches ``name`` (ignoring case and separators)."""
     key = normalise(name)
+    if not key:
+        return None
     for spec in SPECS.values():
         if key == normalise(spec.name) or key in {normalise(a) for a in spec.aliases}:
             return spec
     return None
 
 
-def get_spec(name: str) -> SceneDatasetSpec | CaptionSetSpec:
-    spec = find_spec(name)
+def find_spec(name: str, root: str | Path | None = None) -> SceneDatasetSpec | CaptionSetSpec | None:
+    """The spec of ``name``: a registered dataset (name or alias, ignoring case and separators),
+    else a dataset imported under a name of its own in the data root ``root``; or None."""
+    return registry_spec(name) or imported_spec(name, root)
+
+
+def get_spec(name: str, root: str | Path | None = None) -> SceneDatasetSpec | CaptionSetSpec:
+    spec = find_spec(name, root)
     if spec is None:
-        raise DataError(f"unknown dataset {name!r}: known datasets are {', '.join(known_names())}")
+        own = own_names(resolve_root(root))
+        mine = f"; imported under their own names: {', '.join(own)}" if own else ""
+        raise DataError(
+            f"unknown dataset {name!r}: known datasets are {', '.join(known_names())}{mine}. "
+            f"To use a folder of your own (one sub-folder of images per class), run "
+            f"`fedrs data import PATH --name {name}`"
+        )
     return spec
+
+
+# --- datasets imported under a name of their own ------------------------------------------------
+
+_UNSAFE_NAME = re.compile(r'[/\\<>:"|?*\x00-\x1f\x7f]')
+
+
+def check_dataset_name(name: str) -> str:
+    """``name`` as a dataset (and folder) name, NFC-normalised; a DataError saying why not.
+
+    Spaces and non-ASCII letters are fine; path separators, characters Windows forbids, control
+    characters, a leading dot and names of registered datasets are not.
+    """
+    clean = unicodedata.normalize("NFC", str(name)).strip()
+    if not clean:
+        why = "it is empty"
+    elif len(clean) > 64:
+        why = "it is longer than 64 characters"
+    elif clean[0] in ".~":
+        why = "it starts with a dot or ~"
+    elif _UNSAFE_NAME.search(clean):
+        why = 'it holds a path separator or a character file systems refuse (/ \\ < > : " | ? *)'
+    elif normalise(clean) == normalise(AID_HOLDOUT):
+        why = f"it names the view {AID_HOLDOUT}"
+    elif registry_spec(clean) is not None:
+        why = f"it names the registered dataset {registry_spec(clean).name}"
+    else:
+        return clean
+    raise DataError(f"{name!r} cannot name a dataset ({why}): choose another name, e.g. "
+                    f"`--name My-Scenes`")
+
+
+@functools.lru_cache(maxsize=32)
+def _manifest_summary(path: str, stamp: tuple[int, int]) -> dict[str, Any] | None:
+    """The manifest at ``path`` without its per-image list (``stamp``: mtime and size, so an
+    import that rewrites it is read again)."""
+    try:
+        manifest = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(manifest, dict):
+        return None
+    manifest.pop("images", None)
+    return manifest
+
+
+def _read_summary(folder: Path) -> dict[str, Any] | None:
+    path = folder / MANIFEST_NAME
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return _manifest_summary(str(path), (st.st_mtime_ns, st.st_size))
+
+
+def _own_folder(name: str, root: Path) -> Path | None:
+    """The folder of ``root`` holding the dataset imported as ``name`` (exact, else ignoring case)."""
+    if not name or _UNSAFE_NAME.search(name) or name.startswith("."):
+        return None
+    exact = root / unicodedata.normalize("NFC", name.strip())
+    if (exact / MANIFEST_NAME).is_file():
+        return exact
+    key = unicodedata.normalize("NFC", name.strip()).casefold()
+    try:
+        for child in root.iterdir():
+            if child.name.casefold() == key and (child / MANIFEST_NAME).is_file():
+                return child
+    except OSError:
+        pass
+    return None
+
+
+def spec_from_manifest(manifest: Mapping[str, Any]) -> SceneDatasetSpec | CaptionSetSpec | None:
+    """The spec of a variant or custom import, from (the head of) its manifest; None otherwise."""
+    origin, name = manifest.get("origin"), manifest.get("name")
+    if origin == "variant":
+        base = SPECS.get(manifest.get("variant_of") or "")
+        if base is None:
+            return None
+        return replace(base, name=name, aliases=(), archive_names=(), url=None, sha256=None,
+                       md5=None, archive_bytes=None, origin="variant", variant_of=base.name)
+    if origin == "custom" and manifest.get("kind") == "scene":
+        classes = tuple(c["name"] for c in manifest.get("classes", []))
+        return SceneDatasetSpec(
+            name=name, classes=classes, counts=None, class_root=manifest.get("class_root", ""),
+            citation=manifest.get("citation") or "", licence=manifest.get("licence") or "",
+            note="your own dataset (fedrs data import --name)", origin="custom")
+    return None
+
+
+def imported_spec(name: str, root: str | Path | None = None) -> SceneDatasetSpec | CaptionSetSpec | None:
+    """The spec of a dataset imported as ``name`` with ``--name`` in the data root, or None."""
+    folder = _own_folder(name, resolve_root(root))
+    summary = _read_summary(folder) if folder is not None else None
+    return spec_from_manifest(summary) if summary else None
+
+
+def own_names(root: Path) -> list[str]:
+    """Datasets imported under names of their own (variants and custom datasets) in ``root``."""
+    out = []
+    for name in imported_names(root):
+        if registry_spec(name) is None and imported_spec(name, root) is not None:
+            out.append(name)
+    return out
 
 
 # --- the data-root contract ------------------------------------------------------------------
@@ -353,7 +498,7 @@ def resolve_root(root: str | Path | None) -> Path:
 
 
 def not_imported(name: str, root: Path, why: str = "") -> DataError:
-    spec = find_spec(name)
+    spec = registry_spec(name)
     archives = [a for a in (spec.archive_names if spec else ()) if not a.endswith(".rar")]
     archive = archives[0] if archives else f"<{name} folder>"
     why = f" ({why})" if why else ""
@@ -444,6 +589,7 @@ def prompt_names(spec: SceneDatasetSpec | None, classnames: list[str],
 __all__ = [
     "SceneDatasetSpec", "CaptionSetSpec", "SPECS", "MANIFEST_NAME", "IMAGE_EXTENSIONS",
     "AID_HOLDOUT", "normalise", "known_names", "scene_specs", "caption_specs", "find_spec",
-    "get_spec", "resolve_root", "not_imported", "read_manifest", "imported_names",
+    "get_spec", "registry_spec", "imported_spec", "spec_from_manifest", "check_dataset_name",
+    "own_names", "resolve_root", "not_imported", "read_manifest", "imported_names",
     "readable_classname", "prompt_names",
 ]

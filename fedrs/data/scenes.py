@@ -84,14 +84,15 @@ class SceneDataset:
 
 def load_scene_dataset(name: str, root: str | Path | None = None,
                        classname_overrides: Mapping[str, str] | None = None) -> SceneDataset:
-    """An imported scene dataset (or the ``"AID-holdout"`` view) from the data root.
+    """An imported scene dataset (or the ``"AID-holdout"`` view) from the data root: a registered
+    one, or one imported under a name of its own (``fedrs data import PATH --name NAME``).
 
     ``classname_overrides`` maps official folder names to the readable names used in prompts.
     """
     root = resolve_root(root)
     if normalise(name) == normalise(AID_HOLDOUT):
         return _load_aid_holdout(root, classname_overrides)
-    spec = get_spec(name)
+    spec = get_spec(name, root)
     if not isinstance(spec, SceneDatasetSpec):
         raise DataError(f"{spec.name!r} is a caption set, not a scene dataset: "
                         f"use load_caption_set({spec.name!r})")

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from fedrs.config import ConfigError
+from fedrs.losses.retrieval import HMMCConfig
+
 #: the PETL variants of the comparison harness, in table order
 VARIANTS = ("zero-shot", "linear-probe", "coop", "vpt", "adapter", "mrs-adapter",
             "mrs-adapter-hmmc", "full-finetune")
@@ -34,21 +37,28 @@ class PromptConfig:
 
 
 @dataclass
-class LossConfig:
-    """HMMC: ``L_cm + lambda_v L_v + lambda_t L_t``; input dropout of the augmented view.
+class LossConfig(HMMCConfig):
+    """The ``loss`` section: every :class:`~fedrs.losses.retrieval.HMMCConfig` choice (``form``
+    hinge | infonce, ``margin``, ``negatives`` hardest | sum, ``reduction``, ``lambda_cm/v/t``,
+    ``duplicate_captions`` mask | positive | ignore, ``duplicate_terms``, ``temperature`` for
+    InfoNCE) plus the input dropout of the augmented view (PE-RSITR: 0.2 for both towers).
 
-    The lambdas apply to ``mrs-adapter-hmmc`` only (the other variants train with ``L_cm``).
+    Being part of the run's configuration, the choice is written to ``params.yaml``. ``lambda_v``
+    and ``lambda_t`` apply to ``mrs-adapter-hmmc`` only (the other variants train with ``L_cm``).
+    The published form (hinge, summed over the batch) has a loss scale that grows with the batch
+    size, so a plain-SGD learning rate does not carry over from the InfoNCE form: choose it on the
+    validation split (:func:`fedrs.retrieval.selection.select_lr`).
     """
 
-    temperature: float = 0.07
-    lambda_v: float = 1.0
-    lambda_t: float = 1.0
     text_dropout: float = 0.2
     vision_dropout: float = 0.2
 
-    def __post_init__(self):
-        if self.temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for key in ("text_dropout", "vision_dropout"):
+            value = getattr(self, key)
+            if not 0.0 <= value < 1.0:
+                raise ConfigError(f"{key} must lie in [0, 1), got {value}")
 
 
 @dataclass

@@ -2,8 +2,10 @@
 :class:`~fedrs.methods.base.Method` contract, so the federated engine trains it like any method.
 
 Clients hold disjoint training images of a caption set (UCM-Captions: ``train+val``, 1,890
-images) with all their captions; each local step draws one caption per image (no false negatives)
-and minimises HMMC. The server FedAvg-averages the uploaded tensors through the same
+images) with all their captions; each local step draws one caption per image and minimises
+HMMC, with another image's identical caption string kept out of the negatives
+(``loss.duplicate_captions``; the pool's caption groups are computed once in
+:meth:`PERSITR.set_pool`). The server FedAvg-averages the uploaded tensors through the same
 :func:`~fedrs.federated.client.client_update`, :func:`~fedrs.federated.server.aggregate` and
 :class:`~fedrs.federated.engine.FederatedEngine` as FedRSCLIP (driven by
 :mod:`fedrs.retrieval.pipeline`, not by this module). Which trainable tensors stay on
@@ -35,6 +37,7 @@ import torch.nn.functional as F
 
 from fedrs.config import ConfigError
 from fedrs.errors import FedrsError
+from fedrs.losses.retrieval import caption_groups
 from fedrs.methods.base import Batch, Method, MethodConfig
 from fedrs.retrieval.config import (
     VARIANTS, AdapterConfig, LossConfig, PromptConfig, RetrievalConfig,
@@ -100,6 +103,7 @@ class PERSITR(Method):
         """The shared pool (``ClientData.labels`` index it) and the images whose captions ``logits`` ranks."""
         self.pool = pool
         self._tokens = self.module.tokenize(pool.captions)
+        self._caption_groups = caption_groups(pool.captions)  # repeated strings: no negatives of each other
         self._per_image = pool.captions_of()
         cand = torch.as_tensor(candidates, dtype=torch.long)
         self._candidate_caps = torch.tensor([j for i in cand.tolist() for j in self._per_image[i]])
@@ -115,7 +119,8 @@ class PERSITR(Method):
         self._require_pool()
         caps = [self._per_image[i][int(torch.randint(len(self._per_image[i]), ()))]
                 for i in batch.labels.tolist()]
-        terms = batch_terms(self.module, self.hmmc, batch.images, self._tokens[caps].to(self.device))
+        terms = batch_terms(self.module, self.hmmc, batch.images, self._tokens[caps].to(self.device),
+                            self._caption_groups[caps])
         return terms["loss"], {k: float(v.detach()) for k, v in terms.items()}
 
     @torch.no_grad()

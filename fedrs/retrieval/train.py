@@ -7,22 +7,25 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from fedrs.evaluate.retrieval import RetrievalScores, retrieval_scores
-from fedrs.losses.retrieval import HMMCLoss
+from fedrs.losses.retrieval import HMMCLoss, caption_groups
 from fedrs.retrieval.data import RetrievalSet
 from fedrs.retrieval.model import RetrievalModel
 
 
 def batch_terms(model: RetrievalModel, loss: HMMCLoss, images: torch.Tensor | None,
-                tokens: torch.Tensor | None, **bodies: torch.Tensor | None) -> dict[str, torch.Tensor]:
+                tokens: torch.Tensor | None, same_caption: torch.Tensor | None = None,
+                **bodies: torch.Tensor | None) -> dict[str, torch.Tensor]:
     """Loss terms of one batch; a second, augmented pass only when the loss uses it.
 
+    ``same_caption``: the batch's caption group ids ``[B]`` (``caption_groups(captions)[cap_idx]``),
+    so that another image's identical caption string is no negative (``loss.duplicate_captions``).
     ``image_body``/``text_body``: precomputed outputs of a frozen tower body (see :func:`frozen_bodies`).
     """
     image, text = model(images, tokens, **bodies)
     image_aug = text_aug = None
     if loss.needs_augmented:
         image_aug, text_aug = model(images, tokens, augment=True)
-    return loss.terms(image, text, image_aug, text_aug)
+    return loss.terms(image, text, image_aug, text_aug, same_caption=same_caption)
 
 
 @torch.no_grad()
@@ -63,6 +66,7 @@ def train_epochs(model: RetrievalModel, loss: HMMCLoss, data: RetrievalSet, *, e
     if optimizer is None or epochs <= 0:
         return {"loss": float("nan"), "steps": 0, "samples": 0}
     tokens = model.tokenize(data.captions)
+    groups = caption_groups(data.captions)  # once per training set: equal strings, equal id
     gen = torch.Generator().manual_seed(seed)
     device = model.device
     model.eval()
@@ -78,7 +82,7 @@ def train_epochs(model: RetrievalModel, loss: HMMCLoss, data: RetrievalSet, *, e
                       "text_body": cached["text_body"][cap_idx] if "text_body" in cached else None}
             images = data.images[img_idx].to(device) if bodies["image_body"] is None else None
             text = tokens[cap_idx].to(device) if bodies["text_body"] is None else None
-            terms = batch_terms(model, loss, images, text, **bodies)
+            terms = batch_terms(model, loss, images, text, groups[cap_idx], **bodies)
             optimizer.zero_grad(set_to_none=True)
             terms["loss"].backward()
             optimizer.step()

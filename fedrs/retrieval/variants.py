@@ -50,7 +50,8 @@ def build_variant(backbone: Backbone, cfg: RetrievalConfig | None = None,
     model = RetrievalModel(backbone, text_dropout=lc.text_dropout, vision_dropout=lc.vision_dropout,
                            **parts).to(backbone.device)
     hmmc = variant == "mrs-adapter-hmmc"
-    loss = HMMCLoss(lc.temperature, lc.lambda_v if hmmc else 0.0, lc.lambda_t if hmmc else 0.0)
+    # the other variants train with the cross-modal term alone; every other choice is the config's
+    loss = HMMCLoss.from_config(lc, **({} if hmmc else {"lambda_v": 0.0, "lambda_t": 0.0}))
     return model, loss
 
 

@@ -64,6 +64,50 @@ def test_federated_run_never_uploads_private_parts(tiny, monkeypatch):
     assert out.upload_values_per_client_round < out.trainable_params
 
 
+def test_cross_modal_federation_uploads_only_the_shared_up_projection(tiny, monkeypatch):
+    """federate: cross-modal averages only adapter.up_shared; every modality-specific tensor stays
+    on its client and trains there; federate: all (private: []) uploads the whole adapter."""
+    import fedrs.federated.engine as engine
+
+    uploads, real = [], engine.client_update
+
+    def spy(method, global_shared, client_state, data, cfg):
+        result = real(method, global_shared, client_state, data, cfg)
+        uploads.append((set(result.shared), set(result.client_state)))
+        downs.append(result.client_state.get("adapter.down.text.weight"))
+        return result
+
+    downs = []
+
+    monkeypatch.setattr(engine, "client_update", spy)
+    data, test = tiny_set(tiny, n_images=8), tiny_set(tiny, n_images=4)
+    shared = {"adapter.up_shared.weight", "adapter.up_shared.bias"}
+    torch.manual_seed(0)
+    out = federated_retrieval(tiny, data, test, tiny_cfg(federate="cross-modal"), num_clients=2, rounds=2, lr=0.5)
+    assert len(uploads) == 4
+    trainable = {n for n, p in out.model.named_parameters() if p.requires_grad}
+    for sent, kept in uploads:
+        assert sent == shared and kept == trainable - shared
+    assert out.upload_values_per_client_round == 8 * 16 + 8  # bottleneck 16 -> shared_dim 8
+    assert len(out.personalised) == 2
+    # each client's private down-projection trained on its own images only
+    assert not torch.equal(downs[-1], downs[-2])
+    method = create_method(tiny_cfg(federate="cross-modal"), tiny, [])
+    assert set(method.upload_names) == shared and set(method.private_names) == trainable - shared
+
+    uploads.clear()
+    out = federated_retrieval(tiny, data, test, tiny_cfg(federate="all"), num_clients=2, rounds=1, lr=0.5)
+    assert all(sent == trainable and not kept for sent, kept in uploads)
+    assert out.upload_values_per_client_round == out.trainable_params
+
+    with pytest.raises(ConfigError, match="private"):
+        tiny_cfg(federate="cross-modal", private=["adapter.up.text"])
+    with pytest.raises(ConfigError, match="federate"):
+        tiny_cfg(federate="half")
+    with pytest.raises(ConfigError, match="cross-modal shared part"):  # the plain adapter shares nothing
+        create_method(tiny_cfg(federate="cross-modal", variant="adapter"), tiny, [])
+
+
 def test_centralised_reference_is_one_client(tiny):
     data, test = tiny_set(tiny, n_images=6), tiny_set(tiny, n_images=4)
     out = federated_retrieval(tiny, data, test, tiny_cfg(), num_clients=1, rounds=1, lr=0.5)

@@ -8,10 +8,18 @@ HMMC, with another image's identical caption string kept out of the negatives
 :meth:`PERSITR.set_pool`). The server FedAvg-averages the uploaded tensors through the same
 :func:`~fedrs.federated.client.client_update`, :func:`~fedrs.federated.server.aggregate` and
 :class:`~fedrs.federated.engine.FederatedEngine` as FedRSCLIP (driven by
-:mod:`fedrs.retrieval.pipeline`, not by this module). Which trainable tensors stay on
-the clients is configuration: ``private`` lists name prefixes, e.g. ``["adapter.up.vision",
-"adapter.up.text"]`` (modality-specific up-projections personal, bottleneck and shared
-up-projection federated); everything else is uploaded.
+:mod:`fedrs.retrieval.pipeline`, not by this module). Which trainable tensors are averaged is configuration (``federate``):
+
+* ``all`` (default): every trainable tensor except those under the ``private`` name prefixes,
+  e.g. ``private: ["adapter.up.vision", "adapter.up.text"]`` keeps the modality-specific
+  up-projections personal and averages the down-projections and the shared up-projection;
+  ``private: []`` averages the whole adapter;
+* ``cross-modal``: only the adapter's cross-modal shared part (:data:`CROSS_MODAL_PREFIXES`,
+  the MRS-Adapter's shared up-projection ``adapter.up_shared``) is uploaded and averaged; every
+  modality-specific tensor stays on its client. It is the federated analogue of the shared
+  up-projection, as pFedMMA communicates only its shared projection; the server's model then
+  holds the initial values of the private parts, so its scores mean little and the clients'
+  personalised scores are the ones to read.
 
 How the engine's classification interface carries retrieval (no engine change):
 
@@ -30,7 +38,7 @@ saves, so ``--resume`` reproduces an uninterrupted run.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Literal, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -48,9 +56,20 @@ from fedrs.retrieval.train import batch_terms
 from fedrs.retrieval.variants import build_variant
 
 
+#: ``federate`` choices: average every non-private trainable tensor, or only the cross-modal shared part
+FEDERATE = ("all", "cross-modal")
+#: the trainable tensors both modalities share (the MRS-Adapter's shared up-projection)
+CROSS_MODAL_PREFIXES = ("adapter.up_shared.",)
+
+
 @dataclass
 class PERSITRConfig(MethodConfig):
-    """PE-RSITR's ``method:`` section. ``private``: prefixes of trainable tensors never uploaded."""
+    """PE-RSITR's ``method:`` section (see the module docstring).
+
+    ``private``: prefixes of trainable tensors never uploaded (with ``federate: all``).
+    ``federate``: ``all`` or ``cross-modal`` (only :data:`CROSS_MODAL_PREFIXES` averaged).
+    ``train_split``/``test_split``: caption-set splits (``+`` joins; RSICD ships ``train`` and ``test``).
+    """
 
     name: str = "pe-rsitr"
     variant: str = "mrs-adapter-hmmc"
@@ -58,12 +77,18 @@ class PERSITRConfig(MethodConfig):
     prompts: PromptConfig = field(default_factory=PromptConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     private: list[str] = field(default_factory=list)
+    federate: Literal["all", "cross-modal"] = "all"
     train_split: str = "train+val"
     test_split: str = "test"
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
             raise ValueError(f"method.variant must be one of {list(VARIANTS)}, got {self.variant!r}")
+        if self.federate not in FEDERATE:
+            raise ConfigError(f"method.federate must be one of {list(FEDERATE)}, got {self.federate!r}")
+        if self.federate == "cross-modal" and self.private:
+            raise ConfigError("method.federate: cross-modal keeps every tensor but the cross-modal shared "
+                              "part private already: leave method.private empty")
 
     def retrieval_config(self, dataset: str = "UCM-Captions") -> RetrievalConfig:
         return RetrievalConfig(variant=self.variant, dataset=dataset, eval_split=self.test_split,
@@ -89,6 +114,14 @@ class PERSITR(Method):
 
     def declare_uploads(self) -> Sequence[str]:
         names = [n for n, p in self.module.named_parameters() if p.requires_grad]
+        if self.cfg.federate == "cross-modal":
+            shared = [n for n in names if n.startswith(CROSS_MODAL_PREFIXES)]
+            if not shared:
+                raise ConfigError(f"method.federate: cross-modal needs a cross-modal shared part "
+                                  f"({', '.join(p.rstrip('.') for p in CROSS_MODAL_PREFIXES)}), and "
+                                  f"{self.cfg.variant!r} with adapter.shared_dim={self.cfg.adapter.shared_dim} "
+                                  f"has none: use an mrs-adapter variant with shared_dim > 0")
+            return shared
         unused = [p for p in self.cfg.private if not any(n.startswith(p) for n in names)]
         if unused:
             raise ConfigError(f"method.private lists {unused}, which match none of the trainable tensors "
@@ -137,4 +170,4 @@ class PERSITR(Method):
         return out.scatter_reduce(1, owner, sim, reduce="amax")
 
 
-__all__ = ["PERSITRConfig", "PERSITR"]
+__all__ = ["CROSS_MODAL_PREFIXES", "FEDERATE", "PERSITRConfig", "PERSITR"]

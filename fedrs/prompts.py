@@ -7,7 +7,9 @@ The pieces (every method's trainable module is built from them):
   as *derived, non-persistent buffers*: they are never trained, never saved in a state dict and
   never uploaded. ``encoder(ctx)`` splices learnable context vectors ``ctx [M, W]`` (or a stack
   ``[S, M, W]``, or class-specific ``[S, C, M, W]``) between them and runs the frozen text
-  transformer, giving class text features ``[S, C, D]`` (one pass for all prompt sets).
+  transformer, giving class text features ``[S, C, D]`` (one pass for all prompt sets), on only
+  as many tokens as the longest class prompt needs (exact truncation,
+  :mod:`fedrs.backbone.text_tower`).
 * :class:`VisualPromptEncoder` -- runs the pieces of open_clip's ``VisionTransformer`` itself
   (conv1, class token, positional embedding, patch dropout, ln_pre, transformer, pooling,
   ln_post, proj) with learnable tokens inserted after the class token once the positional
@@ -40,16 +42,17 @@ from typing import Sequence
 
 import torch
 import torch.nn.functional as F
-from open_clip.transformer import TextTransformer, VisionTransformer, text_global_pool
+from open_clip.transformer import VisionTransformer
 from torch import nn
 
 from fedrs.backbone.templates import DEFAULT_INIT_PHRASE
+from fedrs.backbone.text_tower import (
+    SUPPORTED_TEXT, TextTowerError, encode_text_embeddings, resolve_text_tower, text_run_length,
+)
 from fedrs.errors import FedrsError
 
 #: one token in CLIP's BPE vocabulary; stands in for each context vector while tokenising
 PLACEHOLDER = "X"
-SUPPORTED_TEXT = ("open_clip CLIP with its built-in text transformer, or CustomTextCLIP whose text "
-                  "tower is open_clip's TextTransformer, with the CLIP BPE tokenizer")
 SUPPORTED_VISION = "open_clip VisionTransformer (ViT-*) image towers"
 #: how a text context is initialised: N(0, init_std^2) (CoOp) or the embeddings of a phrase
 TEXT_INITS = ("random", "phrase")
@@ -59,28 +62,15 @@ class PromptError(FedrsError):
     """A backbone or prompt setting that prompt learning cannot work with."""
 
 
-def _text_tower(model: nn.Module) -> tuple[nn.Module, str, int | None]:
-    """(module holding token_embedding/transformer/ln_final/..., pool type, eos id)."""
-    if hasattr(model, "token_embedding") and hasattr(model, "ln_final") and hasattr(model, "transformer"):
-        return model, getattr(model, "text_pool_type", "argmax"), getattr(model, "text_eos_id", None)
-    text = getattr(model, "text", None)
-    if isinstance(text, TextTransformer):
-        if text.cls_emb is not None or getattr(text, "use_pad_mask", False):
-            raise PromptError(f"text prompts do not support a CoCa-style text tower (class token or "
-                              f"padding mask); supported: {SUPPORTED_TEXT}")
-        return text, text.pool_type, getattr(text, "eos_id", None)
-    found = type(text).__name__ if text is not None else type(model).__name__
-    raise PromptError(f"text prompts cannot be inserted into a {found} text tower; supported: {SUPPORTED_TEXT}")
-
-
-def _project(x: torch.Tensor, proj) -> torch.Tensor:
-    if proj is None:
-        return x
-    return proj(x) if isinstance(proj, nn.Linear) else x @ proj
-
-
 class TextPromptEncoder(nn.Module):
     """Class text features from learnable context vectors: ``[SOS] ctx_1..ctx_M <name> . [EOS]``.
+
+    The text tower runs through :func:`fedrs.backbone.text_tower.encode_text_embeddings` on
+    ``run_length`` tokens: up to the last end-of-text token of the class prompts, fixed once at
+    construction (the tokens after it cannot reach a causal tower's pooled output; a tower where
+    they can keeps the full context). The derived buffers ``token_ids [C, run_length]``, ``prefix
+    [C, 1, W]`` (``[SOS]``) and ``suffix [C, run_length - 1 - M, W]`` (name, ``.``, ``[EOS]``, the
+    padding of shorter names) are cut to it, on the tower's device, and never saved.
 
     Args:
         model: the frozen open_clip CLIP (referenced, never registered as a submodule).
@@ -95,23 +85,32 @@ class TextPromptEncoder(nn.Module):
             raise PromptError(f"prompt length must be >= 1, got {n_ctx}")
         if not classnames:
             raise PromptError("text prompts need at least one class name")
-        tower, self.pool_type, self.eos_id = _text_tower(model)
-        object.__setattr__(self, "_tower", tower)  # not a submodule: stays out of state_dict
+        try:
+            text = resolve_text_tower(model)
+        except TextTowerError as exc:
+            raise PromptError(str(exc)) from exc
+        object.__setattr__(self, "_text", text)  # not a submodule: stays out of state_dict
         self.n_ctx = n_ctx
-        self.width = int(tower.token_embedding.weight.shape[1])
+        self.width = text.width
         placeholder = " ".join([PLACEHOLDER] * n_ctx)
         ids = tokenizer([f"{placeholder} {name}." for name in classnames]).long()
         ctx_len = ids.shape[1]
         bare = tokenizer([placeholder]).long()[0]
         if not (bare[1:1 + n_ctx] == bare[1]).all() or bare[1 + n_ctx] == bare[1]:
-            raise PromptError(f"the tokenizer does not map {PLACEHOLDER!r} to one token each; supported: {SUPPORTED_TEXT}")
+            raise PromptError(f"the tokenizer does not map {PLACEHOLDER!r} to one token each; "
+                              f"supported: {SUPPORTED_TEXT}")
         lengths = (ids != 0).sum(dim=1)
         too_long = [n for n, k in zip(classnames, lengths.tolist()) if k >= ctx_len]
         if too_long:
             raise PromptError(f"prompt length {n_ctx} + class name tokens exceed the text context length "
                               f"{ctx_len} for {too_long[:3]}: use fewer context tokens or shorter class names")
+        #: tokens every pass runs: up to the last end-of-text token of the class prompts (the full
+        #: context for a tower where later tokens reach the output); fixed here, once, on the host
+        self.run_length = text_run_length(text, ids)
+        device = text.token_embedding.weight.device
+        ids = ids[:, :self.run_length].to(device)
         with torch.no_grad():
-            emb = tower.token_embedding(ids.to(tower.token_embedding.weight.device)).float()
+            emb = text.token_embedding(ids).float()
         self.register_buffer("token_ids", ids, persistent=False)
         self.register_buffer("prefix", emb[:, :1].clone(), persistent=False)
         self.register_buffer("suffix", emb[:, 1 + n_ctx:].clone(), persistent=False)
@@ -128,7 +127,7 @@ class TextPromptEncoder(nn.Module):
             raise PromptError(f"init phrase {phrase!r} has {n} tokens but the prompt length is {self.n_ctx}: "
                               f"set the prompt length to {n} or choose a phrase with {self.n_ctx} tokens")
         with torch.no_grad():
-            return self._tower.token_embedding(ids[1:1 + n].to(self.prefix.device)).float().clone()
+            return self._text.token_embedding(ids[1:1 + n].to(self.prefix.device)).float().clone()
 
     def forward(self, ctx: torch.Tensor, normalize: bool = True) -> torch.Tensor:
         """Class text features for one or several prompt sets.
@@ -149,17 +148,11 @@ class TextPromptEncoder(nn.Module):
         if ctx.shape[1:] != (num_classes, self.n_ctx, self.width):
             raise PromptError(f"context tensor of shape {tuple(ctx.shape)} does not fit "
                               f"{num_classes} classes x {self.n_ctx} tokens x width {self.width}")
-        tower = self._tower
-        cast = tower.transformer.get_cast_dtype()
         prefix = self.prefix.unsqueeze(0).expand(num_sets, -1, -1, -1)
         suffix = self.suffix.unsqueeze(0).expand(num_sets, -1, -1, -1)
-        x = torch.cat([prefix, ctx.to(prefix.dtype), suffix], dim=2).flatten(0, 1).to(cast)
-        x = x + tower.positional_embedding.to(cast)
-        x = tower.transformer(x, attn_mask=tower.attn_mask)
-        x = tower.ln_final(x)
+        x = torch.cat([prefix, ctx.to(prefix.dtype), suffix], dim=2).flatten(0, 1)  # [S*C, run_length, W]
         ids = self.token_ids.repeat(num_sets, 1)
-        x = text_global_pool(x, ids, self.pool_type, eos_token_id=self.eos_id)
-        x = _project(x, tower.text_projection).float()
+        x = encode_text_embeddings(self._text, x, ids, length=self.run_length).features.float()
         if normalize:
             x = F.normalize(x, dim=-1)
         x = x.reshape(num_sets, num_classes, -1)
@@ -217,7 +210,7 @@ class VisualPromptEncoder(nn.Module):
         pooled = F.normalize(pooled, dim=-1) if normalize else pooled
         if not return_tokens:
             return pooled
-        tokens = _project(tokens, v.proj).float()
+        tokens = (tokens @ v.proj if v.proj is not None else tokens).float()
         return pooled, F.normalize(tokens, dim=-1) if normalize else tokens
 
     @staticmethod

@@ -15,6 +15,8 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
+from fedrs.backbone.text_tower import encode_text_tokens
+
 #: the single template of the FedRSCLIP paper's zero-shot baseline (arXiv 2501.02461, Sec. IV)
 DEFAULT_TEMPLATE = "a satellite photo of a {}."
 
@@ -53,13 +55,20 @@ def template_text_features(backbone, names: Sequence[str],
     * a sequence of templates (an ensemble, possibly of one): each template's features normalised,
       averaged over the templates and normalised again, classes in groups of
       :data:`ENSEMBLE_CLASSES_PER_PASS` per encoder pass (open_clip's ``build_zero_shot_classifier``,
-      operation for operation).
+      operation for operation, but with truncated passes).
 
     A one-template ensemble points the same way as the single template but is renormalised, so it
     differs in the last bits (about 1e-7); the zero-shot method and ``fedrs zeroshot`` use the
     ensemble form, the engine's zero-shot reference and the contrastive negatives the single form.
+
+    Each pass runs the text tower only up to the last end-of-text token of its texts
+    (:func:`fedrs.backbone.text_tower.encode_text_tokens`): ``encode_text``'s features up to float
+    rounding, at a fraction of the 77-token context's cost.
     """
-    tokenizer, encode = backbone.tokenizer, backbone.model.encode_text
+    tokenizer = backbone.tokenizer
+
+    def encode(tokens: torch.Tensor) -> torch.Tensor:
+        return encode_text_tokens(backbone.model, tokens).features
     if isinstance(templates, str):
         tokens = tokenizer([templates.format(n) for n in names]).to(backbone.device)
         return F.normalize(encode(tokens).float(), dim=-1)

@@ -23,12 +23,17 @@ Two entry points, both returning :class:`TextTowerRun` (features and the number 
 
 :func:`text_run_length` gives the number of tokens a batch needs; compute it once for fixed token
 ids and pass it as ``length`` so the step loop does no host synchronisation.
+
+:func:`full_context_passes` (a context manager) makes :func:`text_run_length` answer the full
+context while it is active, so that what is built inside it runs every text pass untruncated: the
+pre-truncation cost, for ``benchmarks/bench_round.py`` to compare against. Nothing else uses it.
 """
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Iterator, NamedTuple
 
 import torch
 from open_clip.transformer import TextTransformer, text_global_pool
@@ -40,6 +45,9 @@ SUPPORTED_TEXT = ("open_clip CLIP with its built-in text transformer, or CustomT
                   "tower is open_clip's TextTransformer, with the CLIP BPE tokenizer")
 #: pool types whose pooled position is found from the token ids (and so allow truncation)
 POSITIONAL_POOLS = ("argmax", "eos", "first")
+
+#: set only by :func:`full_context_passes` (benchmarks): every run length is the full context
+_FULL_CONTEXT = False
 
 
 class TextTowerError(BackboneError):
@@ -133,11 +141,27 @@ def pooled_positions(tower: TextTower, token_ids: torch.Tensor) -> torch.Tensor 
     return None
 
 
+@contextmanager
+def full_context_passes() -> Iterator[None]:
+    """While active, :func:`text_run_length` returns the full context (no truncation).
+
+    For benchmarks that time the untruncated passes: prompt encoders and template features built
+    inside the block run at the full context for as long as they live (an encoder fixes its run
+    length at construction). Not thread-safe; not for library use.
+    """
+    global _FULL_CONTEXT
+    previous, _FULL_CONTEXT = _FULL_CONTEXT, True
+    try:
+        yield
+    finally:
+        _FULL_CONTEXT = previous
+
+
 def text_run_length(tower: TextTower, token_ids: torch.Tensor) -> int:
     """Tokens the tower must run for ``token_ids [N, L]``: ``max(pooled position) + 1`` for a
     truncatable tower, else ``L``. Reads a value back from the device: call once for fixed ids."""
     full = int(token_ids.shape[1])
-    if not tower.truncatable or token_ids.shape[0] == 0:
+    if not tower.truncatable or token_ids.shape[0] == 0 or _FULL_CONTEXT:
         return full
     return min(full, int(pooled_positions(tower, token_ids).max()) + 1)
 
@@ -204,5 +228,5 @@ def encode_text_tokens(model: nn.Module, token_ids: torch.Tensor) -> TextTowerRu
 
 __all__ = [
     "SUPPORTED_TEXT", "TextTower", "TextTowerError", "TextTowerRun", "resolve_text_tower", "pooled_positions",
-    "text_run_length", "encode_text_embeddings", "encode_text_tokens",
+    "text_run_length", "full_context_passes", "encode_text_embeddings", "encode_text_tokens",
 ]

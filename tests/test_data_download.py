@@ -49,9 +49,14 @@ def test_download_checks_sha256(tiny_archive, tmp_path):
 
 
 def test_download_of_another_dataset_is_refused(tiny_archive, tmp_path):
-    with pytest.raises(DataError, match="holds TinyScenes, not UCMerced"):
+    # the official checksum is checked first, whatever the URL
+    with pytest.raises(DataError, match="expected 5b7ec567.*--sha256"):
         download_dataset("UCMerced", root=tmp_path / "data", url=tiny_archive.as_uri(),
                          progress=False)
+    digest = hashlib.sha256(tiny_archive.read_bytes()).hexdigest()
+    with pytest.raises(DataError, match="holds TinyScenes, not UCMerced"):
+        download_dataset("UCMerced", root=tmp_path / "data", url=tiny_archive.as_uri(),
+                         sha256=digest, progress=False)
 
 
 def test_offline_fails_fast_naming_import(tiny_spec, tmp_path, monkeypatch):

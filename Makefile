@@ -36,8 +36,11 @@ setup: $(BIN)/.installed
 lab: setup
 	$(BIN)/jupyter lab notebooks/
 
+# the study's datasets: imported from $(FEDRS_SOURCE) when that folder exists, else downloaded
+# (FEDRS_MIRROR, else the official releases) and checked against their checksums; a no-op when
+# all are imported and verified
 data: setup
-	$(BIN)/fedrs data import "$(FEDRS_SOURCE)"
+	$(BIN)/fedrs data import
 	$(BIN)/fedrs data list
 
 backbone: data

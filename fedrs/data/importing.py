@@ -465,7 +465,7 @@ def _import_one(hit, opts: _Options, layout: tuple[dict[str, str], bool] | None)
     fingerprint = hit.source.fingerprint(hit.member_names())
     previous = existing_manifest(dest)
     if not opts.force and _same_source(previous, fingerprint, opts) and files_in_place(dest, previous):
-        return ImportResult(hit.name, spec.kind, "skipped", dest, hit.source.label,
+        return ImportResult(hit.name, spec.kind, "skipped", dest, opts.url or hit.source.label,
                             num_images=len(previous.get("images", [])),
                             num_classes=len(previous.get("classes", [])) or None)
     if isinstance(hit, SceneHit):
@@ -500,6 +500,7 @@ def _import_one(hit, opts: _Options, layout: tuple[dict[str, str], bool] | None)
         shutil.rmtree(tmp, ignore_errors=True)
     result.status = {"new": "imported", "merge": "merged"}.get(policy, "replaced")
     result.path, result.seconds = dest, time.perf_counter() - start
+    result.source = opts.url or result.source  # a download: its URL, not the temporary file
     return result
 
 

@@ -39,6 +39,8 @@ def _scene_entry(root: Path, manifest: dict) -> dict[str, Any]:
         "excluded": len(manifest.get("excluded", [])),
         "imported_at": manifest.get("imported_at"),
         "notes": manifest.get("notes", []),
+        "origin": manifest.get("origin", "registry"),
+        "variant_of": manifest.get("variant_of"),
     }
 
 
@@ -48,6 +50,7 @@ def _caption_entry(root: Path, manifest: dict) -> dict[str, Any]:
         "name": name, "kind": "captions", "path": str(root / name),
         "source": _source_of(manifest), "source_sha256": manifest.get("source", {}).get("sha256"),
         "format": manifest.get("format"), "splits": {}, "imported_at": manifest.get("imported_at"),
+        "origin": manifest.get("origin", "registry"), "variant_of": manifest.get("variant_of"),
     }
     cs = load_caption_set(name, "all", root)
     for split, counts in manifest.get("splits", {}).items():

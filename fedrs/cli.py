@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from contextlib import contextmanager
 from typing import Iterator, Sequence
@@ -64,6 +65,8 @@ class _ConsoleHandler(logging.Handler):
                 line = f"fedrs: {line}"
             sys.stdout.write(line + "\n")
             sys.stdout.flush()
+        except BrokenPipeError:  # the reader left (`| head`): main() ends the command quietly
+            raise
         except Exception:  # noqa: BLE001 - logging must never break the command
             self.handleError(record)
 
@@ -90,12 +93,46 @@ def _console_logging(names: Sequence[str]) -> Iterator[None]:
             logger.propagate = propagate
 
 
+#: exit status after the reader of stdout went away (128 + SIGPIPE, as a shell reports it)
+EXIT_BROKEN_PIPE = 141
+
+
+def _stdout_closed() -> bool:
+    """Whether stdout is a pipe whose reader has gone (Linux/BSD report POLLERR on its write
+    end), as opposed to a broken pipe or socket elsewhere, which is a real error."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(ev & (select.POLLERR | select.POLLHUP) for _, ev in poller.poll(0))
+    except (AttributeError, OSError, ValueError):  # no poll, or stdout is no real file
+        return False
+
+
+def _stdout_gone() -> int:
+    """``fedrs data list | head``: the reader closed the pipe. Stop quietly, as Unix tools do
+    (no traceback, no error line: the user saw what they asked for); later writes, including
+    the interpreter's final flush, go to /dev/null."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    return EXIT_BROKEN_PIPE
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         with _console_logging(getattr(args, "console_loggers", ())):
             result = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
+    except BrokenPipeError:
+        if not _stdout_closed():
+            raise
+        return _stdout_gone()
     except KeyboardInterrupt:
         print("fedrs: interrupted (partial work was kept; re-run to resume)", file=sys.stderr)
         return 130

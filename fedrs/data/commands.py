@@ -15,7 +15,7 @@ from .download import download_dataset
 from .ensure import MIRROR_ENV, SOURCE_ENV, STUDY_DATASETS, ensure_datasets
 from .importing import import_sources
 from .listing import list_datasets
-from .registry import SPECS, resolve_root
+from .registry import SPECS, writable_root
 
 
 # --- human-readable listing ---------------------------------------------------------------------
@@ -83,7 +83,7 @@ def _cmd_import(args: argparse.Namespace) -> int:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    root = resolve_root(args.root)
+    root = writable_root(args.root)
     entries = list_datasets(root)
     if args.json:
         print(json.dumps({"root": str(root), "datasets": entries}, indent=2))

@@ -23,7 +23,7 @@ from pathlib import Path, PurePosixPath
 from fedrs.errors import DataError
 
 from .importing import ImportResult, disk_error, existing_manifest, files_in_place, import_sources
-from .registry import AID_HOLDOUT, get_spec, normalise, resolve_root
+from .registry import AID_HOLDOUT, get_spec, normalise, writable_root
 from .sources import ARCHIVE_EXTENSIONS
 from .workdirs import clean_stale_workdirs, new_workdir
 
@@ -96,7 +96,7 @@ def _download_and_import(name: str, items: list[tuple[str, str, Checksums]], ori
                          root: str | Path | None, force: bool, progress: bool, *,
                          import_path: str | None = None, as_name: str | None = None,
                          replace: bool = False) -> list[ImportResult]:
-    root = resolve_root(root)
+    root = writable_root(root)
     dest = root / (as_name or name)
     previous = existing_manifest(dest)
     if (not force and previous and previous.get("source", {}).get("url") == origin

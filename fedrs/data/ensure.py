@@ -31,6 +31,7 @@ from .download import DownloadError, download_dataset, download_files, fetch_byt
 from .importing import ImportResult, existing_manifest, files_in_place, import_sources
 from .registry import (
     AID_HOLDOUT, CaptionSetSpec, SceneDatasetSpec, find_spec, get_spec, normalise, resolve_root,
+    writable_root,
 )
 
 logger = logging.getLogger(__name__)
@@ -180,7 +181,7 @@ def ensure_datasets(names: Iterable[str] = STUDY_DATASETS, root: str | Path | No
     Raises one :class:`~fedrs.errors.DataError` naming both routes when a dataset can be had
     neither way.
     """
-    root = resolve_root(root)
+    root = writable_root(root)
     names = list(names)
     missing = missing_datasets(names, root)
     if not missing:

@@ -27,7 +27,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 import time
 import unicodedata
 import uuid
@@ -44,7 +43,7 @@ from fedrs.io import write_json_atomic
 
 from .captions import validate_caption_folder
 from .layout import CaptionHit, SceneHit, find_datasets, join_member
-from .registry import MANIFEST_NAME, normalise, resolve_root
+from .registry import MANIFEST_NAME, normalise, writable_root
 from .sources import Source
 from .workdirs import WORKDIR_PREFIX, claim, clean_stale_workdirs, new_workdir, release
 
@@ -258,8 +257,9 @@ def _image_outcome(images: list[_Image], source: Source, name: str,
         listed = "; ".join(f"{source.label}:{im.member}: {im.error}" for im in bad[:_MAX_LISTED])
         more = f"; ... ({len(bad)} in all)" if len(bad) > _MAX_LISTED else ""
         raise DataError(
-            f"{name}: {len(bad)} image(s) cannot be decoded: {listed}{more}. Replace the damaged "
-            f"source, or re-run with --exclude-bad to leave them out (recorded in the manifest)"
+            f"{len(bad)} image(s) of {name} cannot be decoded: {listed}{more} ({source.label}): "
+            f"replace the damaged files, or re-run with --exclude-bad to leave them out "
+            f"(recorded in the manifest)"
         )
     excluded = [{"path": im.rel, "source_member": im.member, "reason": im.error} for im in bad]
     kept = [im for im in images if not im.error]
@@ -453,7 +453,7 @@ def _differing(kept: list[_Image], recorded: dict[str, tuple[int, str]]) -> list
 
 def _check_not_inside(hit, dest: Path, opts: _Options) -> None:
     if hit.source.path.resolve().is_relative_to(dest.resolve()):
-        raise DataError(f"{hit.source.label} is inside the imported {hit.name} ({opts.root}): "
+        raise DataError(f"the source is inside the imported {hit.name} ({hit.source.label}): "
                         f"import from the original archive or folder instead")
 
 
@@ -710,7 +710,7 @@ def import_sources(sources: Iterable[str | Path] | str | Path, root: str | Path 
     if replace and merge:
         raise DataError("--replace and --merge exclude each other: --replace drops the previous "
                         "import, --merge keeps its images beside this source's")
-    opts = _Options(resolve_root(root), exclude_bad, force, progress, url, replace, merge)
+    opts = _Options(writable_root(root), exclude_bad, force, progress, url, replace, merge)
     try:
         opts.root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -720,8 +720,9 @@ def import_sources(sources: Iterable[str | Path] | str | Path, root: str | Path 
     try:
         hits = find_datasets(sources, opened, name=name)
         if expect and expect not in {h.spec.name for h in hits}:
-            raise DataError(f"{', '.join(s.label for s in opened)} holds "
-                            f"{', '.join(h.name for h in hits)}, not {expect}")
+            raise DataError(f"the source holds {', '.join(h.name for h in hits) or 'no dataset'}, "
+                            f"not {expect} ({', '.join(s.label for s in opened)}): check the URL "
+                            f"or the archive")
         if only is not None:
             wanted = set(only)
             hits = [h for h in hits if h.name in wanted]

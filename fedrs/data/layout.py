@@ -289,15 +289,16 @@ def _detect(source: Source, explicit: bool) -> list[SceneHit | CaptionHit]:
         return hits
     if unknown:
         raise DataError(
-            f"caption files in {source.label} ({', '.join(unknown)}) belong to no known caption "
-            f"set: name the folder after the set ({', '.join(s.name for s in caption_specs())})"
+            f"caption files that belong to no known caption set ({source.label}: "
+            f"{', '.join(unknown)}): name the folder after the set "
+            f"({', '.join(s.name for s in caption_specs())})"
         )
     if misses:
         miss = misses[0]
         where = source.label + (f"/{miss.prefix}" if miss.prefix else "")
         raise DataError(
-            f"{where} has {miss.spec.name}'s class folders but not its release (neither the "
-            f"official per-class counts, file names nor root folder) ({source.label}): if it is "
+            f"the folder has {miss.spec.name}'s class folders but not its release (neither the official "
+            f"per-class counts, file names nor root folder) ({where}): if it is "
             f"a dataset of your own, import it under a name of its own with `fedrs data import "
             f"{source.path} --name NAME`; if it is {miss.spec.name}, import the unmodified official "
             f"release")
@@ -305,14 +306,15 @@ def _detect(source: Source, explicit: bool) -> list[SceneHit | CaptionHit]:
     spec = next((s for s in map(registry_spec, [source.hint, *top]) if s is not None), None)
     if isinstance(spec, SceneDatasetSpec):
         raise DataError(
-            f"{source.label} looks like {spec.name} by its name but does not have its official "
-            f"layout: expected {spec.layout()} with the {len(spec.classes)} class folders "
-            f"({', '.join(spec.classes[:5])}, ...); import the unmodified official release"
+            f"looks like {spec.name} by its name but does not have its official layout "
+            f"({source.label}): expected {spec.layout()} with the {len(spec.classes)} class "
+            f"folders ({', '.join(spec.classes[:5])}, ...); import the unmodified official release"
         )
     if isinstance(spec, CaptionSetSpec):
         raise DataError(
-            f"{source.label} looks like {spec.name} by its name but holds none of its caption "
-            f"files ({', '.join(spec.json_names)} or <split>_filename.txt + <split>_caps.txt)"
+            f"looks like {spec.name} by its name but holds none of its caption files "
+            f"({source.label}): expected {', '.join(spec.json_names)} or <split>_filename.txt + "
+            f"<split>_caps.txt"
         )
     tree = _scene_tree(source)
     own = (f" It holds sub-folders of images ({_examples(sorted(max(tree.values(), key=len)), 4)}): "
@@ -372,8 +374,8 @@ def find_datasets(paths: Iterable[str | Path], sources: list[Source],
     for hit in hits:
         if hit.name in seen:
             raise DataError(
-                f"{hit.name} was found twice: in {seen[hit.name].source.label} and "
-                f"{hit.source.label}: import only one of them"
+                f"{hit.name} was found twice ({seen[hit.name].source.label} and "
+                f"{hit.source.label}): import only one of them"
             )
         seen[hit.name] = hit
     order = list(SPECS)

@@ -9,7 +9,7 @@ from fedrs.errors import DataError
 
 from .captions import load_caption_set
 from .registry import (
-    AID_HOLDOUT, SPECS, CaptionSetSpec, imported_names, read_manifest, resolve_root,
+    AID_HOLDOUT, SPECS, CaptionSetSpec, imported_names, read_manifest, writable_root,
 )
 from .scenes import load_scene_dataset
 
@@ -66,7 +66,7 @@ def _caption_entry(root: Path, manifest: dict) -> dict[str, Any]:
 
 def list_datasets(root: str | Path | None = None) -> list[dict[str, Any]]:
     """One plain-data summary per imported dataset (and the AID-holdout view when available)."""
-    root = resolve_root(root)
+    root = writable_root(root)
     out = []
     for name in imported_names(root):
         try:

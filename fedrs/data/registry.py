@@ -497,6 +497,15 @@ def resolve_root(root: str | Path | None) -> Path:
     return Path(root).expanduser().resolve() if root is not None else data_root()
 
 
+def writable_root(root: str | Path | None) -> Path:
+    """The data root, refused (a DataError naming the fix) when it exists but is no folder."""
+    path = resolve_root(root)
+    if path.exists() and not path.is_dir():
+        raise DataError(f"the data root is a file, not a folder ({path}): point --root or "
+                        f"FEDRS_DATA at a folder")
+    return path
+
+
 def not_imported(name: str, root: Path, why: str = "") -> DataError:
     spec = registry_spec(name)
     archives = [a for a in (spec.archive_names if spec else ()) if not a.endswith(".rar")]
@@ -590,6 +599,6 @@ __all__ = [
     "SceneDatasetSpec", "CaptionSetSpec", "SPECS", "MANIFEST_NAME", "IMAGE_EXTENSIONS",
     "AID_HOLDOUT", "normalise", "known_names", "scene_specs", "caption_specs", "find_spec",
     "get_spec", "registry_spec", "imported_spec", "spec_from_manifest", "check_dataset_name",
-    "own_names", "resolve_root", "not_imported", "read_manifest", "imported_names",
+    "own_names", "resolve_root", "writable_root", "not_imported", "read_manifest", "imported_names",
     "readable_classname", "prompt_names",
 ]

@@ -126,8 +126,8 @@ class Source:
             expected = self.expected_sha.get(self.path.name)
             if expected and expected != digest:
                 raise DataError(
-                    f"{self.path} does not match its checksum in SHA256SUMS ({digest[:12]}... "
-                    f"instead of {expected[:12]}...): the copy is damaged; copy it again"
+                    f"the archive does not match its checksum in SHA256SUMS: {digest[:12]}... "
+                    f"instead of {expected[:12]}... ({self.path}): the copy is damaged; copy it again"
                 )
             self._fingerprint = {"sha256": digest, "bytes": self.path.stat().st_size}
         return self._fingerprint
@@ -136,8 +136,8 @@ class Source:
         pass
 
     def _damaged(self, name: str, exc: BaseException) -> DataError:
-        return DataError(f"{self.path}: cannot read {name} ({exc}): the archive is damaged; "
-                         f"copy or download it again")
+        return DataError(f"cannot read {name} in the archive: {exc} ({self.path}): the archive "
+                         f"is damaged; copy or download it again")
 
 
 class ZipSource(Source):
@@ -148,7 +148,7 @@ class ZipSource(Source):
         try:
             self._zip = zipfile.ZipFile(path)
         except (zipfile.BadZipFile, OSError) as exc:
-            raise DataError(f"{path} is not a readable zip archive ({exc}): copy or download it again") from exc
+            raise DataError(f"not a readable zip archive: {exc} ({path}): copy or download it again") from exc
         self._orig = {}
         for info in self._zip.infolist():
             if info.is_dir():
@@ -178,7 +178,7 @@ class TarSource(Source):
             self._tar = tarfile.open(path, "r:*")
             members = self._tar.getmembers()
         except (tarfile.TarError, OSError, EOFError) as exc:
-            raise DataError(f"{path} is not a readable tar archive ({exc}): copy or download it again") from exc
+            raise DataError(f"not a readable tar archive: {exc} ({path}): copy or download it again") from exc
         self._members = {}
         for m in members:
             if m.isdir():
@@ -233,7 +233,7 @@ class DirSource(Source):
         data = (self.path / name).read_bytes()
         expected = self.expected_sha.get(name)
         if expected and hashlib.sha256(data).hexdigest() != expected:
-            raise DataError(f"{self.path / name} does not match its checksum in SHA256SUMS: "
+            raise DataError(f"the file does not match its checksum in SHA256SUMS ({self.path / name}): "
                             f"the copy is damaged; copy it again")
         return data
 
@@ -251,13 +251,17 @@ class DirSource(Source):
 
 def open_archive(path: Path, expected_sha: dict[str, str] | None = None) -> Source:
     if path.suffix.lower() == ".rar":
-        raise DataError(f"{path}: RAR archives are not supported: extract it (e.g. `unrar x "
+        raise DataError(f"RAR archives are not supported ({path}): extract it (e.g. `unrar x "
                         f"{path.name}`) and run `fedrs data import` on the extracted folder")
-    if zipfile.is_zipfile(path):
-        return ZipSource(path, expected_sha)
-    if tarfile.is_tarfile(path):
-        return TarSource(path, expected_sha)
-    raise DataError(f"{path} is neither a zip/tar archive nor a folder: pass the dataset archive "
+    try:
+        if zipfile.is_zipfile(path):
+            return ZipSource(path, expected_sha)
+        if tarfile.is_tarfile(path):
+            return TarSource(path, expected_sha)
+    except OSError as exc:
+        raise DataError(f"cannot read the archive: {exc.strerror or exc} ({path}): check that "
+                        f"it is readable (permissions, a mounted disk)") from exc
+    raise DataError(f"neither a zip/tar archive nor a folder ({path}): pass the dataset archive "
                     f"or the folder holding it")
 
 

@@ -2,24 +2,25 @@
 deployment (SuperLink + one SuperNode per client + ``flwr run``) whose run folder equals the
 in-process engine's, bit for bit except timings.
 
-Tiny random-init backbone, 30 synthetic 32 px images, 2 clients, 2 rounds. The synthetic data reach
-the Flower processes through the app's ``datasets`` hook (a module written here, on PYTHONPATH).
+Tiny random-init backbone, 30 synthetic 32 px images, 2 clients, 2 rounds (``flower_study.py``). The
+synthetic data reach the Flower processes through the app's ``datasets`` hook (a module written
+next to them, on PYTHONPATH).
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import subprocess
 import time
+import tomllib
 from dataclasses import asdict
 from functools import partial
 from pathlib import Path
 from types import SimpleNamespace
 
-import numpy as np
 import pytest
 import torch
-import yaml
 
 pytest.importorskip("flwr", reason="flwr is not installed (pip install 'fedrs[flower]')")
 
@@ -30,61 +31,30 @@ from fedrs.errors import FedrsError  # noqa: E402
 from fedrs.experiment import run_experiment  # noqa: E402
 from fedrs.federated import client_update  # noqa: E402
 from fedrs.federated.flower.client_app import evaluate_step, reply_content, respond, train_step  # noqa: E402
-from fedrs.federated.flower.commands import LocalFederation, run_config_arg, submit  # noqa: E402
+from fedrs.federated.flower.credentials import generate_dev_credentials, write_node_key  # noqa: E402
+from fedrs.federated.flower.deploy import (  # noqa: E402
+    LocalFederation, free_port, run_config_arg, submit, supernode_command, write_connection,
+)
 from fedrs.federated.flower.server_app import FlowerEngine  # noqa: E402
 from fedrs.federated.flower.task import (  # noqa: E402
     ARRAYS, CONFIG, PARAMS, STATE, app_settings, client_task, from_record, to_record,
 )
 from fedrs.runs import LocalTrainConfig, load_run_config  # noqa: E402
+from flower_study import CLIENTS, SYNTH, make_study, processes_carrying  # noqa: E402
 
-CLIENTS = 2
-SYNTH = "fedrs_flower_synth:load"
-HOOK = '''"""Synthetic 3-class scenes for tests/test_flower.py (the Flower app's datasets hook)."""
-from pathlib import Path
-
-FOLDER = Path({folder!r})
-CLASSES = ["airplane", "beach", "forest"]
-
-
-def load(data_cfg):
-    from fedrs.data.scenes import SceneDataset
-
-    paths = sorted(FOLDER.glob("*.png"))
-    return [SceneDataset(name=data_cfg.dataset, classnames=CLASSES, prompt_names=CLASSES, paths=paths,
-                         labels=[int(p.name[0]) for p in paths])]
-'''
 TIMING = ("time_s",)
 
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
     """Images, the hook module, params.yaml and the environment every Flower process gets."""
-    from PIL import Image
-
-    base = tmp_path_factory.mktemp("flower-study")
-    rng = np.random.default_rng(0)
-    for c in range(3):
-        for i in range(10):
-            arr = rng.integers(0, 90, (32, 32, 3)) + np.eye(3, dtype=int)[c] * 160
-            (base / "images").mkdir(exist_ok=True)
-            Image.fromarray(arr.astype("uint8")).save(base / "images" / f"{c}_{i:02d}.png")
-    (base / "fedrs_flower_synth.py").write_text(HOOK.format(folder=str(base / "images")))
-    config = {
-        "backbone": {"model": "fedrs-rsclip-tiny", "pretrained": "random"},
-        "data": {"dataset": "Synth", "num_clients": CLIENTS, "scheme": "iid", "seed": 0},
-        "method": {"name": "fedrsclip"},
-        "train": {"rounds": 2, "batch_size": 8, "lr": 0.01, "seed": 0},
-    }
-    params, every2 = base / "params.yaml", base / "params-eval-every-2.yaml"
-    params.write_text(yaml.safe_dump(config))
-    every2.write_text(yaml.safe_dump({**config, "eval": {"every": 2}}))  # one message wave fewer
+    made = make_study(tmp_path_factory.mktemp("flower-study"))
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("FEDRS_CACHE", str(base / "cache"))
-        mp.syspath_prepend(str(base))
-        yield SimpleNamespace(base=base, params=params, every2=every2, text=dump_yaml(load_run_config(params)),
-                              env={"FEDRS_CACHE": str(base / "cache"), "PYTHONPATH": str(base),
-                                   "FLWR_SUPEREXEC_TASK_POLL_INTERVAL": "0.2"},
-                              run_config={"params-file": str(params), "out-dir": str(base / "unused"),
+        mp.setenv("FEDRS_CACHE", made.env["FEDRS_CACHE"])
+        mp.syspath_prepend(str(made.base))
+        yield SimpleNamespace(base=made.base, params=made.params, every2=made.every2,
+                              text=dump_yaml(load_run_config(made.params)), env=made.env,
+                              run_config={"params-file": str(made.params), "out-dir": str(made.base / "unused"),
                                           "datasets": SYNTH})
 
 
@@ -251,29 +221,53 @@ def test_flower_engine_refuses_private_uploads_and_wrong_nodes(study, tmp_path, 
 
 # --- a loopback deployment -----------------------------------------------------------------------
 
-def test_loopback_deployment_matches_the_inprocess_engine(study):
-    """flower-superlink + one flower-supernode per partition on 127.0.0.1 + flwr run (fedrs flower
-    local); every process started, and their children, is gone afterwards."""
-    import psutil
-
+def test_loopback_deployment_is_encrypted_authenticated_and_matches_the_inprocess_engine(study, tmp_path):
+    """fedrs flower local's deployment on 127.0.0.1: a SuperLink with TLS and SuperNode
+    authentication, one registered SuperNode per partition, flwr run. Before the run, intruders
+    are refused: a SuperNode whose key was never registered, and a SuperNode and a flwr client that
+    do not trust the deployment's CA. The run then equals the in-process engine's (an admitted
+    intruder would make it fail: the ServerApp refuses extra SuperNodes), and afterwards no process
+    of the deployment is left."""
     reference = inprocess(study, study.every2)
     out, home = study.base / "flower", study.base / "flwr-home"
+    other_ca = generate_dev_credentials(tmp_path / "other-ca").tls.ca_cert  # did not sign the SuperLink's certificate
+    intruder = write_node_key(tmp_path / "intruder", "intruder")  # a valid key pair, never registered
     started = time.monotonic()
     with open(study.base / "flwr-run.log", "w") as log:
         with LocalFederation(CLIENTS, home, study.env) as fed:
+            certs = home / "certs"
+            link = fed.processes["superlink"].args
+            assert "--enable-supernode-auth" in link and "--insecure" not in link
+            assert tomllib.loads((home / "config.toml").read_text())["superlink"]["fedrs-local"] == {
+                "address": fed.address, "root-certificates": str(certs / "ca.crt")}
+            assert len(set(fed.node_ids)) == CLIENTS
+
+            rogue = {
+                "unregistered": fed.start("unregistered", supernode_command(
+                    superlink=fed.address, node_config=node_config(0), ca_cert=certs / "ca.crt",
+                    node_key=intruder.private, port=free_port())),
+                "untrusting": fed.start("untrusting", supernode_command(
+                    superlink=fed.address, node_config=node_config(0), ca_cert=other_ca,
+                    node_key=certs / "node-0.key", port=free_port())),
+            }
+            write_connection(home, "untrusting", fed.address, ca_cert=other_ca)
+            flwr_ls = {name: subprocess.run(["flwr", "ls", name], env=fed.env, capture_output=True, text=True,
+                                            timeout=120, process_group=fed.group, stdin=subprocess.DEVNULL)
+                       for name in ("fedrs-local", "untrusting")}
+            for proc in rogue.values():
+                assert proc.wait(timeout=120) != 0
+            assert "Failed to activate SuperNode" in fed.log_tail("unregistered")
+            assert "CERTIFICATE_VERIFY_FAILED" in fed.log_tail("untrusting")
+            assert flwr_ls["fedrs-local"].returncode == 0 and flwr_ls["untrusting"].returncode != 0
+
             try:
-                metrics = submit(study.every2, out, "fedrs-local", fed.env, datasets=SYNTH, stdout=log, timeout=420)
+                metrics = submit(study.every2, out, "fedrs-local", fed.env, datasets=SYNTH, stdout=log,
+                                 timeout=420, process_group=fed.group)
             except FedrsError as exc:
                 logs = "\n".join(f"--- {n}\n{fed.log_tail(n)}" for n in ("superlink", "supernode0", "supernode1"))
                 pytest.fail(f"{exc}\n{(study.base / 'flwr-run.log').read_text()[-4000:]}\n{logs}")
     elapsed = time.monotonic() - started
-    def running(pid: int) -> bool:
-        try:
-            return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-        except psutil.NoSuchProcess:
-            return False
-
-    assert len(fed.stopped) >= 1 + CLIENTS and not [pid for pid in fed.stopped if running(pid)]
+    assert not processes_carrying(fed.token)
     assert_same_run(out, metrics, *reference)
     assert json.loads((out / "metrics.json").read_text())["engine"] == "flower"
-    print(f"loopback deployment: {elapsed:.1f} s")
+    print(f"loopback deployment (TLS + node authentication, 2 intruders refused): {elapsed:.1f} s")

@@ -1,11 +1,20 @@
-"""``fedrs flower local|submit``: one fedrs configuration through Flower.
+"""``fedrs flower ...``: one fedrs configuration through Flower, over TLS with authenticated
+SuperNodes by default (the library: :mod:`fedrs.federated.flower.deploy`,
+:mod:`fedrs.federated.flower.credentials`; the guide: ``docs/flower.md``).
 
-``fedrs flower local PARAMS.yaml --out DIR`` runs it on this machine as a real deployment on
-loopback (a SuperLink, one SuperNode per client, ``flwr run``) and stops every process it started;
-``fedrs flower submit PARAMS.yaml --out DIR --connection NAME`` sends it to a running federation
-(SuperLink + SuperNodes on many machines, ``docs/flower.md``). Both write the same run folder as
-``fedrs run`` (``"engine": "flower"`` in metrics.json) and run Flower offline: no telemetry, no
-update check, no runtime dependency installation.
+* ``local PARAMS.yaml --out DIR``: a whole deployment on 127.0.0.1 (SuperLink, one SuperNode per
+  client, ``flwr run``), TLS + SuperNode authentication with throw-away credentials unless
+  ``--insecure``; every process it starts is stopped when it ends, fails or is killed;
+* ``certs OUT_DIR [--nodes N] [--host NAME ...]``: a development CA, the SuperLink's certificate
+  and key, N SuperNode key pairs; ``node-key OUT_DIR --name NAME``: one SuperNode key pair (made
+  on the SuperNode's own machine);
+* ``superlink``, ``supernode``: start Flower's SuperLink / join as a SuperNode with those files;
+* ``connection NAME``: a SuperLink connection for ``flwr`` in ``$FLWR_HOME/config.toml``;
+  ``register KEY.pub --connection NAME``: admit a SuperNode's public key;
+* ``submit PARAMS.yaml --out DIR --connection NAME``: ``flwr run`` on a running federation.
+
+Every Flower process runs offline: no telemetry, no update check, no runtime dependency
+installation.
 """
 
 from __future__ import annotations
@@ -13,184 +22,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
-import socket
-import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
-from typing import IO
 
 from fedrs.errors import FedrsError
-from fedrs.runs import RunFolder, load_run_config
-
-#: set for every Flower process fedrs starts
-OFFLINE_ENV = {"FLWR_TELEMETRY_ENABLED": "0", "FLWR_DISABLE_UPDATE_CHECK": "1",
-               "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1"}
-#: the Flower app folder of a source checkout (``flwr run`` packages it)
-APP_DIR = Path(__file__).resolve().parents[3] / "flower_app"
-LOCAL_CONNECTION = "fedrs-local"
-
-
-def flower_env(home: str | Path, extra: dict[str, str] | None = None) -> dict[str, str]:
-    """This process's environment, offline, with ``FLWR_HOME=home`` and this interpreter's scripts
-    (``flwr``, ``flower-superlink``, ...) first on PATH."""
-    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-    return {**os.environ, **OFFLINE_ENV, "FLWR_HOME": str(home), "PATH": path, **(extra or {})}
-
-
-def require_flower(env: dict[str, str]) -> None:
-    """A readable error when Flower's commands are not installed."""
-    if shutil.which("flwr", path=env["PATH"]) is None:
-        raise FedrsError("Flower is not installed in this environment: pip install 'fedrs[flower]'")
-
-
-def run_config_arg(params: str | Path, out: str | Path, datasets: str = "", force: bool = False) -> str:
-    """``flwr run --run-config`` value: absolute paths as TOML strings."""
-    items = {"params-file": str(Path(params).resolve()), "out-dir": str(Path(out).resolve()), "datasets": datasets}
-    quoted = [k for k, v in items.items() if '"' in v]
-    if quoted:
-        raise FedrsError(f"{quoted[0]} contains a double quote, which flwr run --run-config cannot pass")
-    text = " ".join(f"{k}={json.dumps(v)}" for k, v in items.items())
-    return text + (" force=true" if force else "")
-
-
-def submit(params: str | Path, out: str | Path, connection: str, env: dict[str, str], *, app: str | Path = APP_DIR,
-           datasets: str = "", force: bool = False, stdout: IO | None = None, timeout: float | None = None) -> dict:
-    """``flwr run APP CONNECTION --stream`` for one configuration; the run folder's metrics."""
-    app = Path(app)
-    if not (app / "pyproject.toml").is_file():
-        raise FedrsError(f"no Flower app at {app}: pass the fedrs checkout's flower_app/ folder (--app)")
-    require_flower(env)
-    cfg = load_run_config(params)
-    cmd = ["flwr", "run", str(app), connection, "--stream", "--run-config",
-           run_config_arg(params, out, datasets, force)]
-    subprocess.run(cmd, env=env, stdout=stdout, stderr=subprocess.STDOUT if stdout else None, timeout=timeout,
-                   check=False)
-    folder = RunFolder(out)
-    if folder.status != "finished" or not folder.same_params(cfg):
-        raise FedrsError(f"the Flower run did not finish {out}: see the ServerApp's log (flwr run --stream output)")
-    return folder.read_metrics()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class LocalFederation:
-    """A SuperLink and ``num_clients`` SuperNodes (``partition-id=i``) on 127.0.0.1, as a context
-    manager: on exit every process started, and everything they spawned, is stopped by its id.
-
-    ``home`` is the ``FLWR_HOME`` (a connection named ``fedrs-local`` is written to its
-    config.toml); each process logs to ``home/logs/<name>.log``.
-    """
-
-    def __init__(self, num_clients: int, home: str | Path, extra_env: dict[str, str] | None = None,
-                 startup_timeout: float = 60.0):
-        self.num_clients, self.home = num_clients, Path(home)
-        self.env = flower_env(self.home, extra_env)
-        self.logs = self.home / "logs"
-        self.port = free_port()
-        self.startup_timeout = startup_timeout
-        self.processes: list[subprocess.Popen] = []
-        self.stopped: list[int] = []  # every pid stopped on exit (the started ones and their children)
-
-    def _start(self, name: str, *cmd: str) -> subprocess.Popen:
-        with open(self.logs / f"{name}.log", "w") as log:
-            proc = subprocess.Popen(cmd, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        self.processes.append(proc)
-        return proc
-
-    def __enter__(self) -> LocalFederation:
-        require_flower(self.env)
-        self.logs.mkdir(parents=True, exist_ok=True)
-        (self.home / "config.toml").write_text(
-            f'[superlink]\ndefault = "{LOCAL_CONNECTION}"\n\n[superlink.{LOCAL_CONNECTION}]\n'
-            f'address = "127.0.0.1:{self.port}"\ninsecure = true\n', encoding="utf-8")
-        try:
-            link = self._start("superlink", "flower-superlink", "--insecure", "--host", "127.0.0.1",
-                               "--port", str(self.port), "--disable-runtime-dependency-installation")
-            deadline = time.monotonic() + self.startup_timeout
-            while not self._listening():
-                if link.poll() is not None or time.monotonic() > deadline:
-                    raise FedrsError(f"the SuperLink did not start: {self.log_tail('superlink')}")
-                time.sleep(0.3)
-            for i in range(self.num_clients):
-                self._start(f"supernode{i}", "flower-supernode", "--insecure", "--superlink",
-                            f"127.0.0.1:{self.port}", "--node-config",
-                            f"partition-id={i} num-partitions={self.num_clients}", "--port", str(free_port()))
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
-    def _listening(self) -> bool:
-        try:
-            socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-            return True
-        except OSError:
-            return False
-
-    def log_tail(self, name: str, chars: int = 3000) -> str:
-        file = self.logs / f"{name}.log"
-        return file.read_text(errors="replace")[-chars:] if file.is_file() else "(no log)"
-
-    def stop(self) -> None:
-        """Terminate the started processes and their descendants (SIGTERM, then SIGKILL after 15 s)."""
-        import psutil
-
-        tree = []
-        for proc in self.processes:
-            try:
-                parent = psutil.Process(proc.pid)
-                tree += [parent, *parent.children(recursive=True)]
-            except psutil.NoSuchProcess:
-                pass
-        for p in tree:
-            try:
-                p.terminate()
-            except psutil.NoSuchProcess:
-                pass
-        _, alive = psutil.wait_procs(tree, timeout=15)
-        for p in alive:
-            try:
-                p.kill()
-            except psutil.NoSuchProcess:
-                pass
-        psutil.wait_procs(alive, timeout=5)
-        for proc in self.processes:
-            proc.wait(timeout=5)
-        self.stopped += [p.pid for p in tree]
-        self.processes = []
-
-
-def run_local(params: str | Path, out: str | Path, *, num_clients: int | None = None, datasets: str = "",
-              force: bool = False, home: str | Path | None = None, extra_env: dict[str, str] | None = None,
-              stdout: IO | None = None, timeout: float | None = None) -> dict:
-    """Run a configuration as a loopback Flower deployment; its metrics.
-
-    ``num_clients`` defaults to the config's ``data.num_clients``; ``home`` (``FLWR_HOME``, logs)
-    defaults to a temporary folder, removed after a successful run and kept (and named in the
-    error) after a failed one.
-    """
-    n = num_clients or load_run_config(params).data.num_clients
-    keep = home is not None
-    home = Path(home) if keep else Path(tempfile.mkdtemp(prefix="fedrs-flower-"))
-    try:
-        with LocalFederation(n, home, extra_env) as fed:
-            metrics = submit(params, out, LOCAL_CONNECTION, fed.env, datasets=datasets, force=force,
-                             stdout=stdout, timeout=timeout)
-    except (FedrsError, subprocess.TimeoutExpired) as exc:
-        raise FedrsError(f"{exc} (Flower logs: {home / 'logs'})") from exc
-    if not keep:
-        shutil.rmtree(home, ignore_errors=True)
-    return metrics
+from fedrs.federated.flower.credentials import (
+    CA_CERT, SERVER_CERT, SERVER_KEY, TLSFiles, generate_dev_credentials, write_node_key,
+)
+from fedrs.federated.flower.deploy import (
+    APP_DIR, LOOPBACK, flower_env, flower_home, register_node, require_flower, run_local, submit,
+    superlink_command, supernode_command, write_connection,
+)
 
 
 def _print(metrics: dict, out: str) -> None:
@@ -200,20 +42,92 @@ def _print(metrics: dict, out: str) -> None:
     print()
 
 
+def _exec(cmd: list[str]) -> int:
+    """Become ``cmd`` (a Flower binary) with the offline environment: signals reach it directly."""
+    env = flower_env(flower_home())
+    require_flower(env)
+    print("fedrs: " + " ".join(cmd), file=sys.stderr, flush=True)
+    os.execvpe(cmd[0], cmd, env)
+    return 1  # not reached
+
+
 def _cmd_local(args: argparse.Namespace) -> int:
-    _print(run_local(args.params, args.out, num_clients=args.clients, datasets=args.datasets, force=args.force),
-           args.out)
+    _print(run_local(args.params, args.out, num_clients=args.clients, datasets=args.datasets, force=args.force,
+                     insecure=args.insecure), args.out)
     return 0
 
 
 def _cmd_submit(args: argparse.Namespace) -> int:
-    env = flower_env(os.environ.get("FLWR_HOME") or Path.home() / ".flwr")
+    env = flower_env(flower_home())
     _print(submit(args.params, args.out, args.connection, env, app=args.app, datasets=args.datasets,
                   force=args.force), args.out)
     return 0
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
+def _cmd_certs(args: argparse.Namespace) -> int:
+    creds = generate_dev_credentials(args.out_dir, args.nodes, args.host, args.days)
+    print(f"development credentials in {creds.folder} (cryptography, ECDSA P-384):")
+    print(f"  to every SuperNode and flwr user: {creds.tls.ca_cert.name}")
+    print(f"  SuperLink only:                   {creds.tls.server_cert.name}, {creds.tls.server_key.name}")
+    print(f"  operator only (signs):            {creds.ca_key.name}")
+    for i, key in enumerate(creds.nodes):
+        print(f"  SuperNode {i}: {key.private.name} (its machine only); register {key.public.name}")
+    return 0
+
+
+def _cmd_node_key(args: argparse.Namespace) -> int:
+    key = write_node_key(args.out_dir, args.name)
+    print(f"private key {key.private} (keep it on this machine: flower-supernode --auth-supernode-private-key)")
+    print(f"public key  {key.public} (send it to the SuperLink's operator: flwr supernode register)")
+    return 0
+
+
+def _tls_files(args: argparse.Namespace) -> TLSFiles | None:
+    if args.insecure:
+        return None
+    folder = Path(args.certs) if args.certs else None
+    pick = {"ca": CA_CERT, "cert": SERVER_CERT, "key": SERVER_KEY}
+    paths = {k: getattr(args, k) or (folder / name if folder else None) for k, name in pick.items()}
+    missing = [f"--{k}" for k, v in paths.items() if v is None]
+    if missing:
+        raise FedrsError(f"the SuperLink needs {', '.join(missing)} (or --certs DIR holding {CA_CERT}, {SERVER_CERT}, "
+                         f"{SERVER_KEY}); --insecure only for a local test")
+    return TLSFiles(Path(paths["ca"]), Path(paths["cert"]), Path(paths["key"]))
+
+
+def _cmd_superlink(args: argparse.Namespace) -> int:
+    return _exec(superlink_command(host=args.host, port=args.port, tls=_tls_files(args),
+                                   node_auth=not args.no_node_auth, insecure=args.insecure))
+
+
+def _cmd_supernode(args: argparse.Namespace) -> int:
+    if not args.insecure and args.key is None and not args.no_node_auth:
+        raise FedrsError("a SuperNode authenticates with its private key: --key FILE (fedrs flower node-key), "
+                         "or --no-node-auth if the SuperLink does not require it")
+    config = {"partition-id": args.partition_id, "num-partitions": args.num_partitions}
+    return _exec(supernode_command(superlink=args.superlink, node_config=config, ca_cert=args.ca,
+                                   node_key=args.key, insecure=args.insecure, port=args.port))
+
+
+def _cmd_connection(args: argparse.Namespace) -> int:
+    if not args.insecure and args.ca is None and not args.system_cas:
+        raise FedrsError("name the CA the SuperLink's certificate is signed by: --ca ca.crt "
+                         "(--system-cas if a public CA signed it; --insecure only for a local test)")
+    file = write_connection(flower_home(), args.name, args.address, ca_cert=None if args.system_cas else args.ca,
+                            insecure=args.insecure, default=args.default)
+    print(f"connection {args.name!r} -> {args.address} written to {file}")
+    return 0
+
+
+def _cmd_register(args: argparse.Namespace) -> int:
+    env = flower_env(flower_home())
+    require_flower(env)
+    for key in args.public_keys:
+        print(f"{key}: SuperNode {register_node(key, args.connection, env)} registered")
+    return 0
+
+
+def _run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("params", metavar="PARAMS.yaml")
     parser.add_argument("--out", required=True, metavar="DIR", help="the run folder (absolute on the SuperLink's machine)")
     parser.add_argument("--datasets", default="", metavar="MODULE:FUNCTION",
@@ -221,24 +135,85 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true", help="start over even if DIR holds a finished run")
 
 
+INSECURE_HELP = "plaintext, no SuperNode authentication: local tests on 127.0.0.1 only"
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     flower = subparsers.add_parser(
-        "flower", help="run a configuration with Flower (SuperLink + one SuperNode per client)",
+        "flower", help="run a configuration with Flower (SuperLink + one SuperNode per client, TLS)",
         description="Run PARAMS.yaml through Flower's deployment runtime into the same run folder as "
-                    "`fedrs run` (metrics.json says engine: flower). See docs/flower.md.")
+                    "`fedrs run` (metrics.json says engine: flower), over TLS with authenticated "
+                    "SuperNodes. See docs/flower.md.")
     sub = flower.add_subparsers(dest="flower_command", metavar="COMMAND")
     sub.required = True
-    local = sub.add_parser("local", help="on this machine: loopback SuperLink + SuperNodes, stopped afterwards")
-    _common(local)
+
+    local = sub.add_parser("local", help="on this machine: loopback SuperLink + SuperNodes (TLS + node auth), "
+                                         "all stopped afterwards")
+    _run_options(local)
     local.add_argument("--clients", type=int, default=None, help="SuperNodes to start (default: data.num_clients)")
+    local.add_argument("--insecure", action="store_true", help=INSECURE_HELP)
     local.set_defaults(func=_cmd_local)
+
     remote = sub.add_parser("submit", help="to a running federation (flwr run APP CONNECTION)")
-    _common(remote)
+    _run_options(remote)
     remote.add_argument("--connection", required=True,
-                        help="a SuperLink connection of $FLWR_HOME/config.toml (see docs/flower.md)")
+                        help="a SuperLink connection of $FLWR_HOME/config.toml (fedrs flower connection)")
     remote.add_argument("--app", default=str(APP_DIR), help=f"the Flower app folder (default: {APP_DIR})")
     remote.set_defaults(func=_cmd_submit)
 
+    certs = sub.add_parser("certs", help="development CA, SuperLink certificate + key, SuperNode key pairs",
+                           description="Write a development CA (ca.crt, ca.key), the SuperLink's certificate and "
+                                       "key (server.pem, server.key; valid for localhost, 127.0.0.1, ::1 and each "
+                                       "--host) and --nodes SuperNode key pairs (node-i.key, node-i.pub), with the "
+                                       "cryptography package. Never overwrites.")
+    certs.add_argument("out_dir", metavar="OUT_DIR")
+    certs.add_argument("--nodes", type=int, default=0, help="SuperNode key pairs to create (default 0)")
+    certs.add_argument("--host", action="append", default=[], metavar="NAME",
+                       help="a name or IP address the SuperNodes use to reach the SuperLink (repeatable)")
+    certs.add_argument("--days", type=int, default=365, help="validity (default 365)")
+    certs.set_defaults(func=_cmd_certs)
 
-__all__ = ["OFFLINE_ENV", "APP_DIR", "flower_env", "require_flower", "run_config_arg", "submit", "LocalFederation", "run_local",
-           "register"]
+    node_key = sub.add_parser("node-key", help="one SuperNode key pair (on the SuperNode's machine)")
+    node_key.add_argument("out_dir", metavar="OUT_DIR")
+    node_key.add_argument("--name", default="supernode", help="file names NAME.key, NAME.pub (default supernode)")
+    node_key.set_defaults(func=_cmd_node_key)
+
+    link = sub.add_parser("superlink", help="start flower-superlink with TLS and SuperNode authentication")
+    link.add_argument("--certs", metavar="DIR", help=f"folder with {CA_CERT}, {SERVER_CERT}, {SERVER_KEY}")
+    link.add_argument("--ca", help="CA certificate (overrides --certs)")
+    link.add_argument("--cert", help="the SuperLink's certificate (overrides --certs)")
+    link.add_argument("--key", help="the SuperLink's private key (overrides --certs)")
+    link.add_argument("--host", default=LOOPBACK, help=f"address to listen on (default {LOOPBACK})")
+    link.add_argument("--port", type=int, default=None, help="port of the Fleet/Control/Runtime API (Flower's default: 8000)")
+    link.add_argument("--no-node-auth", action="store_true", help="accept any SuperNode (TLS only)")
+    link.add_argument("--insecure", action="store_true", help=INSECURE_HELP)
+    link.set_defaults(func=_cmd_superlink)
+
+    node = sub.add_parser("supernode", help="join a SuperLink as client PARTITION_ID (flower-supernode, TLS)")
+    node.add_argument("--superlink", required=True, metavar="HOST:PORT")
+    node.add_argument("--ca", help="CA certificate that signed the SuperLink's certificate (default: the system's CAs)")
+    node.add_argument("--key", help="this SuperNode's private key (its .pub registered on the SuperLink)")
+    node.add_argument("--partition-id", type=int, required=True)
+    node.add_argument("--num-partitions", type=int, required=True)
+    node.add_argument("--port", type=int, default=None,
+                      help="this SuperNode's local Runtime API port (distinct per SuperNode on one machine)")
+    node.add_argument("--no-node-auth", action="store_true", help="no key (the SuperLink accepts any SuperNode)")
+    node.add_argument("--insecure", action="store_true", help=INSECURE_HELP)
+    node.set_defaults(func=_cmd_supernode)
+
+    conn = sub.add_parser("connection", help="add a SuperLink connection to $FLWR_HOME/config.toml for flwr")
+    conn.add_argument("name")
+    conn.add_argument("--address", required=True, metavar="HOST:PORT")
+    conn.add_argument("--ca", help="CA certificate that signed the SuperLink's certificate")
+    conn.add_argument("--system-cas", action="store_true", help="trust the system's CAs instead of --ca")
+    conn.add_argument("--default", action="store_true", help="make it flwr's default connection")
+    conn.add_argument("--insecure", action="store_true", help=INSECURE_HELP)
+    conn.set_defaults(func=_cmd_connection)
+
+    reg = sub.add_parser("register", help="admit SuperNode public keys (flwr supernode register)")
+    reg.add_argument("public_keys", nargs="+", metavar="KEY.pub")
+    reg.add_argument("--connection", required=True, help="the SuperLink connection (fedrs flower connection)")
+    reg.set_defaults(func=_cmd_register)
+
+
+__all__ = ["register"]

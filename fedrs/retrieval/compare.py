@@ -142,14 +142,15 @@ def compare_federated(backbone, train: RetrievalSet, test: RetrievalSet, cfg: Re
                                   lr=lr, split=split_cfg)
         seconds = time.perf_counter() - start
         name = f"{variant} {label}"
-        base = {"trainable_params": out.trainable_params, "train_s": seconds, "backbone": backbone.label,
-                "upload_values_per_client_round": out.upload_values_per_client_round}
-        row = {"method": name, **score_row(out.model, test), **base}
+        sizes = {"trainable_params": out.trainable_params,
+                 "upload_values_per_client_round": out.upload_values_per_client_round}
+        timing = {"train_s": seconds, "backbone": backbone.label}
+        row = {"method": name, **sizes, **score_row(out.model, test), **timing}
         logger.info("%-58s %s  (%.0f s)", name, _recalls(row), seconds)
         rows.append(row)
         if out.personalised:
-            rows.append({"method": f"{name}, personalised (client mean)", **out.personalised_row(),
-                         "mR_optimistic": float("nan"), **base})
+            rows.append({"method": f"{name}, personalised (client mean)", **sizes, **out.personalised_row(),
+                         "mR_optimistic": float("nan"), **timing})
     return rows
 
 

@@ -438,10 +438,7 @@ def _policy(hit, previous: dict | None, fingerprint: dict, planned: dict[str, in
     if isinstance(hit, CaptionHit):
         raise DataError(f"--merge adds images to a scene dataset; {hit.name} is a caption set "
                         f"({dest}): use --replace, or --name NAME to keep both")
-    collisions = sorted(rel for rel, n in planned.items() if rel in recorded and recorded[rel][0] != n)
-    if collisions:
-        raise _collision_error(hit.name, dest, collisions)
-    return "merge"
+    return "merge"  # collisions are found by content, after hashing
 
 
 def _differing(kept: list[_Image], recorded: dict[str, tuple[int, str]]) -> list[str]:
@@ -515,11 +512,15 @@ def _plan_scene(hit: SceneHit, folder_map: dict[str, str]) -> list[_Image]:
             images.append(_Image(m, f"{spec.class_root}/{cls}/{base}", cls))
     images.sort(key=lambda im: im.rel)
     if spec.origin == "custom":  # non-RGB images become RGB PNGs: <stem>.png, else <name>.png
+        # (when another image of the class already maps to <stem>.png)
         taken = Counter(im.rel for im in images) + Counter(
             str(PurePosixPath(im.rel).with_suffix(".png")) for im in images)
         for im in images:
             png = str(PurePosixPath(im.rel).with_suffix(".png"))
-            im.convert_rel = png if taken[png] == 1 and png != im.rel else f"{im.rel}.png"
+            if im.rel.lower().endswith(".png"):
+                im.convert_rel = im.rel  # a PNG stays a PNG of the same name
+            else:
+                im.convert_rel = png if taken[png] == 1 else f"{im.rel}.png"
     return images
 
 

@@ -431,15 +431,6 @@ def _manifest_summary(path: str, stamp: tuple[int, int]) -> dict[str, Any] | Non
     return manifest
 
 
-def _read_summary(folder: Path) -> dict[str, Any] | None:
-    path = folder / MANIFEST_NAME
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    return _manifest_summary(str(path), (st.st_mtime_ns, st.st_size))
-
-
 def _own_folder(name: str, root: Path) -> Path | None:
     """The folder of ``root`` holding the dataset imported as ``name`` (exact, else ignoring case)."""
     if not name or _UNSAFE_NAME.search(name) or name.startswith("."):
@@ -475,11 +466,24 @@ def spec_from_manifest(manifest: Mapping[str, Any]) -> SceneDatasetSpec | Captio
     return None
 
 
-def imported_spec(name: str, root: str | Path | None = None) -> SceneDatasetSpec | CaptionSetSpec | None:
-    """The spec of a dataset imported as ``name`` with ``--name`` in the data root, or None."""
-    folder = _own_folder(name, resolve_root(root))
-    summary = _read_summary(folder) if folder is not None else None
+@functools.lru_cache(maxsize=32)
+def _imported_spec(path: str, stamp: tuple[int, int]) -> SceneDatasetSpec | CaptionSetSpec | None:
+    summary = _manifest_summary(path, stamp)
     return spec_from_manifest(summary) if summary else None
+
+
+def imported_spec(name: str, root: str | Path | None = None) -> SceneDatasetSpec | CaptionSetSpec | None:
+    """The spec of a dataset imported as ``name`` with ``--name`` in the data root, or None.
+    The same object for as long as the import is unchanged (specs are compared by identity)."""
+    folder = _own_folder(name, resolve_root(root))
+    if folder is None:
+        return None
+    path = folder / MANIFEST_NAME
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return _imported_spec(str(path), (st.st_mtime_ns, st.st_size))
 
 
 def own_names(root: Path) -> list[str]:

@@ -158,8 +158,22 @@ def test_fedrs_run_writes_a_retrieval_run_folder(tiny, tmp_path, monkeypatch, ca
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["private_prefixes"] == ["adapter.up.text"] and metrics["personalised"]
     split = json.loads((out / "split.json").read_text())
-    assert sorted(split["clients"][0] + split["clients"][1]) == sorted(sets["train+val"].image_ids)
+    # the clients hold the training images minus the validation split (20% by default), which
+    # the server scores after every round; the final round is reported on test
+    val = split["validation"]["images"]
+    assert len(val) == 1 and not set(val) & set(split["clients"][0] + split["clients"][1])
+    assert sorted(split["clients"][0] + split["clients"][1] + val) == sorted(sets["train+val"].image_ids)
+    assert metrics["selection"]["split"] == "val (20% of the train+val images, seed 0): 1 of 6"
+    assert len(metrics["selection"]["val_mR"]) == 1 and metrics["selection"]["best_round"] == 1
+    assert "final round (1) on test" in metrics["selection"]["reported"]
+    rounds = (out / "rounds.csv").read_text().splitlines()
+    assert "val_mR" in rounds[0].split(",") and "val_mR_personalised" in rounds[0].split(",")
+    assert metrics["test_set"] == "tiny, 4 images" and metrics["train_images"] == 5
+    assert metrics["loss"]["form"] == "hinge" and metrics["loss"]["duplicate_captions"] == "mask"
+    assert {"mR", "mR_optimistic", "mR_argsort", "i2t_r1_argsort"} <= set(metrics["global"])
     assert {"rounds.csv", "clients.csv", "params.yaml", "env.json"} <= {p.name for p in out.iterdir()}
+    params_yaml = (out / "params.yaml").read_text()
+    assert "duplicate_captions: mask" in params_yaml and "fraction: 0.2" in params_yaml
     # scene-class skew needs labels: the tiny set has none, so it is one clear error
     capsys.readouterr()
     bad = tmp_path / "bad.yaml"
@@ -215,7 +229,9 @@ def test_fedrs_run_with_dirichlet_retrieval_clients(tiny, tmp_path, monkeypatch,
     assert metrics["split"] == "dirichlet(alpha=0.1), 2 clients"
     split = json.loads((out / "split.json").read_text())
     assert split["scheme"] == "dirichlet"
-    assert sorted(split["clients"][0] + split["clients"][1]) == sorted(sets["train+val"].image_ids)
+    val = split["validation"]["images"]
+    assert len(val) == 5  # round(0.2 * 24), held out before the clients are dealt
+    assert sorted(split["clients"][0] + split["clients"][1] + val) == sorted(sets["train+val"].image_ids)
     clients = (out / "clients.csv").read_text().splitlines()
     assert clients[0].startswith("client,train_images,scene_classes")
 

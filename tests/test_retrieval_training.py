@@ -7,7 +7,7 @@ import torch
 from fedrs.backbone.factory import create_backbone
 from fedrs.config import ConfigError, dump_yaml, from_dict, to_dict
 from fedrs.losses.retrieval import HMMCLoss, caption_groups
-from fedrs.retrieval.config import AdapterConfig, LossConfig, RetrievalConfig
+from fedrs.retrieval.config import AdapterConfig, LossConfig, RetrievalConfig, ValidationConfig
 from fedrs.retrieval.data import RetrievalSet
 from fedrs.retrieval.method import PERSITR, PERSITRConfig
 from fedrs.retrieval.train import train_epochs
@@ -109,3 +109,174 @@ def test_federated_method_loss_masks_repeated_pool_captions(tiny, monkeypatch):
     loss, terms = method.loss(Batch(labels=idx, images=pool.images[idx]))
     assert seen[0].tolist() == caption_groups(caps)[idx].tolist() == [0, 0, 1]
     assert set(terms) >= {"cm", "v", "t", "loss"} and torch.isfinite(loss)
+
+
+# -- the validation split and selection on it -----------------------------------------------------------
+
+def test_validation_split_is_seeded_disjoint_and_carved_from_training_images(tiny):
+    from fedrs.retrieval.data import validation_indices
+
+    train, val = validation_indices(10, 0.2, seed=3)
+    assert len(val) == 2 and sorted(train + val) == list(range(10)) and not set(train) & set(val)
+    assert validation_indices(10, 0.2, seed=3) == (train, val)
+    assert validation_indices(10, 0.2, seed=4)[1] != val or validation_indices(10, 0.2, seed=5)[1] != val
+    assert validation_indices(10, 0.0) == (list(range(10)), [])
+    assert len(validation_indices(3, 0.01)[1]) == 1 and len(validation_indices(3, 0.9)[0]) == 1
+    data = tiny_set(tiny, n_images=10)
+    fit, held = data.split_validation(0.2, seed=3)
+    assert held.image_ids == [str(i) for i in val] and fit.image_ids == [str(i) for i in train]
+    assert held.captions == [data.captions[j] for i in val for j in data.captions_of()[i]]
+    assert data.split_validation(0.0) == (data, None)
+    for bad in (1.0, -0.1, True):
+        with pytest.raises(ConfigError, match="validation.fraction"):
+            ValidationConfig(fraction=bad)
+    assert ValidationConfig().describe("train+val", 378, 1890) == \
+        "val (20% of the train+val images, seed 0): 378 of 1,890"
+
+
+def test_train_epochs_scores_validation_after_every_epoch_without_changing_training(tiny):
+    from fedrs.retrieval.train import validation_summary
+
+    fit, val = tiny_set(tiny, n_images=10).split_validation(0.2, seed=0)
+    seen = []
+    runs = {}
+    for with_val in (True, False):
+        model, loss = build_variant(tiny, TINY_CFG, "mrs-adapter-hmmc")
+        torch.manual_seed(0)  # dropout draws
+        stats = train_epochs(model, loss, fit, epochs=3, batch_size=4, lr=1e-2, seed=1,
+                             val=val if with_val else None, on_epoch=seen.append if with_val else None)
+        runs[with_val] = (stats, {n: p.detach().clone() for n, p in model.named_parameters()})
+    stats, params = runs[True]
+    assert [r["epoch"] for r in stats["history"]] == [1, 2, 3] and seen == stats["history"]
+    assert all(0.0 <= r["val_mR"] <= 100.0 for r in stats["history"])
+    assert sum(r["steps"] for r in stats["history"]) == stats["steps"] == 6
+    # scoring the validation split draws no random numbers and trains nothing
+    assert all(torch.equal(params[n], runs[False][1][n]) for n in params)
+    assert all("val_mR" not in r for r in runs[False][0]["history"])
+    summary = validation_summary([{"epoch": 1, "val_mR": 20.0}, {"epoch": 2, "val_mR": 30.0},
+                                  {"epoch": 3, "val_mR": 30.0}, {"epoch": 4, "val_mR": 25.0}])
+    assert summary == {"val_mR": [20.0, 30.0, 30.0, 25.0], "best_epoch": 2, "best_val_mR": 30.0,
+                       "final_val_mR": 25.0}
+
+
+def serve_training_only(monkeypatch, sets: dict) -> None:
+    """``RetrievalSet.load`` serves ``sets[split]``; loading any other split (test) fails the test."""
+    def load(cls, dataset, split, backbone, **kw):
+        if split not in sets:
+            raise AssertionError(f"the {split!r} split was loaded")
+        return sets[split]
+
+    monkeypatch.setattr(RetrievalSet, "load", classmethod(load))
+
+
+def test_select_lr_centralised_writes_its_table_and_never_loads_test(tiny, tmp_path, monkeypatch):
+    import json
+
+    from fedrs.retrieval.config import RetrievalTrainConfig
+    from fedrs.retrieval.selection import select_lr
+
+    serve_training_only(monkeypatch, {"train+val": tiny_set(tiny, n_images=10)})
+    cfg = RetrievalConfig(adapter=AdapterConfig(bottleneck=16, shared_dim=8),
+                          train=RetrievalTrainConfig(epochs=2, batch_size=4))
+    lr, rows = select_lr(cfg, [1e-3, 3e-2], backbone=tiny, out=tmp_path / "sweep")
+    assert [r["lr"] for r in rows] == [1e-3, 3e-2]
+    assert lr == max(rows, key=lambda r: r["final_val_mR"])["lr"]
+    assert all(len(r["val_mR_curve"].split()) == 2 and r["best_epoch"] in (1, 2) for r in rows)
+    table = json.loads((tmp_path / "sweep" / "lr_sweep.json").read_text())
+    assert table["chosen_lr"] == lr and table["test_split"] == "not loaded"
+    assert table["validation"] == "val (20% of the train+val images, seed 0): 2 of 10"
+    assert table["kind"].startswith("centralised AdamW") and "final epoch" in table["criterion"]
+    assert (tmp_path / "sweep" / "lr_sweep.csv").read_text().startswith("lr,final_val_mR,best_val_mR,best_epoch")
+
+
+def test_select_lr_chooses_the_best_final_epoch_never_a_diverged_one(tiny, monkeypatch):
+    import fedrs.retrieval.selection as selection
+
+    curves = {1.0: [50.0, 10.0], 2.0: [20.0, 30.0], 3.0: [30.0, float("nan")], 4.0: [5.0, 30.0]}
+
+    def fake(cfg, lr, backbone, train, val, progress, max_steps):
+        return [{"epoch": e + 1, "val_mR": v} for e, v in enumerate(curves[lr])], "val_mR", {}
+
+    monkeypatch.setattr(selection, "_train_one", fake)
+    lr, rows = selection.select_lr(RetrievalConfig(), list(curves), backbone=tiny, train=tiny_set(tiny))
+    # 1.0 has the best epoch (50) but not the best final one; 3.0 diverged; 2.0 and 4.0 tie: first listed
+    assert lr == 2.0 and rows[0]["best_val_mR"] == 50.0 and rows[0]["best_epoch"] == 1
+    with pytest.raises(selection.SelectionError, match="validation.fraction"):
+        selection.select_lr(RetrievalConfig(validation=ValidationConfig(fraction=0.0)), [1e-3],
+                            backbone=tiny, train=tiny_set(tiny))
+    with pytest.raises(selection.SelectionError, match="> 0"):
+        selection.select_lr(RetrievalConfig(), [0.0], backbone=tiny, train=tiny_set(tiny))
+
+
+def test_select_lr_federated_runs_the_engine_on_the_training_images(tiny, tmp_path, monkeypatch):
+    import json
+
+    from fedrs.retrieval.selection import select_lr
+    from fedrs.runs import run_config
+
+    serve_training_only(monkeypatch, {"train+val": tiny_set(tiny, n_images=10)})
+    cfg = run_config({"backbone": {"model": "fedrs-rsclip-tiny", "pretrained": "random"},
+                      "data": {"dataset": "UCM-Captions", "num_clients": 2, "scheme": "iid"},
+                      "method": {"name": "pe-rsitr", "adapter": {"bottleneck": 16, "shared_dim": 8},
+                                 "private": ["adapter.up.text"]},
+                      "train": {"rounds": 2, "lr": 0.1, "batch_size": 4}})
+    lr, rows = select_lr(cfg, [1e-3, 1e-2], backbone=tiny, out=tmp_path)
+    assert lr in (1e-3, 1e-2) and all(len(r["val_mR_curve"].split()) == 2 for r in rows)
+    table = json.loads((tmp_path / "lr_sweep.json").read_text())
+    # private tensors: the clients' personalised validation mR decides
+    assert table["criterion"].startswith("highest val_mR_personalised") and "final round" in table["criterion"]
+    assert table["kind"].startswith("federated SGD") and "2 rounds" in table["budget"]
+    assert table["config"]["train"]["lr"] == 0.1  # the swept rates are in the rows, the config as given
+
+
+# -- what a set is, and when zero-shot is not zero-shot ------------------------------------------------
+
+def test_sets_say_which_images_they_hold(tiny, tmp_path, monkeypatch):
+    from PIL import Image
+
+    import fedrs.data as data_api
+    from fedrs.data.captions import CaptionedImage, CaptionSet
+    from fedrs.retrieval.data import split_description
+
+    assert split_description("RSICD", "test", 1027, 1093, "AID") == \
+        "RSICD test, 1,027 of 1,093 images (those with AID images)"
+    assert split_description("UCM-Captions", "test", 210, 210, "UCMerced") == "UCM-Captions test, 210 images"
+    path = tmp_path / "a.png"
+    Image.new("RGB", (8, 8)).save(path)
+    items = [CaptionedImage(f"im{i}", path if i % 3 else None, [f"caption {i}"], "test", "beach")
+             for i in range(6)]  # images 0 and 3 have no local image
+
+    def fake_load(name, split="train", root=None):
+        return CaptionSet("RSICD", split, items, tmp_path, "AID via images.csv")
+
+    monkeypatch.setattr(data_api, "load_caption_set", fake_load)
+    loaded = RetrievalSet.load("RSICD", "test", tiny)
+    assert len(loaded) == 4 and loaded.describe() == "RSICD test, 4 of 6 images (those with AID images)"
+    assert RetrievalSet.load("RSICD", "test", tiny, limit=2).describe().endswith(", first 2 only")
+    assert tiny_set(tiny).describe() == "tiny, 6 images"
+
+
+def test_zeroshot_on_the_offline_backbones_pretraining_captions_is_labelled_in_domain(tiny):
+    import dataclasses
+    from pathlib import Path
+
+    from fedrs.retrieval.data import zeroshot_note
+
+    assert zeroshot_note(tiny, "RSICD") == ""  # random weights: trained on nothing
+    offline = dataclasses.replace(tiny, pretrained=None, checkpoint=Path("models/fedrs-rsclip-tiny/open_clip_model.pt"),
+                                  fingerprint="0123456789abcdef")
+    assert zeroshot_note(offline, "RSICD").startswith("in-domain: fedrs-rsclip-tiny/offline-01234567 was "
+                                                      "pretrained on RSICD training captions")
+    assert zeroshot_note(offline, "UCM-Captions") == ""
+
+
+def test_step_schedule_and_the_authors_recipe(tiny):
+    from fedrs.retrieval.config import PAPER_TRAIN, RetrievalTrainConfig
+
+    model, loss = build_variant(tiny, TINY_CFG, "mrs-adapter")
+    stats = train_epochs(model, loss, tiny_set(tiny), epochs=3, batch_size=6, lr=1e-2, lr_decay_every=2, lr_decay=0.5)
+    assert [r["lr"] for r in stats["history"]] == [1e-2, 1e-2, 5e-3]
+    assert (PAPER_TRAIN.epochs, PAPER_TRAIN.batch_size, PAPER_TRAIN.lr, PAPER_TRAIN.weight_decay,
+            PAPER_TRAIN.lr_decay_every, PAPER_TRAIN.lr_decay) == (30, 16, 2e-4, 0.0, 20, 0.7)
+    with pytest.raises(ConfigError, match="lr_decay"):
+        RetrievalTrainConfig(lr_decay=0.0)

@@ -3,18 +3,19 @@
 The whole retrieval wing lives here: ``config`` (typed sections), ``data`` (caption sets as
 tensors, client shards), ``adapters`` (MRS-Adapter, bottleneck adapter), ``model`` (the
 dual encoder with pluggable PETL parts), ``variants`` (the PETL harness), ``train`` (centralised
-training and R@K evaluation), ``method`` (the ``pe-rsitr`` method for the federated engine) and
-``pipeline`` (federated training and the retrieval pipeline of ``fedrs run``).
+training and R@K evaluation), ``method`` (the ``pe-rsitr`` method for the federated engine),
+``pipeline`` (federated training and the retrieval pipeline of ``fedrs run``) and ``selection``
+(learning rates chosen on the validation split of the training images).
 
 ```python
 from fedrs.backbone.factory import create_backbone
-from fedrs.retrieval import RetrievalConfig, RetrievalSet, build_variant, evaluate, train_epochs
+from fedrs.retrieval import RetrievalConfig, RetrievalSet, build_variant, evaluate_by_ties, train_epochs
 backbone = create_backbone()                                   # offline fedrs-rsclip-s
-train = RetrievalSet.load("UCM-Captions", "train+val", backbone)
+train, val = RetrievalSet.load("UCM-Captions", "train+val", backbone).split_validation(0.2, seed=0)
 test = RetrievalSet.load("UCM-Captions", "test", backbone)
 model, loss = build_variant(backbone, RetrievalConfig(variant="mrs-adapter-hmmc"))
-train_epochs(model, loss, train, epochs=10, batch_size=64, lr=1e-3)
-print(model.trainable_parameters(), evaluate(model, test))     # R@1/5/10 both ways, mR
+stats = train_epochs(model, loss, train, epochs=10, batch_size=64, lr=1e-3, val=val)  # val mR per epoch
+print(model.trainable_parameters(), test.describe(), evaluate_by_ties(model, test))  # final epoch on test
 ```
 
 Federated: :func:`federated_retrieval` (``fedrs.retrieval.pipeline``) or ``fedrs run`` with a
@@ -25,19 +26,22 @@ Federated: :func:`federated_retrieval` (``fedrs.retrieval.pipeline``) or ``fedrs
 from fedrs.retrieval.adapters import BottleneckAdapter, MRSAdapter
 from fedrs.retrieval.config import (
     VARIANTS, AdapterConfig, LossConfig, PromptConfig, RetrievalConfig, RetrievalTrainConfig, TrainConfig,
+    ValidationConfig,
 )
-from fedrs.retrieval.data import RetrievalSet, split_clients, split_disjoint
+from fedrs.retrieval.data import RetrievalSet, split_clients, split_disjoint, zeroshot_note
 from fedrs.retrieval.method import PERSITR, PERSITRConfig
 from fedrs.retrieval.model import ProjectionHeads, RetrievalModel, TextPrompt, VisualPrompt
 from fedrs.retrieval.pipeline import FederatedRetrievalResult, concat_pool, federated_retrieval, run_retrieval
-from fedrs.retrieval.train import encode_set, evaluate, search_images, train_epochs
+from fedrs.retrieval.selection import select_lr
+from fedrs.retrieval.train import encode_set, evaluate, evaluate_by_ties, search_images, train_epochs
 from fedrs.retrieval.variants import build_variant
 
 __all__ = [
     "VARIANTS", "AdapterConfig", "LossConfig", "PromptConfig", "RetrievalConfig", "RetrievalTrainConfig",
     "TrainConfig",  # the former name of RetrievalTrainConfig, until its last users switch
-    "RetrievalSet", "split_clients", "split_disjoint", "RetrievalModel", "TextPrompt", "VisualPrompt", "ProjectionHeads",
-    "encode_set", "evaluate", "search_images", "train_epochs", "build_variant",
+    "ValidationConfig", "RetrievalSet", "split_clients", "split_disjoint", "zeroshot_note",
+    "RetrievalModel", "TextPrompt", "VisualPrompt", "ProjectionHeads",
+    "encode_set", "evaluate", "evaluate_by_ties", "search_images", "train_epochs", "build_variant", "select_lr",
     "MRSAdapter", "BottleneckAdapter", "PERSITRConfig", "PERSITR",
     "federated_retrieval", "FederatedRetrievalResult", "concat_pool", "run_retrieval",
 ]

@@ -1,4 +1,26 @@
-"""Typed configuration of PE-RSITR retrieval runs (loaded with :func:`fedrs.config.load_config`)."""
+"""Typed configuration of PE-RSITR retrieval runs (loaded with :func:`fedrs.config.load_config`).
+
+Selection protocol (issue 14). Learning rates and anything else chosen by looking at results are
+chosen on a validation split carved from the *training* images (:class:`ValidationConfig`: a seeded
+random 20%, as the PE-RSITR authors' code did), never on the test split. A run trains on the other
+80%, scores the validation split at the end of every epoch (centralised) or round (federated)
+and records the curve and its best epoch in metrics.json (``selection``); the numbers it reports
+on test are those of the *final* epoch/round, never the best one. The learning rate is chosen by
+:func:`fedrs.retrieval.selection.select_lr`: the same configuration trained once per candidate
+on the 80%, the candidate with the highest final-epoch validation mR wins, and its table
+(``lr_sweep.csv``/``lr_sweep.json``) is written beside the runs. How the defaults were chosen:
+
+* centralised AdamW (the PETL harness, :class:`RetrievalConfig`):
+  ``select_lr(RetrievalConfig(variant=..., train=RetrievalTrainConfig(epochs=E)), [1e-4, 3e-4,
+  1e-3, 3e-3, 1e-2], backbone=create_backbone(), out="results/retrieval/lr_sweep/centralised")``;
+* federated SGD (``fedrs run`` configurations, a :class:`fedrs.runs.RunConfig`):
+  ``select_lr(load_run_config("params/offline/pe_rsitr_ucm_fed.yaml", {"train.rounds": R}),
+  [1e-3, 3e-3, 1e-2, 3e-2, 1e-1], out="results/retrieval/lr_sweep/federated")``;
+
+or, once ``fedrs.retrieval.commands`` is registered in ``fedrs.cli``, ``fedrs retrieval select-lr
+PARAMS --lr 1e-3 3e-3 ... [--centralised] --out DIR``. The tables that set the current defaults
+are cited in the params files (``params/offline/pe_rsitr_*.yaml``).
+"""
 
 from __future__ import annotations
 
@@ -62,15 +84,53 @@ class LossConfig(HMMCConfig):
 
 
 @dataclass
+class ValidationConfig:
+    """The validation split: a seeded random ``fraction`` of the training images, held out of
+    training and scored after every epoch/round (PE-RSITR's authors: 20%). ``fraction: 0`` trains
+    on every training image and selects nothing (no validation curve)."""
+
+    fraction: float = 0.2
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.fraction, bool) or not 0.0 <= self.fraction < 1.0:
+            raise ConfigError(f"validation.fraction must lie in [0, 1) (0.2: the authors' 80/20 split of the "
+                              f"training images), got {self.fraction!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ConfigError(f"validation.seed must be an integer >= 0, got {self.seed!r}")
+
+    def describe(self, train_split: str, n_val: int, n_images: int) -> str:
+        """``"val (20% of the train+val images, seed 0): 378 of 1,890"``."""
+        return (f"val ({self.fraction:.0%} of the {train_split} images, seed {self.seed}): "
+                f"{n_val:,} of {n_images:,}")
+
+
+@dataclass
 class RetrievalTrainConfig:
-    """Centralised PETL training (AdamW epochs over one caption set). A federated run does not use
-    it: its clients train with the run's ``train`` section (:class:`fedrs.runs.TrainConfig`)."""
+    """Centralised PETL training (AdamW epochs over one caption set; ``weight_decay`` 0 is Adam).
+    ``lr_decay_every`` > 0 multiplies the learning rate by ``lr_decay`` after every that many epochs
+    (the PE-RSITR authors: x0.7 every 20 epochs); 0 keeps it constant. A federated run does not
+    use this section: its clients train with the run's ``train`` section (:class:`fedrs.runs.TrainConfig`)."""
 
     epochs: int = 10
     batch_size: int = 64
     lr: float | None = None        # None: DEFAULT_LR[variant]
     weight_decay: float = 0.0
     seed: int = 0
+    lr_decay_every: int = 0
+    lr_decay: float = 0.7
+
+    def __post_init__(self) -> None:
+        if self.epochs < 0 or self.batch_size < 2 or self.weight_decay < 0 or self.lr_decay_every < 0 \
+                or not 0 < self.lr_decay <= 1 or (self.lr is not None and self.lr <= 0):
+            raise ConfigError(f"train: need epochs >= 0, batch_size >= 2 (a contrastive batch), lr > 0, "
+                              f"weight_decay >= 0, lr_decay_every >= 0 and 0 < lr_decay <= 1; got {self}")
+
+
+#: the PE-RSITR authors' training (their early train.py, see shared/reference/pe-rsitr.md): Adam
+#: lr 2e-4, batch 16, 30 epochs, x0.7 every 20 epochs
+PAPER_TRAIN = RetrievalTrainConfig(epochs=30, batch_size=16, lr=2e-4, weight_decay=0.0,
+                                   lr_decay_every=20, lr_decay=0.7)
 
 
 @dataclass
@@ -79,11 +139,13 @@ class RetrievalConfig:
 
     variant: str = "mrs-adapter-hmmc"
     dataset: str = "UCM-Captions"
+    train_split: str = "train+val"  # RSICD ships "train" and "test" only
     eval_split: str = "test"
     adapter: AdapterConfig = field(default_factory=AdapterConfig)
     prompts: PromptConfig = field(default_factory=PromptConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     train: RetrievalTrainConfig = field(default_factory=RetrievalTrainConfig)
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
 
     def __post_init__(self):
         if self.variant not in VARIANTS:
@@ -98,5 +160,5 @@ class RetrievalConfig:
 #: RetrievalTrainConfig (there was a second ``TrainConfig``, the run's, in fedrs.runs)
 TrainConfig = RetrievalTrainConfig
 
-__all__ = ["VARIANTS", "DEFAULT_LR", "AdapterConfig", "PromptConfig", "LossConfig", "RetrievalTrainConfig",
-           "RetrievalConfig"]
+__all__ = ["VARIANTS", "DEFAULT_LR", "PAPER_TRAIN", "AdapterConfig", "PromptConfig", "LossConfig", "RetrievalTrainConfig",
+           "RetrievalConfig", "ValidationConfig"]

@@ -18,7 +18,7 @@ from typing import Iterator, Sequence
 
 import torch
 
-from fedrs.backbone.factory import Backbone
+from fedrs.backbone.factory import CHECKPOINT_NAME, Backbone
 from fedrs.backbone.features import load_images
 from fedrs.errors import DataError
 
@@ -33,9 +33,15 @@ class RetrievalSet:
     captions: list[str]             # flat, grouped by image
     caption_image: torch.Tensor     # [n_captions] -> image index
     labels: list[str | None] | None = None  # scene class per image, when the caption set names it
+    #: what the set is, for table labels: "RSICD test, 1,027 of 1,093 images (those with AID images)"
+    description: str = ""
 
     def __len__(self) -> int:
         return len(self.image_ids)
+
+    def describe(self) -> str:
+        """The label every table of this set carries (:attr:`description`, else name and size)."""
+        return self.description or f"{self.name}, {len(self):,} images"
 
     @property
     def num_captions(self) -> int:
@@ -67,12 +73,18 @@ class RetrievalSet:
         """
         from fedrs.data import load_caption_set
 
-        items, name = [], dataset
+        items, name, listed, source = [], dataset, 0, ""
         for part in split.split("+"):
-            cs = load_caption_set(dataset, split=part, root=root).with_images()
+            cs = load_caption_set(dataset, split=part, root=root)
+            listed += len(cs.items)
+            cs = cs.with_images()
             items += cs.items
-            name = cs.name
-        return cls.from_items(f"{name}/{split}", items, backbone, limit=limit)
+            name, source = cs.name, cs.image_source.split(" via ")[0]
+        out = cls.from_items(f"{name}/{split}", items, backbone, limit=limit)
+        out.description = split_description(name, split, len(items), listed, source)
+        if limit is not None and len(out) < len(items):
+            out.description += f", first {len(out):,} only"
+        return out
 
     def subset(self, indices: Sequence[int], name: str | None = None) -> "RetrievalSet":
         """The given images with all their captions (a client's shard)."""
@@ -84,6 +96,14 @@ class RetrievalSet:
                             self.images[idx], [self.captions[j] for j in keep],
                             remap[self.caption_image[keep]],
                             None if self.labels is None else [self.labels[i] for i in idx.tolist()])
+
+    def split_validation(self, fraction: float, seed: int = 0) -> tuple["RetrievalSet", "RetrievalSet | None"]:
+        """``(train, val)``: :func:`validation_indices` as two subsets (``val`` None for fraction 0)."""
+        train_idx, val_idx = validation_indices(len(self), fraction, seed)
+        if not val_idx:
+            return self, None
+        return (self.subset(train_idx, f"{self.name} minus val"),
+                self.subset(val_idx, f"{self.name} val ({fraction:.0%}, seed {seed})"))
 
     def captions_of(self) -> list[list[int]]:
         """Caption indices per image."""
@@ -101,6 +121,42 @@ class RetrievalSet:
             cap = [per_image[i][int(torch.randint(len(per_image[i]), (1,), generator=generator))]
                    for i in img.tolist()]
             yield img, torch.tensor(cap)
+
+
+def split_description(dataset: str, split: str, with_images: int, listed: int, source: str = "") -> str:
+    """``"RSICD test, 1,027 of 1,093 images (those with AID images)"``, or ``"UCM-Captions test,
+    210 images"`` when every listed image is present."""
+    if with_images == listed:
+        return f"{dataset} {split}, {listed:,} images"
+    return f"{dataset} {split}, {with_images:,} of {listed:,} images (those with {source or 'local'} images)"
+
+
+def validation_indices(n_images: int, fraction: float, seed: int = 0) -> tuple[list[int], list[int]]:
+    """``(train, val)`` image indices: a seeded random ``round(fraction * n)`` images (at least one,
+    and at least one left to train) for validation, the rest for training; both sorted.
+    ``fraction`` 0: every image trains."""
+    if fraction <= 0:
+        return list(range(n_images)), []
+    if n_images < 2:
+        raise DataError(f"cannot hold out a validation split from {n_images} image(s)")
+    n_val = min(max(1, round(fraction * n_images)), n_images - 1)
+    order = torch.randperm(n_images, generator=torch.Generator().manual_seed(seed)).tolist()
+    return sorted(order[n_val:]), sorted(order[:n_val])
+
+
+#: caption sets each offline build (``fedrs backbone pretrain``, fedrs.pretrain.training) trained on
+OFFLINE_PRETRAINING = {"RSICD": "RSICD training captions (over their AID images)"}
+
+
+def zeroshot_note(backbone: Backbone, dataset: str) -> str:
+    """Why a zero-shot row is not zero-shot, or ``""``: the offline backbones were pretrained on
+    RSICD training captions, so their zero-shot RSICD row is in-domain."""
+    # the rule Backbone.label uses to call weights an offline build
+    ckpt = backbone.checkpoint
+    offline = ckpt is not None and (backbone.pretrained is None or ckpt.name == CHECKPOINT_NAME)
+    if offline and dataset in OFFLINE_PRETRAINING:
+        return f"in-domain: {backbone.label} was pretrained on {OFFLINE_PRETRAINING[dataset]}"
+    return ""
 
 
 def split_disjoint(data: RetrievalSet, num_clients: int, seed: int = 0) -> list[list[int]]:
@@ -129,4 +185,5 @@ def split_clients(data: RetrievalSet, cfg) -> list[list[int]]:
     return split_by_label([index[label] for label in data.labels], cfg)
 
 
-__all__ = ["RetrievalSet", "split_clients", "split_disjoint"]
+__all__ = ["OFFLINE_PRETRAINING", "RetrievalSet", "split_clients", "split_description", "split_disjoint",
+           "validation_indices", "zeroshot_note"]

@@ -48,7 +48,7 @@ from fedrs.errors import FedrsError
 from fedrs.losses.retrieval import caption_groups
 from fedrs.methods.base import Batch, Method, MethodConfig
 from fedrs.retrieval.config import (
-    VARIANTS, AdapterConfig, LossConfig, PromptConfig, RetrievalConfig,
+    VARIANTS, AdapterConfig, LossConfig, PromptConfig, RetrievalConfig, RetrievalTrainConfig, ValidationConfig,
 )
 from fedrs.retrieval.data import RetrievalSet
 from fedrs.retrieval.model import RetrievalModel
@@ -69,6 +69,8 @@ class PERSITRConfig(MethodConfig):
     ``private``: prefixes of trainable tensors never uploaded (with ``federate: all``).
     ``federate``: ``all`` or ``cross-modal`` (only :data:`CROSS_MODAL_PREFIXES` averaged).
     ``train_split``/``test_split``: caption-set splits (``+`` joins; RSICD ships ``train`` and ``test``).
+    ``validation``: the share of the training images held out and scored after every round
+    (:class:`~fedrs.retrieval.config.ValidationConfig`; default the authors' 20%).
     """
 
     name: str = "pe-rsitr"
@@ -80,6 +82,7 @@ class PERSITRConfig(MethodConfig):
     federate: Literal["all", "cross-modal"] = "all"
     train_split: str = "train+val"
     test_split: str = "test"
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
@@ -90,9 +93,13 @@ class PERSITRConfig(MethodConfig):
             raise ConfigError("method.federate: cross-modal keeps every tensor but the cross-modal shared "
                               "part private already: leave method.private empty")
 
-    def retrieval_config(self, dataset: str = "UCM-Captions") -> RetrievalConfig:
-        return RetrievalConfig(variant=self.variant, dataset=dataset, eval_split=self.test_split,
-                               adapter=self.adapter, prompts=self.prompts, loss=self.loss)
+    def retrieval_config(self, dataset: str = "UCM-Captions",
+                         train: RetrievalTrainConfig | None = None) -> RetrievalConfig:
+        """The same model, loss, splits and validation as a centralised PETL configuration."""
+        return RetrievalConfig(variant=self.variant, dataset=dataset, train_split=self.train_split,
+                               eval_split=self.test_split, adapter=self.adapter, prompts=self.prompts,
+                               loss=self.loss, train=train or RetrievalTrainConfig(),
+                               validation=self.validation)
 
 
 class PERSITR(Method):

@@ -4,8 +4,11 @@
   :class:`~fedrs.federated.engine.FederatedEngine` rounds over :class:`~fedrs.retrieval.method.PERSITR`
   and scores the server's (and each client's personalised) model with R@1/5/10 both ways and mR;
 * :func:`run_retrieval` is the retrieval pipeline of :func:`fedrs.experiment.run_experiment`
-  (``fedrs run`` with ``method: {name: pe-rsitr}``): it fills a prepared run folder with
-  split.json, rounds.csv and clients.csv and returns metrics.json's content.
+  (``fedrs run`` with ``method: {name: pe-rsitr}``): it holds out the validation split of the
+  training images (``method.validation``), fills a prepared run folder with split.json,
+  rounds.csv (with the validation mR of every round) and clients.csv, and returns metrics.json's
+  content: the *final* round's recalls on test under every tie convention, and a ``selection``
+  record saying which split selected what.
 
 ```python
 from fedrs.retrieval import RetrievalSet, federated_retrieval, PERSITRConfig
@@ -28,21 +31,27 @@ import torch
 from fedrs.backbone.factory import create_backbone
 from fedrs.config import to_dict
 from fedrs.data.partition import PartitionConfig
-from fedrs.evaluate.retrieval import RetrievalScores
+from fedrs.evaluate.retrieval import TIES, RetrievalScores, tie_row
 from fedrs.federated.client import load_client
 from fedrs.federated.engine import FederatedEngine
 from fedrs.methods.base import ClientData
 from fedrs.retrieval.config import RetrievalConfig
-from fedrs.retrieval.data import RetrievalSet, split_clients
+from fedrs.retrieval.data import RetrievalSet, split_clients, zeroshot_note
 from fedrs.retrieval.method import PERSITR, PERSITRConfig
 from fedrs.retrieval.model import RetrievalModel
-from fedrs.retrieval.train import evaluate
+from fedrs.retrieval.train import evaluate, evaluate_by_ties, validation_summary
 from fedrs.runs import CHECKPOINT, CLIENTS, ROUNDS, EvalConfig, RunConfig, RunFolder, TrainConfig
 
 
 @dataclass
 class FederatedRetrievalResult:
-    """Final scores of the server's tensors, of each client's personalised model, and the history."""
+    """Final scores of the server's tensors, of each client's personalised model, and the history.
+
+    ``scores``/``personalised``: pessimistic ties; ``scores_by_ties``/``personalised_by_ties``:
+    every convention of :data:`fedrs.evaluate.retrieval.TIES`. With a validation split, every
+    history row after round 0 holds ``val_mR`` (the server's tensors) and, when some tensors are
+    private, ``val_mR_personalised`` (the clients' mean).
+    """
 
     scores: RetrievalScores
     personalised: list[RetrievalScores]
@@ -51,10 +60,48 @@ class FederatedRetrievalResult:
     upload_values_per_client_round: int
     shards: list[list[int]]
     model: RetrievalModel  # holds the server's tensors (private parts at their initial values)
+    scores_by_ties: dict[str, RetrievalScores] | None = None
+    personalised_by_ties: list[dict[str, RetrievalScores]] | None = None
+
+    def global_row(self) -> dict[str, float]:
+        """The server model's recalls: pessimistic ties unsuffixed, the others suffixed (``tie_row``)."""
+        return tie_row(self.scores_by_ties) if self.scores_by_ties else self.scores.as_row()
 
     def personalised_row(self) -> dict[str, float]:
-        rows = [s.as_row() for s in self.personalised]
+        rows = ([tie_row(s) for s in self.personalised_by_ties] if self.personalised_by_ties
+                else [s.as_row() for s in self.personalised])
         return {k: sum(r[k] for r in rows) / len(rows) for k in rows[0]} if rows else {}
+
+
+class ValidatedEngine(FederatedEngine):
+    """The federated engine that also scores a validation split after every training round: the
+    round's row (so rounds.csv and the checkpointed history) gains ``val_mR`` (server tensors,
+    private parts at their initial values), ``val_mR_personalised`` (mean over clients, when some
+    tensors are private) and ``val_s`` (seconds spent). Evaluation draws no random numbers, so a
+    resumed run equals an uninterrupted one."""
+
+    def __init__(self, *args, val: RetrievalSet, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.val = val
+
+    def validate(self) -> dict[str, float]:
+        started = time.perf_counter()
+        method, batch = self.method, self.evaluation.batch_size
+        load_client(method, self.global_shared, method.initial_private(-1))
+        out = {"val_mR": evaluate(method.module, self.val, batch).mr}
+        if method.private_names:
+            per_client = []
+            for state in self.client_states:
+                load_client(method, self.global_shared, state)
+                per_client.append(evaluate(method.module, self.val, batch).mr)
+            out["val_mR_personalised"] = sum(per_client) / len(per_client)
+        out["val_s"] = time.perf_counter() - started
+        return out
+
+    def run_round(self, r: int) -> tuple[dict, list[dict]]:
+        row, client_rows = super().run_round(r)
+        row.update(self.validate())
+        return row, client_rows
 
 
 def concat_pool(train: RetrievalSet, test: RetrievalSet) -> tuple[RetrievalSet, torch.Tensor]:
@@ -72,7 +119,7 @@ def federated_retrieval(backbone, train: RetrievalSet, test: RetrievalSet,
                         split_seed: int = 0, split: PartitionConfig | None = None,
                         shards: list[list[int]] | None = None,
                         checkpoint: str | Path | None = None, resume: bool = False,
-                        progress: bool = False,
+                        progress: bool = False, val: RetrievalSet | None = None,
                         on_round: Callable[[int, dict], None] | None = None) -> FederatedRetrievalResult:
     """Train a retrieval variant over ``num_clients`` disjoint image shards with the federated engine.
 
@@ -82,12 +129,14 @@ def federated_retrieval(backbone, train: RetrievalSet, test: RetrievalSet,
     per client) gives shards already dealt by :func:`~fedrs.retrieval.data.split_clients`.
 
     ``cfg`` is the method section (a :class:`RetrievalConfig` is converted: variant, adapter,
-    prompts, loss). ``train_cfg``/``eval_cfg`` are the run's ``train``/``eval`` sections (default:
+    prompts, loss, splits, validation; the split itself is the caller's: pass ``val``). ``train_cfg``/``eval_cfg`` are the run's ``train``/``eval`` sections (default:
     ``rounds``, ``local_epochs``, SGD ``lr``, cosine over rounds, batch 64). ``num_clients=1`` is
-    the centralised reference through exactly the same code.
+    the centralised reference through exactly the same code. ``val``: a validation split of the
+    training images (disjoint from ``train``), scored after every round (:class:`ValidatedEngine`).
     """
     if isinstance(cfg, RetrievalConfig):
-        cfg = PERSITRConfig(variant=cfg.variant, adapter=cfg.adapter, prompts=cfg.prompts, loss=cfg.loss)
+        cfg = PERSITRConfig(variant=cfg.variant, adapter=cfg.adapter, prompts=cfg.prompts, loss=cfg.loss,
+                            train_split=cfg.train_split, test_split=cfg.eval_split, validation=cfg.validation)
     cfg = cfg or PERSITRConfig()
     train_cfg = train_cfg or TrainConfig(rounds=rounds, local_epochs=local_epochs, lr=lr, batch_size=64)
     eval_cfg = eval_cfg or EvalConfig(every=max(1, train_cfg.rounds), zeroshot_reference=False)
@@ -101,27 +150,54 @@ def federated_retrieval(backbone, train: RetrievalSet, test: RetrievalSet,
     labels = torch.arange(len(pool))
     clients = [ClientData(k, labels, torch.tensor(s, dtype=torch.long), test_idx, None, pool.images)
                for k, s in enumerate(shards)]
-    engine = FederatedEngine(method, clients, test_idx, train_cfg, eval_cfg, checkpoint)
+    if val is not None:
+        engine = ValidatedEngine(method, clients, test_idx, train_cfg, eval_cfg, checkpoint, val=val)
+    else:
+        engine = FederatedEngine(method, clients, test_idx, train_cfg, eval_cfg, checkpoint)
     history = engine.run(resume=resume, progress=progress, on_round=on_round)
 
-    def scores_with(private: dict) -> RetrievalScores:
+    def scores_with(private: dict) -> dict[str, RetrievalScores]:
         load_client(method, engine.global_shared, private)
-        return evaluate(method.module, test, eval_cfg.batch_size)
+        return evaluate_by_ties(method.module, test, eval_cfg.batch_size)
 
     personalised = [scores_with(state) for state in engine.client_states] if method.private_names else []
     final = scores_with(method.initial_private(-1))
-    return FederatedRetrievalResult(final, personalised, history, method.num_values(method.trainable_names),
-                                    method.num_values(method.upload_names), shards, method.module)
+    return FederatedRetrievalResult(final["pessimistic"], [p["pessimistic"] for p in personalised], history,
+                                    method.num_values(method.trainable_names),
+                                    method.num_values(method.upload_names), shards, method.module,
+                                    scores_by_ties=final, personalised_by_ties=personalised)
 
 
-def split_manifest(cfg: RunConfig, train: RetrievalSet, test: RetrievalSet, shards: list[list[int]]) -> str:
-    """split.json of a retrieval run: the caption set's splits and scheme, each client's image ids
-    and the test image ids."""
+def split_manifest(cfg: RunConfig, train: RetrievalSet, test: RetrievalSet, shards: list[list[int]],
+                   val: RetrievalSet | None = None) -> str:
+    """split.json of a retrieval run: the caption set's splits and scheme, the validation split held
+    out of the training images, each client's image ids and the test image ids."""
     m: PERSITRConfig = cfg.method
     manifest = {"dataset": cfg.data.dataset, "train_split": m.train_split, "test_split": m.test_split,
                 "scheme": cfg.data.scheme, "seed": cfg.data.seed,
+                "validation": {"fraction": m.validation.fraction, "seed": m.validation.seed,
+                               "images": val.image_ids if val is not None else []},
                 "clients": [[train.image_ids[i] for i in s] for s in shards], "test": test.image_ids}
     return json.dumps(manifest, indent=2, default=str) + "\n"
+
+
+def selection_record(cfg: RunConfig, train_all: RetrievalSet, val: RetrievalSet | None,
+                     history: list[dict]) -> dict:
+    """metrics.json's ``selection``: which split selected what. The validation split (when held
+    out) gives the per-round curve and its best round; the reported numbers are the final round's
+    on test; the learning rate is the config's (choose it with
+    :func:`fedrs.retrieval.selection.select_lr` on the same split)."""
+    m: PERSITRConfig = cfg.method
+    if val is None:
+        return {"split": "none (validation.fraction 0: every training image trains)",
+                "reported": f"final round ({cfg.train.rounds}) on test", "lr": cfg.train.lr}
+    rows = [r for r in history if r.get("round", 0) > 0]
+    key = "val_mR_personalised" if any("val_mR_personalised" in r for r in rows) else "val_mR"
+    return {"split": m.validation.describe(m.train_split, len(val), len(train_all)),
+            "metric": f"{key} (pessimistic ties)", **validation_summary(rows, key, "round"),
+            "reported": f"final round ({cfg.train.rounds}) on test, never the best round",
+            "lr": cfg.train.lr,
+            "lr_source": "the config; the params files cite the select_lr table (this validation split) that set it"}
 
 
 def run_retrieval(cfg: RunConfig, folder: RunFolder, *, resume: bool = False, progress: bool = True,
@@ -132,18 +208,23 @@ def run_retrieval(cfg: RunConfig, folder: RunFolder, *, resume: bool = False, pr
 
     ``data.dataset`` is the caption set, ``data.num_clients`` the clients, ``data.seed`` the shard
     seed, ``data.scheme`` how the training images are dealt (``iid``: random disjoint shards;
-    ``dirichlet``/``pathological``: skewed by the images' scene classes); ``train``/``eval`` as
-    for every run. The metrics hold the server model's R@1/5/10 both ways and mR on the test
-    split, the clients' personalised mean (when some tensors are private) and zero-shot.
-    ``started`` (``time.perf_counter()``) is when the run began, for setup and wall times.
+    ``dirichlet``/``pathological``: skewed by the images' scene classes); ``method.validation``
+    holds a seeded fraction of the training images out (scored after every round, never trained
+    on); ``train``/``eval`` as for every run. The metrics hold the server model's final-round
+    R@1/5/10 both ways and mR on the test split under every tie convention (pessimistic
+    unsuffixed, ``_optimistic``, ``_argsort``: the papers' order), the clients' personalised mean
+    (when some tensors are private), zero-shot (with ``zeroshot_note`` when it is in-domain), the
+    label of each set (``test_set``: "RSICD test, 1,027 of 1,093 images (those with AID images)")
+    and ``selection``. ``started`` (``time.perf_counter()``) is when the run began.
     """
     started = time.perf_counter() if started is None else started
     backbone = create_backbone(cfg.backbone.model, cfg.backbone.pretrained, cfg.backbone.device)
     m: PERSITRConfig = cfg.method
-    train = RetrievalSet.load(cfg.data.dataset, m.train_split, backbone)
+    train_all = RetrievalSet.load(cfg.data.dataset, m.train_split, backbone)
     test = RetrievalSet.load(cfg.data.dataset, m.test_split, backbone)
+    train, val = train_all.split_validation(m.validation.fraction, m.validation.seed)
     shards = split_clients(train, cfg.data)
-    folder.write_split(split_manifest(cfg, train, test, shards), resume)
+    folder.write_split(split_manifest(cfg, train, test, shards, val), resume)
     setup_s = time.perf_counter() - started
     rows: list[dict] = []
 
@@ -155,28 +236,35 @@ def run_retrieval(cfg: RunConfig, folder: RunFolder, *, resume: bool = False, pr
 
     out = federated_retrieval(backbone, train, test, m, train_cfg=cfg.train, eval_cfg=cfg.eval,
                               shards=shards, checkpoint=folder / CHECKPOINT, resume=resume,
-                              progress=progress, on_round=after_round)
+                              progress=progress, val=val, on_round=after_round)
     folder.write_csv(ROUNDS, out.history)
     folder.write_csv(CLIENTS, [{"client": k, "train_images": len(s),
                                 "scene_classes": len({train.labels[i] for i in s}) if train.labels else "",
                                 **{f"personalised_{a}": b for a, b in (out.personalised[k].as_row().items()
                                                                        if out.personalised else [])}}
                                for k, s in enumerate(out.shards)])
-    zeroshot = evaluate(RetrievalModel(backbone), test) if cfg.eval.zeroshot_reference else None
+    zeroshot = (tie_row(evaluate_by_ties(RetrievalModel(backbone), test))
+                if cfg.eval.zeroshot_reference else {})
     return {
         "name": cfg.name, "method": PERSITR.name, "variant": m.variant, "backbone": backbone.label,
         "dataset": cfg.data.dataset, "split": cfg.data.describe(),
         "partition": to_dict(cfg.data), "seed": cfg.train.seed, "rounds": cfg.train.rounds,
         "num_clients": cfg.data.num_clients, "test_images": len(test), "test_captions": test.num_captions,
-        "global": out.scores.as_row(), "personalised": out.personalised_row(),
-        "zeroshot": zeroshot.as_row() if zeroshot is not None else {},
+        "test_set": test.describe(), "train_set": train_all.describe(), "train_images": len(train),
+        "global": out.global_row(), "personalised": out.personalised_row(),
+        "zeroshot": zeroshot, "zeroshot_note": zeroshot_note(backbone, cfg.data.dataset) if zeroshot else "",
+        "selection": selection_record(cfg, train_all, val, out.history),
+        "loss": {k: getattr(m.loss, k) for k in ("form", "margin", "negatives", "reduction",
+                                                   "duplicate_captions")},
+        "federate": m.federate,
         "trainable_params": out.trainable_params,
         "upload_values_per_client_round": out.upload_values_per_client_round,
         "private_prefixes": list(m.private),
         "setup_time_s": setup_s, "wall_time_s": time.perf_counter() - started,
-        "tie_convention": "pessimistic",
+        "tie_convention": "pessimistic (unsuffixed keys); _optimistic and _argsort (the papers' order) beside",
+        "tie_conventions": list(TIES),
     }
 
 
-__all__ = ["FederatedRetrievalResult", "concat_pool", "federated_retrieval", "split_manifest",
-           "run_retrieval"]
+__all__ = ["FederatedRetrievalResult", "ValidatedEngine", "concat_pool", "federated_retrieval",
+           "selection_record", "split_manifest", "run_retrieval"]

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any, Callable
+
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from fedrs.evaluate.retrieval import RetrievalScores, retrieval_scores
+from fedrs.evaluate.retrieval import TIES, RetrievalScores, retrieval_scores, scores_by_ties
 from fedrs.losses.retrieval import HMMCLoss, caption_groups
 from fedrs.retrieval.data import RetrievalSet
 from fedrs.retrieval.model import RetrievalModel
@@ -56,15 +58,23 @@ def make_optimizer(model: RetrievalModel, lr: float, weight_decay: float = 0.0) 
 def train_epochs(model: RetrievalModel, loss: HMMCLoss, data: RetrievalSet, *, epochs: int,
                  batch_size: int, lr: float, weight_decay: float = 0.0, seed: int = 0,
                  optimizer: torch.optim.Optimizer | None = None, max_steps: int | None = None,
-                 progress: bool | str = False) -> dict[str, float]:
-    """Train the model's trainable parts; returns ``{"loss", "steps", "samples"}`` (mean loss).
+                 progress: bool | str = False, val: RetrievalSet | None = None,
+                 on_epoch: Callable[[dict], None] | None = None, lr_decay_every: int = 0,
+                 lr_decay: float = 0.7) -> dict[str, Any]:
+    """Train the model's trainable parts with AdamW (unless ``optimizer``); ``lr_decay_every`` > 0
+    multiplies the learning rate by ``lr_decay`` after every that many epochs (a step schedule).
 
-    Batches hold every image once per epoch with one random caption each. A model without
-    trainable parameters (zero-shot) is returned untouched.
+    Batches hold every image once per epoch with one random caption each; another image's
+    identical caption string is no negative (the loss's ``duplicate_captions``). With ``val`` (a
+    validation split of the *training* images, :meth:`RetrievalSet.split_validation`), mR
+    (pessimistic ties) on it is computed at the end of every epoch. Returns ``{"loss"}`` (mean over
+    all steps), ``"steps"``, ``"samples"`` and ``"history"``: one ``{"epoch", "loss", "steps"[,
+    "val_mR"]}`` per epoch, also passed to ``on_epoch``. A model without trainable parameters
+    (zero-shot) is returned untouched.
     """
     optimizer = optimizer or make_optimizer(model, lr, weight_decay)
     if optimizer is None or epochs <= 0:
-        return {"loss": float("nan"), "steps": 0, "samples": 0}
+        return {"loss": float("nan"), "steps": 0, "samples": 0, "history": []}
     tokens = model.tokenize(data.captions)
     groups = caption_groups(data.captions)  # once per training set: equal strings, equal id
     gen = torch.Generator().manual_seed(seed)
@@ -72,9 +82,10 @@ def train_epochs(model: RetrievalModel, loss: HMMCLoss, data: RetrievalSet, *, e
     model.eval()
     cached = frozen_bodies(model, loss, data, tokens)
     model.train()
-    total, steps, samples = 0.0, 0, 0
+    total, steps, samples, history = 0.0, 0, 0, []
     desc = progress if isinstance(progress, str) else "train"
-    for _ in tqdm(range(epochs), desc=desc, disable=not progress, unit="epoch"):
+    for epoch in tqdm(range(1, epochs + 1), desc=desc, disable=not progress, unit="epoch"):
+        epoch_total, epoch_steps = 0.0, 0
         for img_idx, cap_idx in data.batches(batch_size, gen):
             if len(img_idx) < 2:  # a contrastive batch needs a negative
                 continue
@@ -86,15 +97,39 @@ def train_epochs(model: RetrievalModel, loss: HMMCLoss, data: RetrievalSet, *, e
             optimizer.zero_grad(set_to_none=True)
             terms["loss"].backward()
             optimizer.step()
-            total += float(terms["loss"].detach())
-            steps += 1
+            epoch_total += float(terms["loss"].detach())
+            epoch_steps += 1
             samples += len(img_idx)
-            if max_steps is not None and steps >= max_steps:
+            if max_steps is not None and steps + epoch_steps >= max_steps:
                 break
+        total, steps = total + epoch_total, steps + epoch_steps
+        row: dict[str, float] = {"epoch": epoch, "loss": epoch_total / max(epoch_steps, 1), "steps": epoch_steps,
+                                 "lr": optimizer.param_groups[0]["lr"]}
+        if lr_decay_every and epoch % lr_decay_every == 0:
+            for group in optimizer.param_groups:
+                group["lr"] *= lr_decay
+        if val is not None:
+            row["val_mR"] = evaluate(model, val).mr  # encode_set keeps the training mode
+        history.append(row)
+        if on_epoch is not None:
+            on_epoch(row)
         if max_steps is not None and steps >= max_steps:
             break
     model.eval()
-    return {"loss": total / max(steps, 1), "steps": steps, "samples": samples}
+    return {"loss": total / max(steps, 1), "steps": steps, "samples": samples, "history": history}
+
+
+def validation_summary(history: list[dict], key: str = "val_mR", unit: str = "epoch") -> dict[str, Any]:
+    """The validation curve of a training history (rows with ``unit`` and ``key``): ``val_mR``
+    (the curve), ``best_<unit>`` and ``best_val_mR`` (first maximum), ``final_val_mR``. The best
+    epoch is for reading the curve; reported numbers are the final epoch's."""
+    rows = [r for r in history if key in r]
+    if not rows:
+        return {"val_mR": [], f"best_{unit}": None, "best_val_mR": None, "final_val_mR": None}
+    curve = [float(r[key]) for r in rows]
+    best = max(range(len(curve)), key=lambda i: (curve[i] == curve[i], curve[i], -i))  # NaN never best
+    return {"val_mR": curve, f"best_{unit}": int(rows[best][unit]), "best_val_mR": curve[best],
+            "final_val_mR": curve[-1]}
 
 
 @torch.no_grad()
@@ -120,6 +155,14 @@ def evaluate(model: RetrievalModel, data: RetrievalSet, batch_size: int = 256,
     return retrieval_scores(img, txt, data.caption_image, ties=ties)
 
 
+def evaluate_by_ties(model: RetrievalModel, data: RetrievalSet, batch_size: int = 256,
+                     ties=TIES) -> dict[str, RetrievalScores]:
+    """:func:`evaluate` under every tie convention (:data:`fedrs.evaluate.retrieval.TIES`), encoding once;
+    :func:`fedrs.evaluate.retrieval.tie_row` makes it one table row."""
+    img, txt = encode_set(model, data, batch_size)
+    return scores_by_ties(img, txt, data.caption_image, ties=ties)
+
+
 @torch.no_grad()
 def search_images(model: RetrievalModel, data: RetrievalSet, queries: list[str], k: int = 5,
                   image_features: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -136,4 +179,5 @@ def search_images(model: RetrievalModel, data: RetrievalSet, queries: list[str],
     return top.indices, top.values
 
 
-__all__ = ["search_images", "batch_terms", "frozen_bodies", "make_optimizer", "train_epochs", "encode_set", "evaluate"]
+__all__ = ["search_images", "batch_terms", "frozen_bodies", "make_optimizer", "train_epochs", "encode_set",
+           "evaluate", "evaluate_by_ties", "validation_summary"]

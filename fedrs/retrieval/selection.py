@@ -1,0 +1,172 @@
+"""Learning-rate selection on the validation split of the training images, never on test.
+
+:func:`select_lr` trains one configuration once per candidate learning rate on the training
+images minus the validation split (``validation``: a seeded 20% by default, as the PE-RSITR
+authors did), scores the validation split after every epoch/round, and picks the candidate with
+the highest validation mR (pessimistic ties) at the *final* epoch/round, since the final
+epoch/round is what a run reports. The test split is never loaded. Two kinds of configuration:
+
+* a :class:`~fedrs.retrieval.config.RetrievalConfig`: centralised AdamW training of the PETL
+  harness (:func:`~fedrs.retrieval.train.train_epochs`, ``train.epochs`` epochs);
+* a :class:`~fedrs.runs.RunConfig` with ``method: {name: pe-rsitr}``: client SGD through the
+  federated engine (``data`` deals the clients, ``train`` the rounds and schedule), exactly as
+  ``fedrs run`` trains it; with private tensors the criterion is the clients' mean
+  personalised validation mR.
+
+```python
+from fedrs.retrieval import RetrievalConfig, RetrievalTrainConfig
+from fedrs.retrieval.selection import select_lr
+lr, table = select_lr(RetrievalConfig(train=RetrievalTrainConfig(epochs=5)), [3e-4, 1e-3, 3e-3],
+                      out="results/retrieval/lr_sweep/centralised_ucm")
+```
+
+``out`` receives ``lr_sweep.csv`` (one row per candidate: the final and best validation mR,
+the best epoch, the curve, the final training loss, seconds) and ``lr_sweep.json`` (the same
+rows, the chosen rate, the criterion, the validation split in words, the budget, the backbone
+and the configuration).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Sequence
+
+from fedrs.backbone.factory import Backbone, create_backbone
+from fedrs.config import to_dict
+from fedrs.errors import FedrsError
+from fedrs.io import write_json_atomic, write_text_atomic
+from fedrs.retrieval.config import RetrievalConfig, ValidationConfig
+from fedrs.retrieval.data import RetrievalSet, split_clients
+from fedrs.retrieval.method import PERSITRConfig
+from fedrs.retrieval.pipeline import federated_retrieval
+from fedrs.retrieval.train import train_epochs, validation_summary
+from fedrs.retrieval.variants import build_variant
+from fedrs.runs import EvalConfig, RunConfig
+
+logger = logging.getLogger(__name__)
+
+SWEEP_CSV, SWEEP_JSON = "lr_sweep.csv", "lr_sweep.json"
+
+
+class SelectionError(FedrsError):
+    """A learning-rate sweep that cannot select anything (no validation split, no candidates)."""
+
+
+def _validation(cfg: RetrievalConfig | RunConfig) -> tuple[ValidationConfig, str, str]:
+    if isinstance(cfg, RetrievalConfig):
+        return cfg.validation, cfg.dataset, cfg.train_split
+    if not isinstance(cfg.method, PERSITRConfig):
+        raise SelectionError(f"select_lr needs a retrieval configuration (method: pe-rsitr), got "
+                             f"method {getattr(cfg.method, 'name', cfg.method)!r}")
+    return cfg.method.validation, cfg.data.dataset, cfg.method.train_split
+
+
+def _train_one(cfg: RetrievalConfig | RunConfig, lr: float, backbone: Backbone, train: RetrievalSet,
+               val: RetrievalSet, progress: bool, max_steps: int | None) -> tuple[list[dict], str, dict]:
+    """Train ``cfg`` at ``lr`` on ``train``; ``(history with val_mR, criterion key, extras)``."""
+    if isinstance(cfg, RetrievalConfig):
+        t = cfg.train
+        model, loss = build_variant(backbone, cfg)  # seeded by train.seed: the same init for every lr
+        stats = train_epochs(model, loss, train, epochs=t.epochs, batch_size=t.batch_size, lr=lr,
+                             weight_decay=t.weight_decay, seed=t.seed, val=val, max_steps=max_steps,
+                             progress=f"lr {lr:g}" if progress else False,
+                             lr_decay_every=t.lr_decay_every, lr_decay=t.lr_decay)
+        return stats["history"], "val_mR", {"final_train_loss": stats["loss"]}
+    train_cfg = dataclasses.replace(cfg.train, lr=lr)
+    # the engine's accuracy columns score val too: the test split is never loaded here
+    eval_cfg = dataclasses.replace(cfg.eval, every=max(1, train_cfg.rounds), zeroshot_reference=False)
+    out = federated_retrieval(backbone, train, val, cfg.method, train_cfg=train_cfg, eval_cfg=eval_cfg,
+                              shards=split_clients(train, cfg.data), progress=progress, val=val)
+    rows = [r for r in out.history if r.get("round", 0) > 0]
+    key = "val_mR_personalised" if any("val_mR_personalised" in r for r in rows) else "val_mR"
+    losses = [r.get("train_loss") for r in rows if "train_loss" in r]
+    return rows, key, {"final_train_loss": losses[-1] if losses else float("nan")}
+
+
+def select_lr(cfg: RetrievalConfig | RunConfig, candidates: Sequence[float], *, backbone: Backbone | None = None,
+              train: RetrievalSet | None = None, out: str | Path | None = None, progress: bool = False,
+              max_steps: int | None = None) -> tuple[float, list[dict]]:
+    """The learning rate among ``candidates`` with the best final validation mR, and the table.
+
+    ``backbone``: default ``cfg.backbone`` of a run configuration, the offline default otherwise.
+    ``train``: the full training set (default: ``cfg``'s dataset and training split, loaded for
+    the backbone); its validation split follows ``cfg``'s ``validation`` section. ``max_steps``
+    caps the optimiser steps of centralised training (smoke runs). ``out``: folder for
+    ``lr_sweep.csv`` and ``lr_sweep.json``. Returns ``(lr, rows)``, one row per candidate in
+    the order given; a diverged candidate (NaN) is never chosen, ties go to the first listed.
+    """
+    candidates = [float(c) for c in candidates]
+    if not candidates or any(not math.isfinite(c) or c <= 0 for c in candidates):
+        raise SelectionError(f"select_lr needs one or more learning rates > 0, got {candidates}")
+    validation, dataset, train_split = _validation(cfg)
+    if validation.fraction <= 0:
+        raise SelectionError("select_lr selects on the validation split of the training images: set "
+                             "validation.fraction > 0 (e.g. 0.2), never select on test")
+    if backbone is None:
+        backbone = (create_backbone(cfg.backbone.model, cfg.backbone.pretrained, cfg.backbone.device)
+                    if isinstance(cfg, RunConfig) else create_backbone())
+    train_all = train if train is not None else RetrievalSet.load(dataset, train_split, backbone)
+    fit, val = train_all.split_validation(validation.fraction, validation.seed)
+    split = validation.describe(train_split, len(val), len(train_all))
+    if isinstance(cfg, RetrievalConfig):
+        kind = f"centralised AdamW ({cfg.variant})"
+        budget = (f"{cfg.train.epochs} epochs, batch {cfg.train.batch_size}, weight decay "
+                  f"{cfg.train.weight_decay}" + (f", x{cfg.train.lr_decay} every {cfg.train.lr_decay_every} epochs"
+                                                 if cfg.train.lr_decay_every else ", constant rate"))
+        unit = "epoch"
+    else:
+        kind = (f"federated SGD ({cfg.method.variant}, federate {cfg.method.federate}, "
+                f"{cfg.data.describe()})")
+        budget = (f"{cfg.train.rounds} rounds x {cfg.train.local_epochs} local epochs, batch "
+                  f"{cfg.train.batch_size}, momentum {cfg.train.momentum}, {cfg.train.lr_schedule} schedule")
+        unit = "round"
+    rows, criterion = [], "val_mR"
+    for lr in candidates:
+        started = time.perf_counter()
+        history, criterion, extra = _train_one(cfg, lr, backbone, fit, val, progress, max_steps)
+        summary = validation_summary(history, criterion, unit)
+        row = {"lr": lr, "final_val_mR": summary["final_val_mR"], "best_val_mR": summary["best_val_mR"],
+               f"best_{unit}": summary[f"best_{unit}"],
+               "val_mR_curve": " ".join(f"{v:.2f}" for v in summary["val_mR"]),
+               **extra, "seconds": time.perf_counter() - started}
+        logger.info("lr %-8g final val mR %6.2f (best %6.2f at %s %s)  %.0f s", lr, row["final_val_mR"],
+                    row["best_val_mR"], unit, row[f"best_{unit}"], row["seconds"])
+        rows.append(row)
+
+    def score(row: dict) -> float:
+        v = row["final_val_mR"]
+        return v if v is not None and math.isfinite(v) else -math.inf
+
+    chosen = max(rows, key=score)["lr"]  # max keeps the first of equal scores
+    if out is not None:
+        write_sweep(Path(out), rows, {
+            "kind": kind, "dataset": dataset, "train_split": train_split, "validation": split,
+            "test_split": "not loaded", "budget": budget, "backbone": backbone.label,
+            "criterion": f"highest {criterion} (pessimistic ties) at the final {unit}",
+            "chosen_lr": chosen, "config": to_dict(cfg)})
+    logger.info("chosen lr %g on %s", chosen, split)
+    return chosen, rows
+
+
+def write_sweep(folder: Path, rows: list[dict], info: dict) -> None:
+    """``lr_sweep.csv`` (the rows) and ``lr_sweep.json`` (``info`` plus the rows) in ``folder``."""
+    import csv
+    import io
+
+    folder.mkdir(parents=True, exist_ok=True)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text_atomic(folder / SWEEP_CSV, buf.getvalue())
+    # a diverged candidate's NaN loss is a result here, written as null (strict JSON)
+    finite = [{k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in r.items()}
+              for r in rows]
+    write_json_atomic(folder / SWEEP_JSON, {**info, "rows": finite})
+
+
+__all__ = ["SWEEP_CSV", "SWEEP_JSON", "SelectionError", "select_lr", "write_sweep"]

@@ -14,6 +14,19 @@ Layout: ``$FEDRS_CACHE/features/<model>/<backbone key>/<dataset>-<list key>.pt``
 replaced), the rows of unchanged images are taken from the dataset's earlier cache files and only
 the changed images are encoded. The cache is optional: a failing read or write warns and the
 features are computed (and returned) all the same.
+
+Two representations are cached, each by the same keys (:data:`IMAGE_REPRESENTATIONS`):
+
+* ``"pooled"`` -- :func:`image_features`, ``[N, D]`` float32: ``model.encode_image``, what every
+  method without a patch-level matching trains on;
+* ``"patch_tokens"`` -- :func:`image_patch_tokens`, ``[N, L, D]`` float16 in
+  ``<backbone key>/patch_tokens/``: the frozen ViT's patch tokens after ``ln_post`` and the
+  projection (the class token excluded), as FedOTP matches them to class text features by optimal
+  transport. float16 halves the file (UC Merced on ``fedrs-rsclip-s``: 2,100 x 64 x 256 values,
+  69 MB instead of 138 MB); the tokens are L2-normalised before use, where float16's relative
+  rounding (< 2^-11) moves a cosine similarity by about 1e-4 at most.
+
+:func:`frozen_image_representation` returns either by name.
 """
 
 from __future__ import annotations
@@ -159,8 +172,9 @@ def _cache_folder(backbone: Backbone) -> Path:
     return cache_root() / "features" / backbone.model_name / backbone_key(backbone)
 
 
-def _load_blob(file: Path) -> dict | None:
-    """A cache file's content, or None (with a warning) when it cannot be read."""
+def _load_blob(file: Path, ndim: int = 2) -> dict | None:
+    """A cache file's content, or None (with a warning) when it cannot be read or its rows are not
+    ``ndim``-dimensional (2: pooled ``[N, D]``, 3: patch tokens ``[N, L, D]``)."""
     try:
         blob = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - a damaged cache file is recomputed, whatever the damage
@@ -168,13 +182,13 @@ def _load_blob(file: Path) -> dict | None:
         return None
     if not isinstance(blob, dict) or not isinstance(blob.get("hashes"), list) \
             or not isinstance(blob.get("features"), torch.Tensor) \
-            or blob["features"].ndim != 2 or blob["features"].shape[0] != len(blob["hashes"]):
+            or blob["features"].ndim != ndim or blob["features"].shape[0] != len(blob["hashes"]):
         logger.warning("feature cache %s is not a fedrs feature cache: recomputing", file)
         return None
     return blob
 
 
-def _earlier_rows(folder: Path, dataset_name: str, wanted: set[str]) -> dict[str, torch.Tensor]:
+def _earlier_rows(folder: Path, dataset_name: str, wanted: set[str], ndim: int = 2) -> dict[str, torch.Tensor]:
     """Features of ``wanted`` image hashes found in this dataset's earlier cache files.
 
     Only the same dataset's files: a reused row can differ from a fresh batch encoding in float
@@ -190,7 +204,7 @@ def _earlier_rows(folder: Path, dataset_name: str, wanted: set[str]) -> dict[str
     for file in files:
         if not wanted - found.keys():
             break
-        blob = _load_blob(file)
+        blob = _load_blob(file, ndim)
         if blob is None:
             continue
         for h, row in zip(blob["hashes"], blob["features"]):
@@ -228,6 +242,50 @@ def encode_images(
     return torch.cat(out)
 
 
+def _cached_rows(
+    backbone: Backbone,
+    dataset,
+    folder: Path,
+    encode: Callable[[Sequence[Path | str], str | bool], torch.Tensor],
+    ndim: int,
+    key_extra: str,
+    cache: bool,
+    progress: bool | str,
+) -> torch.Tensor:
+    """Rows of ``encode(paths, progress)`` for a dataset's images, cached in ``folder`` by content.
+
+    The file is ``<folder>/<dataset>-<key>.pt`` with the key of (backbone, ``key_extra``, dataset,
+    ordered image hashes); rows of images unchanged since an earlier file of the same dataset are
+    reused and only the others encoded.
+    """
+    paths = list(dataset.paths)
+    if not cache:
+        return encode(paths, progress)
+    hashes = content_hashes(paths)
+    file = folder / f"{dataset.name}-{cache_key(backbone, dataset.name, hashes, key_extra)}.pt"
+    if file.is_file():
+        blob = _load_blob(file, ndim)
+        if blob is not None and blob["hashes"] == hashes:
+            return blob["features"]
+    known = _earlier_rows(folder, dataset.name, set(hashes), ndim)
+    missing = [i for i, h in enumerate(hashes) if h not in known]
+    if len(missing) == len(paths):
+        # nothing cached: one plain pass in dataset order, exactly as an uncached encoding
+        rows_out = encode(paths, progress)
+    else:
+        if missing:
+            logger.info("%s: %d of %d images are new or changed since they were cached: encoding "
+                        "only those", dataset.name, len(missing), len(paths))
+        encoded = encode([paths[i] for i in missing], progress) if missing else None
+        rows = [known.get(h) for h in hashes]
+        for k, i in enumerate(missing):
+            rows[i] = encoded[k]
+        rows_out = torch.stack(rows).contiguous()
+    _write_cache(file, {"features": rows_out, "hashes": hashes, "backbone": backbone.label,
+                        "dataset": dataset.name})
+    return rows_out
+
+
 def image_features(
     backbone: Backbone,
     dataset,
@@ -242,32 +300,81 @@ def image_features(
     content is unchanged. After images change, only the changed ones are encoded. (Recomputed rows
     may differ from a from-scratch encoding in float rounding, ~1e-6, as batching changes.)
     """
-    paths = list(dataset.paths)
-    progress_label = f"{dataset.name} features ({backbone.label})" if progress else False
-    if not cache:
+    label = f"{dataset.name} features ({backbone.label})" if progress else False
+
+    def encode(paths, progress_label):
         return encode_images(backbone, paths, batch_size=batch_size, progress=progress_label)
-    hashes = content_hashes(paths)
-    folder = _cache_folder(backbone)
-    file = folder / f"{dataset.name}-{cache_key(backbone, dataset.name, hashes)}.pt"
-    if file.is_file():
-        blob = _load_blob(file)
-        if blob is not None and blob["hashes"] == hashes:
-            return blob["features"]
-    known = _earlier_rows(folder, dataset.name, set(hashes))
-    missing = [i for i, h in enumerate(hashes) if h not in known]
-    if len(missing) == len(paths):
-        # nothing cached: one plain pass in dataset order, exactly as an uncached encoding
-        feats = encode_images(backbone, paths, batch_size=batch_size, progress=progress_label)
-    else:
-        if missing:
-            logger.info("%s: %d of %d images are new or changed since they were cached: encoding "
-                        "only those", dataset.name, len(missing), len(paths))
-        encoded = encode_images(backbone, [paths[i] for i in missing], batch_size=batch_size,
-                                progress=progress_label) if missing else None
-        rows = [known.get(h) for h in hashes]
-        for k, i in enumerate(missing):
-            rows[i] = encoded[k]
-        feats = torch.stack(rows).contiguous()
-    _write_cache(file, {"features": feats, "hashes": hashes, "backbone": backbone.label,
-                        "dataset": dataset.name})
-    return feats
+
+    return _cached_rows(backbone, dataset, _cache_folder(backbone), encode, 2, "", cache, label)
+
+
+#: the dtype of cached patch tokens (see the module docstring for why half precision suffices)
+PATCH_TOKEN_DTYPE = torch.float16
+
+
+@torch.inference_mode()
+def encode_patch_tokens(
+    backbone: Backbone,
+    paths: Sequence[str | Path],
+    batch_size: int = 128,
+    progress: bool | str = True,
+    dtype: torch.dtype = PATCH_TOKEN_DTYPE,
+) -> torch.Tensor:
+    """Patch tokens ``[N, L, embed_dim]`` (``dtype``, not normalised) of the frozen ViT image tower:
+    every patch token after ``ln_post`` and the projection, the class token excluded (the
+    :class:`~fedrs.prompts.VisualPromptEncoder` without prompt tokens, which reproduces
+    ``encode_image`` for the pooled output)."""
+    from fedrs.prompts import VisualPromptEncoder  # the prompt layer builds on the backbone, not the reverse
+
+    encoder = VisualPromptEncoder(backbone.model)
+    batch = load_images(paths, backbone.preprocess)
+    out = []
+    desc = progress if isinstance(progress, str) else "patch tokens"
+    for start in tqdm(range(0, len(paths), batch_size), desc=desc, disable=progress is False, unit="batch"):
+        images = batch(start, min(start + batch_size, len(paths))).to(backbone.device)
+        _, tokens = encoder(images, None, normalize=False, return_tokens=True)
+        out.append(tokens.to("cpu", dtype))
+    if not out:
+        grid = backbone.image_size // int(backbone.model.visual.conv1.kernel_size[0])
+        return torch.zeros(0, grid * grid, backbone.embed_dim, dtype=dtype)
+    return torch.cat(out)
+
+
+def image_patch_tokens(
+    backbone: Backbone,
+    dataset,
+    batch_size: int = 128,
+    cache: bool = True,
+    progress: bool = True,
+) -> torch.Tensor:
+    """Cached patch tokens ``[len(dataset), L, embed_dim]`` (float16) of a scene dataset, keyed and
+    reused exactly as :func:`image_features`, in ``<backbone key>/patch_tokens/``."""
+    label = f"{dataset.name} patch tokens ({backbone.label})" if progress else False
+
+    def encode(paths, progress_label):
+        return encode_patch_tokens(backbone, paths, batch_size=batch_size, progress=progress_label)
+
+    return _cached_rows(backbone, dataset, _cache_folder(backbone) / "patch_tokens", encode, 3,
+                        f"patch_tokens:{PATCH_TOKEN_DTYPE}", cache, label)
+
+
+#: what a method trains on from the frozen image encoder: name -> cached function
+IMAGE_REPRESENTATIONS = {"pooled": image_features, "patch_tokens": image_patch_tokens}
+
+
+def frozen_image_representation(
+    backbone: Backbone,
+    dataset,
+    representation: str = "pooled",
+    batch_size: int = 128,
+    cache: bool = True,
+    progress: bool = True,
+) -> torch.Tensor:
+    """The cached frozen ``representation`` of a dataset's images: ``"pooled"`` ``[N, D]`` or
+    ``"patch_tokens"`` ``[N, L, D]`` (a method names the one it trains on)."""
+    try:
+        function = IMAGE_REPRESENTATIONS[representation]
+    except KeyError:
+        raise ValueError(f"unknown image representation {representation!r}; choose one of "
+                         f"{sorted(IMAGE_REPRESENTATIONS)}") from None
+    return function(backbone, dataset, batch_size=batch_size, cache=cache, progress=progress)

@@ -152,7 +152,8 @@ def test_describe_reports_uploaded_values(backbone):
     sizes = {k: create_method(method_cfg(k), backbone, CLASSES).describe()["upload_values_per_client_round"]
              for k in DECLARED}
     width = 64  # tiny text width; 4 tokens x 512 = 2,048 on ViT-B-16
-    assert sizes == {"zeroshot": 0, "local": 0, "promptfl": 4 * width, "fedpgp": 4 * width,
+    # FedPGP uploads its own published prompt length, 16 tokens
+    assert sizes == {"zeroshot": 0, "local": 0, "promptfl": 4 * width, "fedpgp": 16 * width,
                      "fedotp": 4 * width, "fedotp-ot": 4 * width, "centralised": 2 * 4 * width + 2 * 2 * 64}
     assert create_method({"name": "promptfl", "n_ctx": 16}, backbone, CLASSES).describe()[
         "upload_values_per_client_round"] == 16 * width
@@ -166,7 +167,8 @@ def test_offline_config_runs_through_fedrs_run(name, synth, tmp_path):
     cfg = load_run_config(path)
     assert cfg.method.name == name and cfg.backbone.model == "fedrs-rsclip-s"
     assert (cfg.data.dataset, cfg.data.scheme, cfg.data.alpha, cfg.data.num_clients) == ("UCMerced", "dirichlet", 0.5, 10)
-    expected = {"zeroshot": 0, "local": 0, "promptfl": 4 * 128, "fedpgp": 4 * 128, "fedotp": 4 * 128}  # text width 128
+    # text width 128; FedPGP at its own published prompt length (16 tokens)
+    expected = {"zeroshot": 0, "local": 0, "promptfl": 4 * 128, "fedpgp": 16 * 128, "fedotp": 4 * 128}
     if name in expected:
         assert describe_run(cfg, no_weights=True)["upload_values_per_client_round"] == expected[name]
     # the same method section on the tiny backbone and synthetic data, one round

@@ -45,9 +45,14 @@ def dual_prompt_alignment_loss(
             ``"kl"``: ``KL(p_s || p_p)`` between the class distributions that the batch's images
             ``image_features [B, D]`` get with shared-only and private-only features (scaled by
             ``logit_scale``), mean over the batch;
-            ``"contrastive"``: FedPGP-style prompt-wise InfoNCE at ``temperature``: for each class
-            the private feature is the anchor, its shared feature the positive and the plain
-            (hand-written prompt) feature ``plain [C, D]`` the negative.
+            ``"contrastive"``: FedRSCLIP's own prompt-wise InfoNCE at ``temperature``: for each
+            class the *private* feature is the anchor, its shared feature the positive and the
+            plain (hand-written prompt) feature ``plain [C, D]`` the negative, i.e.
+            ``-log softmax([cos(t_p, t_s), cos(t_p, plain)] / temperature)[0]``, mean over
+            classes. It pulls the private prompt towards the shared one and away from the
+            hand-written prompt. It is not FedPGP's term, which anchors the *global* prompt, takes
+            the frozen placeholder prompt (CLIP's prior) as the positive and the personalised
+            prompt as the negative (:func:`fedrs.methods.fedpgp.prompt_wise_contrastive_loss`).
     Returns:
         a scalar tensor.
     """

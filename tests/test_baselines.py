@@ -3,8 +3,8 @@
 What every registered method must do (train only its own tensors, upload only what it declares,
 refuse a private tensor in an upload) is ``test_methods_registry.py``, generated from the registry.
 Here is what is specific to each baseline: the tensor names each declares (local-only uploads
-nothing; FedPGP and FedOTP never their local parts), FedOTP's non-default OT matching, the
-zero-shot classifier, sizes, local parts across an engine run, centralised equal to one client
+nothing; FedPGP and FedOTP never their local parts), FedOTP's non-default global+local ensemble,
+the zero-shot classifier, sizes, local parts across an engine run, centralised equal to one client
 holding all data, and each offline config through ``run_experiment``.
 """
 
@@ -21,7 +21,6 @@ from fedrs.experiment import describe_run, run_experiment
 from fedrs.federated import ClientData
 from fedrs.federated.engine import FederatedEngine
 from fedrs.methods import create_method
-from fedrs.methods.fedotp import unbalanced_sinkhorn
 from fedrs.runs import EvalConfig, TrainConfig, load_run_config, run_config
 from test_federated import CLASSES, make_dataset, tiny_config
 from test_methods_registry import check_client_update, check_privacy, classification_data
@@ -35,13 +34,13 @@ DECLARED = {
     "promptfl": (("ctx",), ()),
     "fedpgp": (("sigma",), ("U", "V")),
     "fedotp": (("ctx_global",), ("ctx_local",)),
-    "fedotp-ot": (("ctx_global",), ("ctx_local",)),
+    "fedotp-ensemble": (("ctx_global",), ("ctx_local",)),
     "centralised": (("text_shared", "text_private", "visual_shared", "visual_private"), ()),
 }
 
 
 def method_cfg(key: str) -> dict:
-    return {"name": "fedotp", "matching": "ot"} if key == "fedotp-ot" else {"name": key}
+    return {"name": "fedotp", "matching": "ensemble"} if key == "fedotp-ensemble" else {"name": key}
 
 
 @pytest.fixture(scope="module")
@@ -73,10 +72,11 @@ def test_method_declares_its_own_uploaded_and_private_tensors(backbone, key):
     assert method.upload_names == uploads and method.private_names == private
 
 
-def test_ot_matching_trains_both_prompts_on_images_and_keeps_the_local_one(backbone):
-    # a non-default variant: the registry test builds each method's default config only
-    method = create_method(method_cfg("fedotp-ot"), backbone, CLASSES)
-    assert method.needs_images(train=True) and not method.needs_images(train=False, personalised=False)
+def test_ensemble_matching_trains_both_prompts_on_pooled_features_and_keeps_the_local_one(backbone):
+    # a non-default variant: the registry test builds each method's default config only (FedOTP's
+    # transport over patch tokens, tests/test_fedotp.py)
+    method = create_method(method_cfg("fedotp-ensemble"), backbone, CLASSES)
+    assert not method.needs_images(train=True) and method.image_representation() == "pooled"
     check_client_update(method, *classification_data(method, backbone))
     check_privacy(method)
 
@@ -102,16 +102,20 @@ def run_engine(method, clients, rounds: int = 2) -> FederatedEngine:
     return engine
 
 
-def three_clients(backbone) -> list[ClientData]:
+def three_clients(backbone, patch_tokens: bool = False) -> list[ClientData]:
     base = client_data(backbone, n=24)
-    return [ClientData(k, base.labels, torch.arange(k, 24, 3), torch.arange(k, 24, 3), base.features, base.images)
+    feats = base.features
+    if patch_tokens:  # FedOTP's transport reads the frozen encoder's patch tokens [N, L, D]
+        feats = torch.randn(24, (backbone.image_size // 8) ** 2, backbone.embed_dim,
+                            generator=torch.Generator().manual_seed(3))
+    return [ClientData(k, base.labels, torch.arange(k, 24, 3), torch.arange(k, 24, 3), feats, base.images)
             for k in range(3)]
 
 
 @pytest.mark.parametrize("key", ["local", "fedpgp", "fedotp"])
 def test_local_parts_never_leave_the_clients(backbone, key):
     method = create_method(method_cfg(key), backbone, CLASSES)
-    engine = run_engine(method, three_clients(backbone))
+    engine = run_engine(method, three_clients(backbone, patch_tokens=key == "fedotp"))
     uploads, private = DECLARED[key]
     assert set(engine.global_shared) == set(uploads)
     expected = method.num_values(uploads) * 3 * 2 * 4  # values x clients x rounds x bytes
@@ -139,22 +143,14 @@ def test_centralised_equals_one_client_holding_all_data(backbone):
         create_method({"name": "centralised", "upload": ["text_shared"]}, backbone, CLASSES)
 
 
-def test_unbalanced_sinkhorn_marginals():
-    cost = torch.rand(2, 5, 3)
-    balanced = unbalanced_sinkhorn(cost, eps=0.1, tau=None, iters=500, thresh=1e-9)
-    assert torch.allclose(balanced.sum(-1), torch.full((2, 5), 1 / 5), atol=1e-4)
-    assert torch.allclose(balanced.sum(-2), torch.full((2, 3), 1 / 3), atol=1e-4)
-    relaxed = unbalanced_sinkhorn(cost + 1.0, eps=0.1, tau=1.0)
-    assert (relaxed.sum(dim=(-2, -1)) < 1).all()  # mass is created/destroyed at a KL price
-
-
 def test_describe_reports_uploaded_values(backbone):
     sizes = {k: create_method(method_cfg(k), backbone, CLASSES).describe()["upload_values_per_client_round"]
              for k in DECLARED}
     width = 64  # tiny text width; 4 tokens x 512 = 2,048 on ViT-B-16
-    # FedPGP uploads its own published prompt length, 16 tokens
+    # FedPGP and FedOTP upload their own published prompt length, 16 tokens
     assert sizes == {"zeroshot": 0, "local": 0, "promptfl": 4 * width, "fedpgp": 16 * width,
-                     "fedotp": 4 * width, "fedotp-ot": 4 * width, "centralised": 2 * 4 * width + 2 * 2 * 64}
+                     "fedotp": 16 * width, "fedotp-ensemble": 16 * width,
+                     "centralised": 2 * 4 * width + 2 * 2 * 64}
     assert create_method({"name": "promptfl", "n_ctx": 16}, backbone, CLASSES).describe()[
         "upload_values_per_client_round"] == 16 * width
 
@@ -167,8 +163,8 @@ def test_offline_config_runs_through_fedrs_run(name, synth, tmp_path):
     cfg = load_run_config(path)
     assert cfg.method.name == name and cfg.backbone.model == "fedrs-rsclip-s"
     assert (cfg.data.dataset, cfg.data.scheme, cfg.data.alpha, cfg.data.num_clients) == ("UCMerced", "dirichlet", 0.5, 10)
-    # text width 128; FedPGP at its own published prompt length (16 tokens)
-    expected = {"zeroshot": 0, "local": 0, "promptfl": 4 * 128, "fedpgp": 16 * 128, "fedotp": 4 * 128}
+    # text width 128; FedPGP and FedOTP at their own published prompt length (16 tokens)
+    expected = {"zeroshot": 0, "local": 0, "promptfl": 4 * 128, "fedpgp": 16 * 128, "fedotp": 16 * 128}
     if name in expected:
         assert describe_run(cfg, no_weights=True)["upload_values_per_client_round"] == expected[name]
     # the same method section on the tiny backbone and synthetic data, one round

@@ -132,8 +132,11 @@ def test_missing_archive(tmp_path):
 
 def test_not_an_archive(tmp_path):
     (tmp_path / "notes.zip").write_text("not a zip")
-    with pytest.raises(DataError, match="neither a zip/tar archive nor a folder"):
+    with pytest.raises(DataError, match=r"not a readable zip archive.*notes\.zip.*download it again"):
         import_sources([tmp_path / "notes.zip"], root=tmp_path / "data", progress=False)
+    (tmp_path / "notes.bin").write_text("not an archive")
+    with pytest.raises(DataError, match="neither a zip/tar archive nor a folder"):
+        import_sources([tmp_path / "notes.bin"], root=tmp_path / "data", progress=False)
 
 
 def test_rar_is_refused_with_the_fix(tmp_path):

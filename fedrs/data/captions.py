@@ -222,8 +222,9 @@ def _ordered(splits) -> list[str]:
 
 # --- validation (used by the import) -------------------------------------------------------------
 
-def validate_caption_folder(folder: Path, spec: CaptionSetSpec) -> dict[str, Any]:
-    """Check the caption files in ``folder`` against the spec; a summary for the manifest."""
+def validate_caption_folder(folder: Path, spec: CaptionSetSpec, where: str = "") -> dict[str, Any]:
+    """Check the caption files in ``folder`` against the spec; a summary for the manifest.
+    ``where`` names the files' origin in errors (default: ``folder``)."""
     rec = read_caption_records(folder, spec)
     problems = []
     for split, items in rec.splits.items():
@@ -259,8 +260,8 @@ def validate_caption_folder(folder: Path, spec: CaptionSetSpec) -> dict[str, Any
                                 f"{spec.scene_source}, official {n}")
     if problems:
         raise DataError(
-            f"{spec.name} caption files in {folder} do not match the official release: "
-            + "; ".join(problems) + ". Import the unmodified official files."
+            f"{spec.name} caption files do not match the official release: "
+            + "; ".join(problems) + f" ({where or folder}): import the unmodified official files"
         )
     return {
         "format": rec.format,

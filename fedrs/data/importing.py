@@ -646,7 +646,7 @@ def _build_captions(hit: CaptionHit, images: list[_Image], members: list[str], t
     if images:
         _extract_images(hit.source, images, tmp, hit.name, opts.progress)
         kept, excluded, duplicates = _image_outcome(images, hit.source, hit.name, opts.exclude_bad)
-    summary = validate_caption_folder(tmp, spec)
+    summary = validate_caption_folder(tmp, spec, join_member(hit.source.label, hit.prefix))
     n_images = sum(s["images"] for s in summary["splits"].values())
     notes = list(hit.notes) + ([] if hit.images else [
         f"no image folder: images resolve through {spec.scene_source}" if spec.scene_source

@@ -253,10 +253,13 @@ def open_archive(path: Path, expected_sha: dict[str, str] | None = None) -> Sour
     if path.suffix.lower() == ".rar":
         raise DataError(f"RAR archives are not supported ({path}): extract it (e.g. `unrar x "
                         f"{path.name}`) and run `fedrs data import` on the extracted folder")
+    lower = path.name.lower()
     try:
-        if zipfile.is_zipfile(path):
+        # named as an archive: open it as one, so a damaged copy says so (a truncated zip has
+        # no central directory and would not even be recognised as a zip)
+        if lower.endswith(".zip") or zipfile.is_zipfile(path):
             return ZipSource(path, expected_sha)
-        if tarfile.is_tarfile(path):
+        if lower.endswith(ARCHIVE_EXTENSIONS) or tarfile.is_tarfile(path):
             return TarSource(path, expected_sha)
     except OSError as exc:
         raise DataError(f"cannot read the archive: {exc.strerror or exc} ({path}): check that "

@@ -12,7 +12,7 @@
   :func:`find_project_file`, :func:`ensure_ready`).
 
 Imports run one way: ``report`` -> ``tables`` -> ``collect`` -> ``vocabulary`` and ``report`` ->
-``plots`` -> ``vocabulary``; only the CLI face (``commands``) and the notebooks use ``report``.
+``plots`` -> ``vocabulary``; the faces (``commands``, the notebooks, the benchmarks) use ``report``.
 """
 
 from __future__ import annotations

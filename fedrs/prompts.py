@@ -38,7 +38,8 @@ raises :class:`PromptError` naming what is supported.
 
 from __future__ import annotations
 
-from typing import Sequence
+from contextlib import nullcontext
+from typing import ContextManager, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -56,10 +57,32 @@ PLACEHOLDER = "X"
 SUPPORTED_VISION = "open_clip VisionTransformer (ViT-*) image towers"
 #: how a text context is initialised: N(0, init_std^2) (CoOp) or the embeddings of a phrase
 TEXT_INITS = ("random", "phrase")
+#: precision the frozen towers run in (``train.precision``); prompts, losses and optimiser stay fp32
+TOWER_DTYPES = {"fp32": None, "bf16": torch.bfloat16}
 
 
 class PromptError(FedrsError):
     """A backbone or prompt setting that prompt learning cannot work with."""
+
+
+def tower_autocast(device: torch.device, dtype: torch.dtype | None) -> ContextManager:
+    """Autocast to ``dtype`` on ``device`` for a frozen-tower pass; no context at all for fp32
+    (``None``), so fp32 runs execute exactly the operations they did without one."""
+    if dtype is None:
+        return nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def set_tower_precision(module: nn.Module, precision: str) -> None:
+    """Run every frozen-tower pass of ``module`` (its text and visual prompt encoders and the
+    frozen image encoder of a :class:`TextPromptModule`, wherever they sit in it) in ``precision``:
+    ``fp32``, or ``bf16`` (autocast; features come back as fp32, so the prompts, logits, losses
+    and optimiser stay fp32). Modules without such passes (a zero-shot classifier) are unchanged."""
+    if precision not in TOWER_DTYPES:
+        raise PromptError(f"precision must be one of {list(TOWER_DTYPES)}, got {precision!r}")
+    for sub in module.modules():
+        if isinstance(sub, (TextPromptEncoder, VisualPromptEncoder, TextPromptModule)):
+            sub.autocast_dtype = TOWER_DTYPES[precision]
 
 
 class TextPromptEncoder(nn.Module):
@@ -90,6 +113,7 @@ class TextPromptEncoder(nn.Module):
         except TextTowerError as exc:
             raise PromptError(str(exc)) from exc
         object.__setattr__(self, "_text", text)  # not a submodule: stays out of state_dict
+        self.autocast_dtype: torch.dtype | None = None  # set_tower_precision
         self.n_ctx = n_ctx
         self.width = text.width
         placeholder = " ".join([PLACEHOLDER] * n_ctx)
@@ -152,7 +176,9 @@ class TextPromptEncoder(nn.Module):
         suffix = self.suffix.unsqueeze(0).expand(num_sets, -1, -1, -1)
         x = torch.cat([prefix, ctx.to(prefix.dtype), suffix], dim=2).flatten(0, 1)  # [S*C, run_length, W]
         ids = self.token_ids.repeat(num_sets, 1)
-        x = encode_text_embeddings(self._text, x, ids, length=self.run_length).features.float()
+        with tower_autocast(x.device, self.autocast_dtype):
+            x = encode_text_embeddings(self._text, x, ids, length=self.run_length).features
+        x = x.float()
         if normalize:
             x = F.normalize(x, dim=-1)
         x = x.reshape(num_sets, num_classes, -1)
@@ -175,6 +201,7 @@ class VisualPromptEncoder(nn.Module):
                               f"supported: {SUPPORTED_VISION}; or switch visual prompts off (text prompts "
                               f"work with any open_clip CLIP)")
         object.__setattr__(self, "_visual", visual)
+        self.autocast_dtype: torch.dtype | None = None  # set_tower_precision
         self.width = int(visual.conv1.out_channels)
         self.depth_limit = len(visual.transformer.resblocks)
 
@@ -183,6 +210,19 @@ class VisualPromptEncoder(nn.Module):
         """Pooled image features ``[B, D]``; with ``return_tokens`` also the patch tokens projected
         into the same space ``[B, L, D]`` (prompt tokens excluded), e.g. for optimal-transport
         matching."""
+        with tower_autocast(images.device, self.autocast_dtype):
+            pooled, tokens = self._encode(images, prompts, return_tokens)
+        pooled = pooled.float()
+        pooled = F.normalize(pooled, dim=-1) if normalize else pooled
+        if not return_tokens:
+            return pooled
+        tokens = tokens.float()
+        return pooled, F.normalize(tokens, dim=-1) if normalize else tokens
+
+    def _encode(self, images: torch.Tensor, prompts: torch.Tensor | None,
+                return_tokens: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(pooled ``[B, D]``, projected patch tokens ``[B, L, D]`` or ``None`` unless
+        ``return_tokens``) in the tower's dtype."""
         v = self._visual
         cast = v.conv1.weight.dtype
         x = v.conv1(images.to(cast))
@@ -206,12 +246,8 @@ class VisualPromptEncoder(nn.Module):
         pooled, tokens = v._pool(x)
         if v.proj is not None:
             pooled = pooled @ v.proj
-        pooled = pooled.float()
-        pooled = F.normalize(pooled, dim=-1) if normalize else pooled
-        if not return_tokens:
-            return pooled
-        tokens = (tokens @ v.proj if v.proj is not None else tokens).float()
-        return pooled, F.normalize(tokens, dim=-1) if normalize else tokens
+            tokens = tokens @ v.proj if return_tokens else None
+        return pooled, tokens if return_tokens else None
 
     @staticmethod
     def _insert(x: torch.Tensor, tokens: torch.Tensor, replace: bool) -> torch.Tensor:
@@ -254,6 +290,9 @@ class TextPromptModule(nn.Module):
         super().__init__()
         object.__setattr__(self, "_backbone", backbone)  # not a submodule: stays out of state_dict
         self.text = TextPromptEncoder(backbone.model, backbone.tokenizer, classnames, n_ctx)
+        self.autocast_dtype: torch.dtype | None = None  # set_tower_precision (frozen image encoder)
+        # the frozen backbone's temperature, exponentiated once instead of on every logits call
+        self.register_buffer("clip_scale", backbone.model.logit_scale.detach().exp(), persistent=False)
         if init not in TEXT_INITS:
             raise PromptError(f"text prompt init must be 'random' or 'phrase', got {init!r}")
         self.init, self.init_phrase, self.init_std = init, init_phrase, init_std
@@ -277,8 +316,9 @@ class TextPromptModule(nn.Module):
 
     @property
     def logit_scale(self) -> torch.Tensor:
-        """The backbone's own temperature ``logit_scale.exp()`` (frozen, a scalar tensor)."""
-        return self._model.logit_scale.exp().detach()
+        """The backbone's own temperature ``logit_scale.exp()`` (frozen, a scalar tensor, computed
+        once at construction)."""
+        return self.clip_scale
 
     def image_features(self, images: torch.Tensor | None = None,
                        features: torch.Tensor | None = None) -> torch.Tensor:
@@ -288,7 +328,9 @@ class TextPromptModule(nn.Module):
             return F.normalize(features.float(), dim=-1)
         if images is None:
             raise PromptError("image features need the cached features or the images")
-        return F.normalize(self._model.encode_image(images).float(), dim=-1)
+        with tower_autocast(images.device, self.autocast_dtype):
+            features = self._model.encode_image(images)
+        return F.normalize(features.float(), dim=-1)
 
     def logits(self, image_features: torch.Tensor, text_features: torch.Tensor) -> torch.Tensor:
         """``logit_scale.exp() * v @ t.T``: ``[B, C]`` for ``t [C, D]``, ``[S, B, C]`` for ``t [S, C, D]``
@@ -365,5 +407,5 @@ class DualPromptModel(TextPromptModule):
 
 __all__ = [
     "PromptError", "TextPromptEncoder", "VisualPromptEncoder", "TextPromptModule", "DualPromptModel",
-    "PLACEHOLDER", "TEXT_INITS",
+    "PLACEHOLDER", "TEXT_INITS", "TOWER_DTYPES", "tower_autocast", "set_tower_precision",
 ]

@@ -24,6 +24,7 @@ from fedrs.evaluate.classification import accuracy_counts, personalised_summary
 from fedrs.federated.engine import FederatedEngine
 from fedrs.methods import create_method
 from fedrs.methods.base import ClientData, Method
+from fedrs.prompts import set_tower_precision
 from fedrs.runs import CHECKPOINT, CLIENTS, ROUNDS, RunConfig, RunFolder, TrainConfig
 
 #: leading columns of rounds.csv / clients.csv (the rest follow in first-seen order)
@@ -61,14 +62,19 @@ def _decoded_images(backbone, datasets: list, dtype: torch.dtype, progress: bool
 
 def build_clients(method: Method, backbone, datasets: list, partition, train: TrainConfig,
                   progress: bool = True) -> tuple[list[ClientData], torch.Tensor]:
-    """Client views over one shared pool of labels, frozen features and (if needed) decoded images."""
+    """Client views over one shared pool of labels, frozen features and (if needed) decoded images.
+
+    The pool lives on the backbone's device (batches are cut from it there, no host copy per
+    step); the clients' index tensors stay on the CPU.
+    """
     from fedrs.backbone.features import image_features
 
-    labels = torch.as_tensor(np.asarray(partition.labels), dtype=torch.long)
-    features = torch.cat([image_features(backbone, ds, progress=progress) for ds in datasets])
+    device = backbone.device
+    labels = torch.as_tensor(np.asarray(partition.labels), dtype=torch.long).to(device)
+    features = torch.cat([image_features(backbone, ds, progress=progress) for ds in datasets]).to(device)
     images = None
     if method.needs_images(train=True) or method.needs_images(train=False):
-        images = _decoded_images(backbone, datasets, getattr(torch, train.image_dtype), progress)
+        images = _decoded_images(backbone, datasets, getattr(torch, train.image_dtype), progress).to(device)
     clients = [ClientData(c.client_id, labels, torch.as_tensor(c.train_indices, dtype=torch.long),
                           torch.as_tensor(c.test_indices, dtype=torch.long), features, images)
                for c in partition.clients]
@@ -104,6 +110,7 @@ def prepare_run(cfg: RunConfig, datasets: list | None = None, progress: bool = T
     partition = _partition(datasets, cfg.data)
     names = prompt_names_of(datasets, partition)
     method = create_method(cfg.method, backbone, names, seed=cfg.train.seed)
+    set_tower_precision(method.module, cfg.train.precision)
     clients, pooled_test = build_clients(method, backbone, datasets, partition, cfg.train, progress)
     return RunSetup(backbone, datasets, partition, names, method, clients, pooled_test)
 
@@ -121,7 +128,7 @@ def zero_shot_reference(server_data: ClientData, clients: Sequence[ClientData],
     labels = server_data.labels
 
     def counts(idx: torch.Tensor) -> tuple[int, int]:
-        return accuracy_counts(feats[idx] @ text_features.t().cpu(), labels[idx])
+        return accuracy_counts(feats[idx] @ text_features.t().to(feats.device), labels[idx])
 
     per_client = personalised_summary([counts(c.test_indices) for c in clients])
     correct, total = counts(server_data.test_indices)

@@ -39,6 +39,7 @@ from typing import Any, Literal, Mapping, Sequence
 
 import yaml
 
+from fedrs.backbone.factory import check_device_name
 from fedrs.backbone.templates import DEFAULT_TEMPLATE
 from fedrs.config import ConfigError, dump_yaml, from_dict, load_config, to_dict
 from fedrs.data.partition import PartitionConfig
@@ -54,10 +55,19 @@ class BackboneConfig:
 
     model: str = "fedrs-rsclip-s"
     pretrained: str | None = None
+    #: where the frozen backbone, the prompts and the run's data pool live: ``auto`` (cuda when a
+    #: GPU is available, else cpu), ``cpu``, ``cuda`` or ``cuda:<i>``; checked for form here and for
+    #: existence when the backbone is built
     device: str = "cpu"
     #: refuse a checkpoint file that loads only partially (missing or unexpected keys); set false
     #: only for a file whose missing keys you have checked (the registry lists known ones)
     strict: bool = True
+
+    def __post_init__(self) -> None:
+        try:
+            check_device_name(self.device)
+        except FedrsError as exc:
+            raise ValueError(str(exc)) from None
 
 
 @dataclass
@@ -86,6 +96,9 @@ class TrainConfig(LocalTrainConfig):
     sample_fraction: float = 1.0                          # clients sampled per round
     lr_schedule: Literal["cosine", "constant"] = "cosine"  # over rounds
     image_dtype: Literal["float32", "float16"] = "float32"  # decoded image pool (visual prompts)
+    #: precision of the frozen towers' passes: fp32, or bf16 autocast (features return as fp32;
+    #: prompts, losses and the optimiser stay fp32 either way)
+    precision: Literal["fp32", "bf16"] = "fp32"
 
     def local(self, lr: float, seed: int) -> LocalTrainConfig:
         """The local update config of one client in one round."""

@@ -381,6 +381,50 @@ def _quiet_random_init_warning():
         root.removeFilter(drop)
 
 
+#: what ``backbone.device`` accepts: ``auto`` (cuda if available, else cpu), ``cpu``, ``cuda``, ``cuda:<i>``
+DEVICE_CHOICES = "auto, cpu, cuda or cuda:<index>"
+
+
+def check_device_name(spec: object) -> str:
+    """``spec`` as a device name (lower-cased) if it has the form of one (``auto``, ``cpu``,
+    ``cuda``, ``cuda:<i>``), whether or not this machine has that device.
+
+    Raises:
+        BackboneError: anything else (``gpu``, ``cuda:x``, a number).
+    """
+    if isinstance(spec, torch.device):
+        spec = str(spec)
+    if not isinstance(spec, str):
+        raise BackboneError(f"backbone device must be a string ({DEVICE_CHOICES}), got {spec!r}")
+    text = spec.strip().lower()
+    kind, sep, index = text.partition(":")
+    if text not in ("auto", "cpu") and not (kind == "cuda" and (not sep or index.isdigit())):
+        raise BackboneError(f"unknown backbone device {spec!r}: use {DEVICE_CHOICES}")
+    return text
+
+
+def resolve_device(spec: str | torch.device = "cpu") -> torch.device:
+    """The torch device a ``backbone.device`` setting names: ``auto`` is ``cuda`` when a GPU is
+    available, else ``cpu``; ``cuda``/``cuda:<i>`` must exist on this machine.
+
+    Raises:
+        BackboneError: a string that names no such device, or a GPU this machine lacks.
+    """
+    text = check_device_name(spec)
+    if text == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(text)
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise BackboneError(f"backbone device {spec!r} asks for a GPU but torch sees none on this machine "
+                                f"(torch {torch.__version__}); use device 'cpu' or 'auto'")
+        if device.index is not None and device.index >= count:
+            raise BackboneError(f"backbone device {spec!r} does not exist: this machine has {count} GPU(s) "
+                                f"(cuda:0..cuda:{count - 1})")
+    return device
+
+
 def _build(model_name: str, device: torch.device, pretrained: str | None = None,
            **kwargs) -> tuple[torch.nn.Module, Callable]:
     """open_clip model and eval transform, initialised from a fixed seed (same in every process)."""
@@ -429,11 +473,12 @@ def create_backbone(
         pretrained: hub tag, checkpoint file, ``"random"``, or ``None`` (offline models: the local
             checkpoint from ``fedrs backbone pretrain``; open_clip models: random init is refused,
             pass ``"random"`` explicitly).
-        device: torch device for the frozen model.
+        device: where the frozen model lives: ``auto``, ``cpu``, ``cuda``, ``cuda:<i>`` or a
+            ``torch.device`` (:func:`resolve_device`).
         strict: refuse a checkpoint file that lacks weights of the model or carries extra ones
             (``False``: load what matches, log the rest).
     """
-    device = torch.device(device)
+    device = resolve_device(device)
     pretrained = str(pretrained) if pretrained is not None else None
     key = (model, pretrained, str(device), strict)
     if cache and key in _CACHE:

@@ -58,6 +58,10 @@ def client_update(method: Method, global_shared: Mapping[str, object], client_st
     Returns the declared shared tensors (and only those: the privacy check runs on every upload),
     the number of training examples, the mean of each loss term over steps, and the new client
     state (private tensors, and momentum buffers with ``keep_optimizer_state``).
+
+    The step loop never waits for the device: batches are cut on the pool's device (the epoch's
+    order is moved there once), and loss terms a method returns as tensors are summed there (in
+    float64, as the Python floats they replace were) and read back once, after the last step.
     """
     load_client(method, global_shared, client_state)
     params = dict(zip(method.trainable_names, method.parameters()))
@@ -69,14 +73,14 @@ def client_update(method: Method, global_shared: Mapping[str, object], client_st
             if buf is not None:
                 optimizer.state[p]["momentum_buffer"] = torch.as_tensor(buf).to(p.device, p.dtype).clone()
 
-    sums: dict[str, float] = {}
+    sums: dict[str, torch.Tensor | float] = {}
     steps = 0
     if method.trains and params and data.num_train:
         use_images = method.needs_images(train=True)
         gen = torch.Generator().manual_seed(cfg.seed)
         method.module.train()
         for _ in range(cfg.local_epochs):
-            order = data.train_indices[torch.randperm(data.num_train, generator=gen)]
+            order = data.train_indices[torch.randperm(data.num_train, generator=gen)].to(data.labels.device)
             for start in range(0, data.num_train, cfg.batch_size):
                 batch = data.batch(order[start:start + cfg.batch_size], use_images, method.device)
                 loss, terms = method.loss(batch)
@@ -84,7 +88,8 @@ def client_update(method: Method, global_shared: Mapping[str, object], client_st
                 loss.backward()
                 optimizer.step()
                 for k, v in terms.items():
-                    sums[k] = sums.get(k, 0.0) + v
+                    v = v.detach().double() if torch.is_tensor(v) else v
+                    sums[k] = sums[k] + v if k in sums else v
                 steps += 1
         method.module.eval()
 
@@ -96,7 +101,7 @@ def client_update(method: Method, global_shared: Mapping[str, object], client_st
             buf = optimizer.state.get(p, {}).get("momentum_buffer")
             if buf is not None:
                 state[MOMENTUM + name] = buf.detach().to("cpu", copy=True)
-    metrics = {k: v / steps for k, v in sums.items()}
+    metrics = {k: float(v) / steps for k, v in sums.items()}  # the one read-back of the loss terms
     metrics["steps"] = float(steps)
     return ClientResult(data.client_id, upload, data.num_train, metrics, state)
 

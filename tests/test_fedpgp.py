@@ -82,6 +82,12 @@ def test_the_prior_is_the_frozen_encoder_on_the_placeholder_prompt_computed_once
     assert torch.allclose(prior, direct, atol=1e-5)
 
 
+def test_with_a_phrase_initialisation_the_prior_is_the_initial_global_prompt(backbone):
+    method = create_method({"name": "fedpgp", "n_ctx": 4, "rank": 2, "text_init": "phrase",
+                            "init_phrase": "a satellite photo of"}, backbone, CLASSES)
+    assert torch.allclose(method.prior_features, method.class_features(personalised=False), atol=1e-6)
+
+
 def test_the_method_adds_the_published_term_with_weight_mu(backbone):
     method = create_method({"name": "fedpgp", "n_ctx": 4, "rank": 2, "contrastive_weight": 0.7},
                            backbone, CLASSES)

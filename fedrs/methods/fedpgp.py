@@ -9,7 +9,8 @@ rank ``r < M`` so that ``U V`` is low rank). Only ``sigma`` is uploaded and aver
 
 * ``t_0 = g(X X ... X {class}.)`` -- the frozen text encoder on the un-learned initial prompt: the
   token embeddings of the literal placeholder words ``X`` in the M context slots (CLIP's prior;
-  frozen, computed once),
+  frozen, computed once). With ``text_init: phrase`` (not in FedPGP, whose code initialises only
+  at random) the initial prompt is ``init_phrase``, so ``t_0`` is the frozen encoder on it,
 * ``t_sigma = g(sigma)`` -- the global prompt alone,
 * ``t = g(sigma + U V)`` -- the personalised prompt,
 
@@ -101,12 +102,13 @@ class FedPGP(TextPromptMethod):
 
     @cached_property
     def prior_features(self) -> torch.Tensor:
-        """``t_0 [C, D]``: the frozen text encoder on the placeholder prompt ``X X ... X {class}.``
-        (no trained tensor enters it), computed once."""
-        text = self.module.text
+        """``t_0 [C, D]``: the frozen text encoder on the un-learned initial prompt, the placeholder
+        words ``X X ... X {class}.`` (or ``init_phrase`` with ``text_init: phrase``); no trained
+        tensor enters it, so it is computed once."""
+        text, c = self.module.text, self.cfg
+        words = c.init_phrase if c.text_init == "phrase" else " ".join([PLACEHOLDER] * text.n_ctx)
         with torch.no_grad():
-            placeholder = text.phrase_init(self.backbone.tokenizer, " ".join([PLACEHOLDER] * text.n_ctx))
-            return text(placeholder)
+            return text(text.phrase_init(self.backbone.tokenizer, words))
 
     def add_prompts(self, module: TextPromptModule) -> None:
         module.sigma = module.context()

@@ -2,7 +2,9 @@
 ClientApp process and no temporary ``FLWR_HOME``, whether it is killed with SIGKILL or SIGTERM in
 the middle of a run or the run fails.
 
-Each case runs the real command in a subprocess whose ``TMPDIR`` is a folder of its own: every
+First the watchdog alone (no Flower, a second): a process that started it and a marked process
+tree, one of them in a new session and deaf to SIGTERM, is killed with SIGKILL. Then each
+deployment case runs the real command in a subprocess whose ``TMPDIR`` is a folder of its own: every
 process of the deployment inherits that variable, and the temporary ``FLWR_HOME`` is made inside
 it, so survivors and leftovers are found by looking at the machine (``/proc``), not at fedrs's
 bookkeeping.
@@ -10,6 +12,7 @@ bookkeeping.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import signal
 import subprocess
@@ -19,13 +22,56 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("flwr", reason="flwr is not installed (pip install 'fedrs[flower]')")
 if not Path("/proc/self/environ").is_file():
     pytest.skip("needs Linux /proc to look for surviving processes", allow_module_level=True)
 
 from flower_study import SYNTH, make_study, processes_carrying  # noqa: E402
 
+from fedrs.federated.flower import reaper  # noqa: E402
+from fedrs.federated.flower.reaper import MARKER_VAR  # noqa: E402
+
+needs_flower = pytest.mark.skipif(importlib.util.find_spec("flwr") is None,
+                                  reason="flwr is not installed (pip install 'fedrs[flower]')")
 BIG_TREE = ("flwr-serverapp", "flwr-clientapp")  # both alive: the whole tree is up, training under way
+SLEEPER = "import time; time.sleep(600)"
+STUBBORN = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)"
+#: starts the watchdog, then a marked tree like a deployment's; killed by the test
+OWNER = f"""
+import importlib.util, os, subprocess, sys, time
+
+# the reaper by its file (standard library only), so that this process starts without torch
+spec = importlib.util.spec_from_file_location("reaper", {str(reaper.__file__)!r})
+reaper = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(reaper)
+MARKER_VAR, Watchdog = reaper.MARKER_VAR, reaper.Watchdog
+token, folder = sys.argv[1], sys.argv[2]
+dog = Watchdog(token, [folder], grace=1.0)
+env = {{**os.environ, MARKER_VAR: token}}
+subprocess.Popen([sys.executable, "-c", {SLEEPER!r}], env=env, process_group=dog.group)
+# like the SuperLink, which starts its SuperExec in a new session (outside the group)
+launcher = "import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', {STUBBORN!r}], " \\
+           "start_new_session=True); time.sleep(600)"
+subprocess.Popen([sys.executable, "-c", launcher], env=env, process_group=dog.group)
+print("started", flush=True)
+time.sleep(600)
+"""
+
+
+def test_watchdog_stops_a_marked_tree_and_removes_the_folder_when_its_owner_is_killed(tmp_path):
+    token, folder = f"hygiene-{os.getpid()}-{time.monotonic_ns()}", tmp_path / "flwr-home"
+    folder.mkdir()
+    owner = subprocess.Popen([sys.executable, "-c", OWNER, token, str(folder)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert owner.stdout.readline().strip() == "started"
+        assert wait_for(lambda: len(processes_carrying(f"{MARKER_VAR}={token}")) == 3, timeout=30), \
+            processes_carrying(token)  # sleeper, launcher, stubborn grandchild (new session); not the watchdog
+        owner.kill()
+        owner.wait()
+    finally:
+        if owner.poll() is None:
+            owner.kill()
+    assert wait_for(lambda: not processes_carrying(token) and not folder.exists(), timeout=30)
+    assert not processes_carrying(token) and not folder.exists()
 
 
 @pytest.fixture(scope="module")
@@ -63,6 +109,7 @@ def assert_nothing_left(tmp: Path, log: Path) -> None:
     assert not list(tmp.glob("fedrs-flower-*")), f"temporary FLWR_HOME left behind: {list(tmp.iterdir())}"
 
 
+@needs_flower
 @pytest.mark.parametrize("sig, code", [(signal.SIGKILL, -signal.SIGKILL), (signal.SIGTERM, 128 + signal.SIGTERM)],
                          ids=["SIGKILL", "SIGTERM"])
 def test_killed_mid_run_leaves_no_process_and_no_flwr_home(study, tmp_path, sig, code):
@@ -86,6 +133,7 @@ def test_killed_mid_run_leaves_no_process_and_no_flwr_home(study, tmp_path, sig,
     assert not (out / "metrics.json").exists()
 
 
+@needs_flower
 def test_failed_run_leaves_no_process_and_no_flwr_home_but_keeps_its_logs(study, tmp_path):
     """The ServerApp cannot load the run's datasets: the command fails with one line naming the
     logs, which it copied into the run folder before removing its FLWR_HOME."""

@@ -174,6 +174,9 @@ class Watchdog:
                 shutil.rmtree(folder, ignore_errors=True)
 
 
+__all__ = ["MARKER_VAR", "marked", "sweep", "watch", "Watchdog"]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="fedrs Flower deployment watchdog (started by fedrs)")
     parser.add_argument("--parent", type=int, required=True)
@@ -188,5 +191,3 @@ def main(argv: Sequence[str] | None = None) -> int:
 if __name__ == "__main__":
     sys.exit(main())
 
-
-__all__ = ["MARKER_VAR", "marked", "sweep", "watch", "Watchdog"]

@@ -13,7 +13,8 @@ from fedrs.errors import DataError
 
 
 def _leftovers(root):
-    return sorted(p.name for p in root.iterdir() if p.name.startswith("."))
+    """Hidden work folders left in the data root (a failed first import leaves no root at all)."""
+    return sorted(p.name for p in root.iterdir() if p.name.startswith(".")) if root.exists() else []
 
 
 def _manifest(root, name="TinyScenes"):

@@ -106,12 +106,14 @@ def _download_and_import(name: str, items: list[tuple[str, str, Checksums]], ori
         if progress:
             logger.info(result.summary())
         return [result]
+    created = not root.exists()
     try:
         root.mkdir(parents=True, exist_ok=True)
         clean_stale_workdirs(root)
         tmpdir = new_workdir(root, "download", name)
     except OSError as exc:
         raise disk_error(exc, root, f"preparing the download of {name}") from exc
+    failed = True
     try:
         for url, rel, expected in items:
             target = tmpdir / rel
@@ -126,26 +128,32 @@ def _download_and_import(name: str, items: list[tuple[str, str, Checksums]], ori
                 raise disk_error(exc, root, f"downloading {name}") from exc
             _verify(url, target, digests, expected, name)
         source = tmpdir / (import_path or items[0][1])
-        return import_sources([source], root, force=force, progress=progress, expect=name,
-                              url=origin, name=as_name, replace=replace)
+        results = import_sources([source], root, force=force, progress=progress, expect=name,
+                                 url=origin, name=as_name, replace=replace)
+        failed = False
+        return results
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
+        if failed and created:  # a failed first download leaves no empty data root behind
+            try:
+                root.rmdir()
+            except OSError:
+                pass
 
 
 def _verify(url: str, target: Path, digests: dict[str, str], expected: Checksums, name: str) -> None:
+    fix = ("the download is damaged or the URL serves another file; try again, import a copy, "
+           "or give that file's checksum with --sha256")
     if expected.sha256 and digests["sha256"] != expected.sha256.lower():
-        raise DataError(f"{url} downloaded with sha256 {digests['sha256']}, expected "
-                        f"{expected.sha256}: the download is damaged or the URL serves another "
-                        f"file; try again, import a copy, or give that file's checksum with --sha256")
+        raise DataError(f"downloaded with sha256 {digests['sha256']}, expected {expected.sha256} "
+                        f"({url}): {fix}")
     if expected.md5 and digests["md5"] != expected.md5.lower():
-        raise DataError(f"{url} downloaded with MD5 {digests['md5']}, expected {expected.md5}: "
-                        f"the download is damaged or the URL serves another file; try again, "
-                        f"import a copy, or give that file's checksum with --sha256")
+        raise DataError(f"downloaded with MD5 {digests['md5']}, expected {expected.md5} ({url}): {fix}")
     if expected.nbytes:
         size = target.stat().st_size
         if size != expected.nbytes:
-            raise DataError(f"{url} downloaded {size} bytes, expected {expected.nbytes}: "
-                            f"the download is incomplete; try again")
+            raise DataError(f"downloaded {size} bytes, expected {expected.nbytes} ({url}): the "
+                            f"download is incomplete; try again")
     if not expected:
         logger.warning(f"no published checksum for {name} ({url}): downloaded file recorded with "
                        f"sha256 {digests['sha256']}, not verified")

@@ -712,12 +712,8 @@ def import_sources(sources: Iterable[str | Path] | str | Path, root: str | Path 
         raise DataError("--replace and --merge exclude each other: --replace drops the previous "
                         "import, --merge keeps its images beside this source's")
     opts = _Options(writable_root(root), exclude_bad, force, progress, url, replace, merge)
-    try:
-        opts.root.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise disk_error(exc, opts.root, "creating the data root") from exc
-    clean_stale_workdirs(opts.root)
     opened: list[Source] = []
+    created = not opts.root.exists()
     try:
         hits = find_datasets(sources, opened, name=name)
         if expect and expect not in {h.spec.name for h in hits}:
@@ -729,6 +725,11 @@ def import_sources(sources: Iterable[str | Path] | str | Path, root: str | Path 
             hits = [h for h in hits if h.name in wanted]
         # every layout and count is checked before any dataset is hashed, decoded or written
         layouts = [_check_scene_layout(h) if isinstance(h, SceneHit) else None for h in hits]
+        try:
+            opts.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise disk_error(exc, opts.root, "creating the data root") from exc
+        clean_stale_workdirs(opts.root)
         results = []
         for hit, layout in zip(hits, layouts):
             try:
@@ -741,6 +742,13 @@ def import_sources(sources: Iterable[str | Path] | str | Path, root: str | Path 
                 logger.info(result.summary())
             results.append(result)
         return results
+    except BaseException:
+        if created:  # a failed first import leaves no empty data root behind
+            try:
+                opts.root.rmdir()
+            except OSError:
+                pass
+        raise
     finally:
         for src in opened:
             src.close()

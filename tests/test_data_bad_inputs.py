@@ -395,7 +395,8 @@ CASES = [
     # --- the study's datasets (fedrs data import without a source, as make data runs it)
     Case("study-data-offline", _study_offline,
          ["6 dataset(s) are not imported", "fedrs data import PATH", "FEDRS_SOURCE=PATH",
-          "machine with internet access", "have no direct download"],
+          "machine with internet access", "cannot be downloaded from the official releases",
+          "FEDRS_MIRROR", "captain-whu.github.io/AID"],
          lambda c: c.tmp / "no-shared-data"),
     Case("study-data-no-download", _study_no_download, ["downloads are off", "fedrs data import PATH"],
          lambda c: c.tmp / "no-shared-data"),

@@ -153,20 +153,24 @@ def _routes(missing: list[str], root: Path) -> tuple[dict[str, _Route], list[str
 # --- the one message when nothing works ---------------------------------------------------------
 
 def _unavailable(missing: list[str], root: Path, source: Path, reason: str,
-                 downloadable: list[str], no_route: list[str]) -> DataError:
+                 downloadable: list[str], no_route: list[str], origin: str = "") -> DataError:
+    """The one message: what is missing, why, and the two routes (local archives, internet)."""
     homes = []
     for name in no_route:
         spec = find_spec(name, root)
-        homes.append(f"{name} ({spec.homepage})" if spec is not None and spec.homepage else name)
-    where = (f"; {', '.join(no_route)} have no direct download: get them from "
-             f"{', '.join(homes)}, or set {MIRROR_ENV} to a copy of a shared data folder") if no_route else ""
-    auto = f" ({', '.join(downloadable)} are fetched from their official releases)" if downloadable else ""
+        if spec is not None and spec.homepage and spec.homepage not in homes:
+            homes.append(spec.homepage)
+    mirror = (f"{', '.join(no_route)} from a copy of a shared data folder that {MIRROR_ENV} "
+              f"names (official pages: {', '.join(homes) or 'see the README'})") if no_route else ""
+    fetched = f"{', '.join(downloadable)} from {origin or 'their official releases'}" if downloadable else ""
+    how = "; ".join(x for x in (fetched, mirror) if x)
     return DataError(
         f"{len(missing)} dataset(s) are not imported and cannot be had here: {', '.join(missing)} "
-        f"(no archives in {source}; data root {root}): {reason}. Either copy the archives to a "
+        f"({'not in' if source.exists() else 'no archives at'} {source}; data root {root}): "
+        f"{reason}. Either copy the archives to a "
         f"folder on this machine and run `fedrs data import PATH` (for make study: "
         f"`make study FEDRS_SOURCE=PATH`), or run on a machine with internet access, where "
-        f"`fedrs data import` downloads them{auto}{where}"
+        f"`fedrs data import` downloads them{': ' + how if how else ''}"
     )
 
 
@@ -196,26 +200,26 @@ def ensure_datasets(names: Iterable[str] = STUDY_DATASETS, root: str | Path | No
         missing = missing_datasets(names, root)
         if not missing:
             return results
-        if progress:
-            logger.info(f"{local} lacks {', '.join(missing)}: downloading")
-    elif progress:
-        logger.info(f"no archives in {local} ({SOURCE_ENV}): downloading {', '.join(missing)}")
     if not allow_download:
-        raise _unavailable(missing, root, local, "downloads are off", [], [])
+        raise _unavailable(missing, root, local, "downloads are off (--no-download)", [], [])
     try:
         routes, no_route, origin = _routes(missing, root)
     except DownloadError as exc:
         raise _unavailable(missing, root, local, f"no network ({exc.url}: {exc.reason})",
-                           [], []) from exc
+                           missing, [], f"the mirror {os.environ.get(MIRROR_ENV)}") from exc
     if no_route:  # fail before downloading anything: the user has to act anyway
+        have = [n for n in missing if n in routes]
         raise _unavailable(missing, root, local, f"{', '.join(no_route)} cannot be downloaded "
-                           f"from {origin}", [n for n in missing if n in routes], no_route)
+                           f"from {origin}", have, no_route, origin)
+    if progress:
+        logger.info(f"no archives for {', '.join(missing)} in {local} ({SOURCE_ENV}): "
+                    f"downloading them from {origin}")
     for name in missing:
         try:
             results += routes[name].fetch(root, progress)
         except DownloadError as exc:
             raise _unavailable(missing, root, local, f"no network ({exc.url}: {exc.reason})",
-                               list(routes), []) from exc
+                               list(routes), [], origin) from exc
     return results
 
 

@@ -12,6 +12,9 @@ cfg = method_config({"name": "fedrsclip", "n_ctx": 8})
 method = create_method(cfg, backbone, dataset.prompt_names, seed=0)
 method.upload_names        # ('text_shared',)
 ```
+
+What may leave a client is the method's fixed rule (``Method.SHAREABLE``), checked independently
+of ``upload_names`` (:meth:`~fedrs.methods.base.Method.may_share`).
 """
 
 from __future__ import annotations

@@ -9,8 +9,16 @@ A method (FedRSCLIP, a baseline of issue #4, the retrieval adapter of issue #6) 
   Its parameters are exactly the trainable tensors (the backbone is referenced, not registered);
 * ``upload_names``: **the names of the tensors a client uploads** and the server averages. Every
   other trainable tensor is private: it stays in the client's state and never leaves the client.
-  Communication accounting, the privacy check (:meth:`Method.check_upload`) and aggregation all
-  read this one declaration;
+  Communication accounting and aggregation read this declaration;
+* ``SHAREABLE``: the method's *fixed* rule of what may ever leave a client (name patterns, a class
+  attribute, not configuration). The privacy check does not trust the declaration: a tensor may
+  leave a client only if :meth:`Method.may_share` allows it -- a trainable tensor matching
+  ``SHAREABLE`` and none of :data:`NEVER_SHARED` (private/local tensors, client optimiser state).
+  Buffers (the class-name token embeddings), backbone weights and any other name never leave. A
+  declaration (``declare_uploads``, a config's ``upload``) can only pick among the shareable
+  tensors: one that names another is refused when the method is built, by the client before it
+  sends (:meth:`Method.check_upload`) and by the server on receipt
+  (:func:`fedrs.federated.server.check_received`);
 * ``loss(batch)``: the training objective on one batch, with its named terms for logging;
 * ``logits(batch, personalised)``: personalised (shared + private tensors) or global (only what
   the server holds) class scores, used for the two accuracies;
@@ -29,12 +37,24 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import ClassVar, Mapping, Sequence
+from fnmatch import fnmatchcase
+from typing import ClassVar, Iterable, Mapping, Sequence
 
 import torch
 from torch import nn
 
 from fedrs.errors import FedrsError
+
+
+#: name patterns that never leave a client, whatever a method shares or declares: private and local
+#: tensors by name, and a client's optimiser state (``client_update`` keeps SGD momentum buffers as
+#: ``"momentum.<name>"``, :data:`fedrs.federated.client.MOMENTUM`)
+NEVER_SHARED: tuple[str, ...] = ("*private*", "*local*", "momentum.*")
+
+
+def matches(name: str, patterns: Iterable[str]) -> bool:
+    """Whether ``name`` matches one of the (case-sensitive, ``fnmatch``) ``patterns``."""
+    return any(fnmatchcase(name, p) for p in patterns)
 
 
 @dataclass
@@ -99,6 +119,14 @@ class Method(ABC):
     #: "classification" runs through fedrs.federated.engine.run_experiment; another task names its
     #: runner in fedrs.methods.TASK_RUNNERS
     task: ClassVar[str] = "classification"
+    #: the method's fixed rule of which trainable tensors may ever leave a client (``fnmatch``
+    #: patterns over the names); a declaration picks among them and can never widen them. The base
+    #: allows every trainable tensor outside NEVER_SHARED; a method with private parts narrows it
+    #: to its shared tensors (FedRSCLIP: the shared prompts; local-only: nothing)
+    SHAREABLE: ClassVar[tuple[str, ...]] = ("*",)
+    #: True only where one party holds all the data (centralised training): there is no client to
+    #: protect, so NEVER_SHARED does not apply and its "private" prompts are the server's model
+    pools_data: ClassVar[bool] = False
 
     def __init__(self, cfg: MethodConfig, backbone, classnames: Sequence[str], seed: int = 0):
         self.cfg = cfg
@@ -111,6 +139,10 @@ class Method(ABC):
         if unknown:
             raise FedrsError(f"method {self.name!r} declares uploads {unknown} that are not among its "
                              f"trainable tensors {list(self.trainable_names)}")
+        kept = self.never_shared(self.upload_names)
+        if kept:
+            raise FedrsError(f"privacy check failed: method {self.name!r} declares uploads {kept}, which "
+                             f"never leave a client ({self.sharing_rule()})")
         self._initial = self.get_tensors(self.trainable_names)
 
     # -- what a subclass defines -------------------------------------------------------------
@@ -196,11 +228,38 @@ class Method(ABC):
         """A client's initial private tensors (the same seeded values for every client)."""
         return {n: self._initial[n].clone() for n in self.private_names}
 
+    def may_share(self, name: str) -> bool:
+        """Whether tensor ``name`` may leave a client by the method's fixed rule (not its
+        declaration): a trainable tensor matching :attr:`SHAREABLE` and, unless the method pools
+        all data in one party, none of :data:`NEVER_SHARED`. Buffers, client state and any name
+        the module does not train are never shared."""
+        return (name in self.trainable_names and matches(name, self.SHAREABLE)
+                and (self.pools_data or not matches(name, NEVER_SHARED)))
+
+    def never_shared(self, names: Iterable[str]) -> list[str]:
+        """The names among ``names`` that must never leave a client (sorted)."""
+        return sorted(n for n in names if not self.may_share(n))
+
+    def sharing_rule(self) -> str:
+        """The fixed rule in words, for error messages."""
+        shareable = [n for n in self.trainable_names if self.may_share(n)]
+        return (f"{self.name!r} may share only {shareable or 'nothing'} (patterns {list(self.SHAREABLE)}"
+                f"{'' if self.pools_data else f', never {list(NEVER_SHARED)}'}); it declares "
+                f"{list(self.upload_names)}")
+
     def check_upload(self, tensors: Mapping[str, object]) -> None:
-        """The privacy check: an upload holds exactly the declared tensors, nothing private."""
-        leaked = sorted(set(tensors) & set(self.private_names))
-        if leaked:
-            raise FedrsError(f"privacy check failed: upload contains private tensors {leaked}")
+        """The client's privacy check before sending, in two parts: first, independently of the
+        declaration, no tensor that the method's fixed rule keeps on the client (:meth:`may_share`:
+        private tensors, buffers, optimiser state); then exactly the declared tensors (a shareable
+        tensor this configuration keeps, e.g. an un-uploaded ``visual_shared``, is refused too)."""
+        never = self.never_shared(tensors)
+        if never:
+            raise FedrsError(f"privacy check failed: the upload contains {never}, which never leave a "
+                             f"client ({self.sharing_rule()})")
+        kept = sorted(set(tensors) & set(self.private_names))
+        if kept:
+            raise FedrsError(f"privacy check failed: the upload contains {kept}, which {self.name!r} keeps "
+                             f"on the client (it declares {list(self.upload_names)})")
         if set(tensors) != set(self.upload_names):
             raise FedrsError(f"upload holds {sorted(tensors)} but {self.name!r} declares "
                              f"{sorted(self.upload_names)}")
@@ -224,4 +283,4 @@ class Method(ABC):
         }
 
 
-__all__ = ["MethodConfig", "Batch", "ClientData", "Method"]
+__all__ = ["MethodConfig", "Batch", "ClientData", "Method", "NEVER_SHARED", "matches"]

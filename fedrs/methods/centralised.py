@@ -1,6 +1,7 @@
 """Centralised: FedRSCLIP's model trained on the pooled training data of all clients.
 
-The upper reference of the FedRSCLIP paper. The clients of the partition are pooled into one
+The **pooled-data reference** (not an upper bound: a personalised model can beat one model for
+everyone on each client's own test split). The clients of the partition are pooled into one
 client that holds every client's training images (sorted pool indices) and the concatenation of
 their test splits, so the run *is* FedRSCLIP with a single client holding all data: the same
 module, losses, client update, batch order and schedule (FedAvg of one client is the identity).
@@ -8,7 +9,8 @@ With one party there is no shared/private split at evaluation: the whole model (
 private prompts) is held by the server, so both accuracies use it: personalised accuracy over
 the clients' test splits (weighted by their sizes; the unweighted mean equals it, one client)
 and global accuracy on the pooled test set. Its "uploads" are that whole model; they are not a
-communication cost of a real deployment, where the raw data would have been pooled instead.
+communication cost of a real deployment, where the raw data would have been pooled instead
+(``pools_data``: there is no client whose prompts the privacy rule protects).
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ class Centralised(FedRSCLIP):
     name = "centralised"
     config_class = CentralisedConfig
     cfg: CentralisedConfig
+    SHAREABLE = ("*",)
+    pools_data = True
 
     def declare_uploads(self) -> Sequence[str]:
         return self.trainable_names

@@ -13,6 +13,9 @@ uploaded (otherwise the frozen image features).
 Ablation switches: ``private_prompts: false`` (shared only, PromptFL-like), ``visual_prompts:
 false`` (text prompts only: training uses cached image features), ``n_ctx`` 4/8/16,
 ``lambda_dpa: 0`` / ``lambda_cma: 0`` (the term is not computed at all).
+
+Privacy: :data:`SHAREABLE` is FedRSCLIP's fixed rule (only the shared prompts may ever leave a
+client); ``upload`` chooses among them and can never name a private prompt.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from fedrs.methods.base import Batch, Method
 from fedrs.methods.text_prompt import TextPromptConfig
 from fedrs.prompts import DualPromptModel
 
+#: FedRSCLIP's fixed rule: the tensors that may ever leave a client (``upload`` picks among them)
 SHAREABLE = ("text_shared", "visual_shared")
 
 
@@ -89,6 +93,7 @@ class FedRSCLIP(Method):
     name = "fedrsclip"
     config_class = FedRSCLIPConfig
     cfg: FedRSCLIPConfig
+    SHAREABLE = SHAREABLE
 
     def __init__(self, cfg: FedRSCLIPConfig, backbone, classnames: Sequence[str], seed: int = 0):
         self._plain: torch.Tensor | None = None

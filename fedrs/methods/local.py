@@ -20,6 +20,7 @@ class LocalOnly(CoOpMethod):
 
     name = "local"
     has_global_model = False
+    SHAREABLE = ()  # nothing ever leaves a client
 
     def declare_uploads(self) -> Sequence[str]:
         return []

@@ -22,6 +22,7 @@ class PromptFL(CoOpMethod):
     """One CoOp prompt ``ctx``, trained by every client and averaged by the server."""
 
     name = "promptfl"
+    SHAREABLE = ("ctx",)
 
     def declare_uploads(self) -> Sequence[str]:
         return ["ctx"]

@@ -47,6 +47,10 @@ class TextPromptMethod(Method):
     logits plus the weighted terms of :meth:`train_outputs`."""
 
     config_class = TextPromptConfig
+    #: the family's rule: only a global prompt may leave a client (PromptFL's ``ctx``, FedPGP's
+    #: ``sigma``, FedOTP's ``ctx_global``), never a low-rank factor, a local context or a visual
+    #: token; each method narrows it to its own global prompt
+    SHAREABLE = ("ctx", "sigma", "ctx_global")
     cfg: TextPromptConfig
     module: TextPromptModule
 

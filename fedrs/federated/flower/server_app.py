@@ -12,6 +12,10 @@ Why not a stock ``flwr.serverapp.strategy.FedAvg``: it averages in arrival order
 bit-identical), samples nodes without knowing their partition ids, and has no place for the
 per-client personalised evaluation rows; fedrs's round loop already does all of it.
 
+Every train reply passes the server's own privacy check on receipt (:func:`receive_train_reply`,
+:func:`~fedrs.federated.server.check_received`): nothing the method's fixed rule keeps on a client
+and no tensor name the server did not send, whatever the client's check said.
+
 Every client takes part in the protocol, so the run waits until exactly one SuperNode per
 partition is connected (``node-wait``) and fails, naming the problem, on too many nodes, a
 missing or duplicated ``partition-id``, an error reply or a missing reply. Client states live on
@@ -34,12 +38,24 @@ from fedrs.errors import FedrsError
 from fedrs.federated.client import ClientResult
 from fedrs.experiment import run_experiment
 from fedrs.federated.engine import FederatedEngine
+from fedrs.federated.server import check_received
 from fedrs.federated.flower.task import (
     ARRAYS, CONFIG, METRICS, NUM_EXAMPLES, NUM_PARTITIONS, PARAMS, PARTITION_ID, TERM, from_record,
     load_run, to_record,
 )
 
 app = ServerApp()
+
+
+def receive_train_reply(method, client_id: int, content: RecordDict, sent) -> ClientResult:
+    """A client's train reply as a :class:`ClientResult`, after the server's privacy check on
+    receipt (:func:`~fedrs.federated.server.check_received`): the reply's tensors must be exactly
+    the names ``sent`` (the global tensors of the train message) and none that ``method``'s fixed
+    rule keeps on a client; an error names the tensor."""
+    shared, metrics = from_record(content[ARRAYS]), content[METRICS]
+    check_received(client_id, shared, sent, method)
+    terms = {name[len(TERM):]: float(v) for name, v in metrics.items() if name.startswith(TERM)}
+    return ClientResult(client_id, shared, int(metrics[NUM_EXAMPLES]), terms)
 
 
 class FlowerEngine(FederatedEngine):
@@ -111,13 +127,8 @@ class FlowerEngine(FederatedEngine):
         contents = {self.nodes[k]: RecordDict({ARRAYS: arrays, CONFIG: ConfigRecord(
             {**asdict(self.local_config(r, lr, k)), "server-round": r, PARAMS: self.params})}) for k in sampled}
         replies = self.exchange(MessageType.TRAIN, contents)
-        results = []
-        for k in sampled:
-            shared, metrics = from_record(replies[k][ARRAYS]), replies[k][METRICS]
-            self.method.check_upload(shared)
-            terms = {name[len(TERM):]: float(v) for name, v in metrics.items() if name.startswith(TERM)}
-            results.append(ClientResult(self.clients[k].client_id, shared, int(metrics[NUM_EXAMPLES]), terms))
-        return results
+        return [receive_train_reply(self.method, self.clients[k].client_id, replies[k], arrays.keys())
+                for k in sampled]
 
 
 @app.main()
@@ -136,4 +147,4 @@ def main(grid: Grid, context: Context) -> None:
         metrics["personalised_accuracy"], metrics["global_accuracy"])
 
 
-__all__ = ["app", "FlowerEngine"]
+__all__ = ["app", "FlowerEngine", "receive_train_reply"]

@@ -9,13 +9,20 @@ several of those (and a ``SHA256SUMS`` file, which is then checked). For each da
    recorded file is in place (idempotent re-runs);
 2. validates the layout and the per-class image counts against the registry before anything
    heavy is done;
-3. extracts into a temporary folder inside the root, hashing and fully decoding every image once
-   (records sizes, reports exact duplicates, lists undecodable files: the import fails on them
-   unless ``exclude_bad``, which leaves them out and records them in the manifest);
-4. writes the manifest last and renames the folder into place: never anything half-written.
+3. refuses, before writing anything, to replace an import of another release of the same
+   dataset (other files, or the same names with other bytes, found after hashing) unless told
+   how: ``replace``, ``merge`` (add this source's images when no file collides) or ``name``
+   (import this one beside it, under a name of its own);
+4. extracts into a hidden work folder inside the root (``workdirs``: it records its owner, so a
+   killed import's folder is removed by the next import), hashing and fully decoding every image
+   once (records sizes, reports exact duplicates, lists undecodable files: the import fails on
+   them unless ``exclude_bad``, which leaves them out and records them in the manifest); a custom
+   dataset's images that are not RGB are stored as RGB PNGs;
+5. writes the manifest last and renames the folder into place: never anything half-written.
 
-What it did is logged to the ``fedrs.data`` loggers (``fedrs data import`` shows it); downloads
-are in ``download``.
+A full or read-only disk ends as one :class:`~fedrs.errors.DataError` naming the path
+(:func:`disk_error`). What it did is logged to the ``fedrs.data`` loggers (``fedrs data import``
+shows it); downloads are in ``download``, the study's datasets in ``ensure``.
 """
 
 from __future__ import annotations
@@ -489,7 +496,7 @@ def _import_one(hit, opts: _Options, layout: tuple[dict[str, str], bool] | None)
                     and previous.get("source", {}).get("sha256") != fingerprint["sha256"]:
                 raise _conflict(hit.name, dest, previous, planned, recorded, len(differing))
             if policy == "merge":
-                _merge_previous(hit, previous, dest, tmp, manifest, result, layout)
+                _merge_previous(hit, previous, dest, tmp, manifest, result)
         manifest["import_seconds"] = round(time.perf_counter() - start, 2)
         write_json_atomic(tmp / MANIFEST_NAME, manifest)
         _install(tmp, dest)
@@ -579,7 +586,7 @@ def _link_or_copy(src: Path, dst: Path) -> None:
 
 
 def _merge_previous(hit: SceneHit, previous: dict, dest: Path, tmp: Path, manifest: dict,
-                    result: ImportResult, layout: tuple[dict[str, str], bool]) -> None:
+                    result: ImportResult) -> None:
     """Add the previous import's images that this source lacks to ``tmp`` and the manifest."""
     spec = hit.spec
     new_paths = {e["path"] for e in manifest["images"]}

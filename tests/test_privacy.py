@@ -66,8 +66,9 @@ def test_each_method_may_share_only_its_global_tensors(backbone):
 
     assert shareable({"name": "fedrsclip"}) == ["text_shared", "visual_shared"]
     assert shareable({"name": "fedrsclip", "upload": []}) == ["text_shared", "visual_shared"]  # rule, not config
+    assert shareable({"name": "fedrsclip-local"}) == []
     assert shareable({"name": "local"}) == []
-    assert shareable({"name": "promptfl"}) == ["ctx"]
+    assert shareable({"name": "promptfl", "visual_tokens": 2}) == ["ctx"]
     assert shareable({"name": "fedpgp"}) == ["sigma"]
     assert shareable({"name": "fedotp"}) == ["ctx_global"]
     # one party holds all data: its whole model is the server's
@@ -145,6 +146,7 @@ def test_the_client_refuses_private_tensors_buffers_and_state(backbone, extra):
 @pytest.mark.parametrize("method, tensor", [
     ({"name": "fedrsclip", "upload": ["text_shared", "text_private"]}, "text_private"),
     ({"name": "fedrsclip", "upload": ["visual_private"]}, "visual_private"),
+    ({"name": "fedrsclip-local", "upload": ["text_shared"]}, "text_shared"),
     ({"name": "centralised", "upload": ["text_private"]}, "text_private"),
 ])
 def test_a_config_listing_a_private_tensor_is_refused(method, tensor):

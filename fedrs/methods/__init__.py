@@ -28,6 +28,7 @@ from fedrs.methods.base import Batch, ClientData, Method, MethodConfig
 #: method name -> "module:Method subclass" (imported only when the method is used)
 METHODS: dict[str, str] = {
     "fedrsclip": "fedrs.methods.fedrsclip:FedRSCLIP",
+    "fedrsclip-local": "fedrs.methods.fedrsclip:FedRSCLIPLocal",
     "pe-rsitr": "fedrs.retrieval.method:PERSITR",
     "zeroshot": "fedrs.methods.zeroshot:ZeroShot",
     "local": "fedrs.methods.local:LocalOnly",

@@ -10,12 +10,20 @@ Uploaded tensors are configuration (``upload``; default the shared text prompt o
 ones. Global accuracy uses only what the server holds: ``t_s``, and ``V_s`` only when it is
 uploaded (otherwise the frozen image features).
 
-Ablation switches: ``private_prompts: false`` (shared only, PromptFL-like), ``visual_prompts:
-false`` (text prompts only: training uses cached image features), ``n_ctx`` 4/8/16,
-``lambda_dpa: 0`` / ``lambda_cma: 0`` (the term is not computed at all).
+Ablation switches: ``private_prompts: false`` (no private prompts; the shared visual prompt
+``V_s`` stays and, unless uploaded, is trained on each client like a local one), ``visual_prompts:
+false`` (text prompts only: training uses cached image features), both false (the shared text
+prompt alone: truly shared-only), ``n_ctx`` 4/8/16, ``lambda_dpa: 0`` / ``lambda_cma: 0`` (the term
+is not computed at all).
 
 Privacy: :data:`SHAREABLE` is FedRSCLIP's fixed rule (only the shared prompts may ever leave a
 client); ``upload`` chooses among them and can never name a private prompt.
+
+Controls of issue #11 (configurations of this one implementation):
+
+* ``upload: [text_shared, visual_shared]``: FedRSCLIP with the shared visual prompt federated too;
+* :class:`FedRSCLIPLocal` (registry name ``fedrsclip-local``): the full module trained on each
+  client alone, nothing uploaded (local-only at equal capacity).
 """
 
 from __future__ import annotations
@@ -156,4 +164,37 @@ class FedRSCLIP(Method):
         return m.logits(image, text)
 
 
-__all__ = ["FedRSCLIPConfig", "FedRSCLIP"]
+def require_no_upload(cfg: FedRSCLIPConfig, why: str) -> None:
+    """Refuse a non-empty ``upload`` in a variant that uploads nothing (``why`` says why)."""
+    if cfg.upload:
+        raise ValueError(f"method.upload: {cfg.name} {why}; leave upload empty, got {cfg.upload}")
+
+
+@dataclass
+class FedRSCLIPLocalConfig(FedRSCLIPConfig):
+    """FedRSCLIP's ``method:`` section (same keys and defaults) except ``upload``, which must stay
+    empty: nothing leaves a client."""
+
+    name: str = "fedrsclip-local"
+    upload: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require_no_upload(self, "trains every prompt on its client alone (nothing is uploaded)")
+
+
+class FedRSCLIPLocal(FedRSCLIP):
+    """FedRSCLIP-local: FedRSCLIP's whole module (shared and private prompts, DPA and CMA) trained
+    on each client alone; uploads and downloads are 0 values per round (local-only at FedRSCLIP's
+    capacity). Every prompt stays in the client's state, so personalised accuracy is each client's
+    own model; the server holds no trained tensor, so its global accuracy (the untrained initial
+    ``text_shared`` on frozen image features) is reported as n/a (``has_global_model``)."""
+
+    name = "fedrsclip-local"
+    config_class = FedRSCLIPLocalConfig
+    cfg: FedRSCLIPLocalConfig
+    has_global_model = False
+    SHAREABLE = ()  # nothing ever leaves a client
+
+
+__all__ = ["FedRSCLIPConfig", "FedRSCLIP", "FedRSCLIPLocalConfig", "FedRSCLIPLocal", "require_no_upload"]

@@ -105,6 +105,12 @@ class ClientData:
         imgs = self.images[indices].to(device, torch.float32) if images else None
         return Batch(labels=self.labels[indices].to(device), features=feats, images=imgs)
 
+    def epoch_order(self, generator: torch.Generator, batch_size: int) -> torch.Tensor:
+        """Pool indices of one local epoch, in training order (``client_update`` cuts them into
+        batches of ``batch_size``): a permutation of the training indices drawn from ``generator``.
+        A subclass may train on part of it (a step budget: the matched-step centralised reference)."""
+        return self.train_indices[torch.randperm(self.num_train, generator=generator)]
+
 
 class Method(ABC):
     """Base class of a method (see the module docstring for what a subclass defines)."""

@@ -87,9 +87,9 @@ def _handshake(server_ctx: ssl.SSLContext, client_ctx: ssl.SSLContext, host: str
         thread = threading.Thread(target=serve, daemon=True)
         thread.start()
         try:
-            with socket.create_connection(listener.getsockname(), timeout=10) as raw:
-                with client_ctx.wrap_socket(raw, server_hostname=host) as tls:
-                    tls.sendall(b"x")
+            with socket.create_connection(listener.getsockname(), timeout=10) as raw, \
+                    client_ctx.wrap_socket(raw, server_hostname=host) as tls:
+                tls.sendall(b"x")
         finally:
             thread.join(timeout=10)
 

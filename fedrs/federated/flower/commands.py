@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -46,7 +47,7 @@ def _exec(cmd: list[str]) -> int:
     """Become ``cmd`` (a Flower binary) with the offline environment: signals reach it directly."""
     env = flower_env(flower_home())
     require_flower(env)
-    print("fedrs: " + " ".join(cmd), file=sys.stderr, flush=True)
+    print("fedrs: " + shlex.join(cmd), file=sys.stderr, flush=True)
     os.execvpe(cmd[0], cmd, env)
     return 1  # not reached
 

@@ -29,9 +29,9 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 from fedrs.errors import FedrsError
 
@@ -153,7 +153,7 @@ def generate_dev_credentials(folder: str | Path, num_nodes: int = 0, hosts: Sequ
     _refuse_existing([folder / CA_KEY, *vars(tls).values(), *(p for n in nodes for p in (n.private, n.public))])
     folder.mkdir(parents=True, exist_ok=True)
 
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     start, end = now - datetime.timedelta(minutes=5), now + datetime.timedelta(days=days)  # clock skew
     pem = serialization.Encoding.PEM
 

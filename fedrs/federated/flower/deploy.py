@@ -31,8 +31,9 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import IO, Mapping
+from typing import IO
 
 from fedrs.errors import FedrsError
 from fedrs.federated.flower.credentials import TLSFiles, generate_dev_credentials

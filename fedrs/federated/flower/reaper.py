@@ -38,8 +38,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 #: the environment variable that marks a deployment's processes
 MARKER_VAR = "FEDRS_FLOWER_DEPLOYMENT"

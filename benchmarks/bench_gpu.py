@@ -111,7 +111,8 @@ def run_precision(setup, cfg, precision: str) -> dict:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     rounds = []
-    eval_images = sum(int(c.test_indices.numel()) for c in engine.clients) + int(engine.server_data.test_indices.numel())
+    eval_images = (sum(int(c.test_indices.numel()) for c in engine.clients)
+                   + int(engine.server_data.test_indices.numel()))
     for r in range(1, cfg.train.rounds + 1):
         (row, client_rows), train_s = clock(lambda: engine.run_round(r))
         (accs, _), eval_s = clock(engine.evaluate)
@@ -149,9 +150,11 @@ def main(argv: list[str] | None = None) -> int:
         setup = prepare_run(cfg, datasets if datasets is not None else load_datasets(cfg.data), progress=False)
         setup_s = time.perf_counter() - started
         device = setup.backbone.device
-        name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-        print(f"{setup.backbone.label} ({setup.backbone.image_size} px) on {device} ({name}); torch {torch.__version__}; "
-              f"{setup.partition.dataset}, {len(setup.clients)} clients, batch {cfg.train.batch_size}, "
+        name = (torch.cuda.get_device_name(device) if device.type == "cuda"
+                else f"CPU, {torch.get_num_threads()} threads")
+        print(f"{setup.backbone.label} ({setup.backbone.image_size} px) on {device} ({name}); "
+              f"torch {torch.__version__}; {setup.partition.dataset}, {len(setup.clients)} clients, "
+              f"batch {cfg.train.batch_size}, "
               f"{args.rounds} rounds per precision; setup {setup_s:.1f} s")
         results = {p: run_precision(setup, cfg, p) for p in PRECISIONS}
 

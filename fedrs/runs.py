@@ -44,6 +44,7 @@ from fedrs.backbone.templates import DEFAULT_TEMPLATE
 from fedrs.config import ConfigError, dump_yaml, from_dict, load_config, to_dict
 from fedrs.data.partition import PartitionConfig
 from fedrs.errors import FedrsError
+from fedrs.hardware import cpu_identity
 from fedrs.io import write_json_atomic, write_text_atomic
 from fedrs.methods import MethodConfig, method_config
 
@@ -280,6 +281,9 @@ def environment() -> dict[str, Any]:
         # float results are bit-reproducible across machines only on the same kernel family
         # (AVX512 vs AVX2 vectorised kernels round differently)
         "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        # the CPU itself (vendor, family/model/stepping, SIMD flags): two machines that report the
+        # same kernel family can still round differently
+        "cpu": cpu_identity(),
         "torch_threads": torch.get_num_threads(),
         "cuda": torch.cuda.is_available(),
     }

@@ -21,7 +21,6 @@ import hashlib
 import json
 import logging
 import math
-import platform
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ import torch.nn.functional as F
 from open_clip.loss import ClipLoss
 from tqdm.auto import tqdm
 
+from fedrs.hardware import cpu_identity
 from fedrs.backbone.factory import CHECKPOINT_NAME, MODEL_CONFIG_DIR, OFFLINE_MODELS, clear_backbone_cache
 from fedrs.config import ConfigError, dump_yaml, load_config, to_dict
 from fedrs.errors import BackboneError
@@ -362,8 +362,7 @@ def pretrain(cfg: PretrainConfig, out_dir: Path | None = None, resume: bool = Tr
         "train_wall_seconds": round(train_seconds, 1),
         "data_prep_seconds": round(t0 - t_load, 1),
         "threads": torch.get_num_threads(),
-        "host": {"machine": platform.machine(), "processor": platform.processor() or platform.machine(),
-                 "torch_cpu_capability": torch.backends.cpu.get_cpu_capability()},
+        "host": cpu_identity(),
         "versions": {"torch": torch.__version__, "open_clip": open_clip.__version__},
     }
     t_eval = time.time()

@@ -108,6 +108,17 @@ def test_cross_modal_federation_uploads_only_the_shared_up_projection(tiny, monk
         create_method(tiny_cfg(federate="cross-modal", variant="adapter"), tiny, [])
 
 
+def test_validation_is_scored_every_kth_round_and_the_last(tiny):
+    from fedrs.retrieval.config import ValidationConfig
+
+    data, val, test = tiny_set(tiny, n_images=6), tiny_set(tiny, n_images=3), tiny_set(tiny, n_images=4)
+    out = federated_retrieval(tiny, data, test, tiny_cfg(validation=ValidationConfig(every=2)), num_clients=2,
+                              rounds=3, lr=0.5, val=val)
+    assert ["val_mR" in row for row in out.history] == [False, False, True, True]  # rounds 0..3
+    assert all(0 <= row["val_mR"] <= 100 and row["val_s"] >= 0 for row in out.history[2:])
+    assert not any("val_mR_personalised" in row for row in out.history)  # nothing private
+
+
 def test_centralised_reference_is_one_client(tiny):
     data, test = tiny_set(tiny, n_images=6), tiny_set(tiny, n_images=4)
     out = federated_retrieval(tiny, data, test, tiny_cfg(), num_clients=1, rounds=1, lr=0.5)

@@ -153,10 +153,14 @@ def test_train_epochs_scores_validation_after_every_epoch_without_changing_train
     # scoring the validation split draws no random numbers and trains nothing
     assert all(torch.equal(params[n], runs[False][1][n]) for n in params)
     assert all("val_mR" not in r for r in runs[False][0]["history"])
-    summary = validation_summary([{"epoch": 1, "val_mR": 20.0}, {"epoch": 2, "val_mR": 30.0},
-                                  {"epoch": 3, "val_mR": 30.0}, {"epoch": 4, "val_mR": 25.0}])
-    assert summary == {"val_mR": [20.0, 30.0, 30.0, 25.0], "best_epoch": 2, "best_val_mR": 30.0,
-                       "final_val_mR": 25.0}
+    summary = validation_summary([{"epoch": 1, "val_mR": 20.0}, {"epoch": 2, "val_mR": 30.0}, {"epoch": 3},
+                                  {"epoch": 4, "val_mR": 30.0}, {"epoch": 5, "val_mR": 25.0}])
+    assert summary == {"val_mR": [20.0, 30.0, 30.0, 25.0], "val_epochs": [1, 2, 4, 5], "best_epoch": 2,
+                       "best_val_mR": 30.0, "final_val_mR": 25.0}
+    # every 2nd epoch and the last
+    model, loss = build_variant(tiny, TINY_CFG, "mrs-adapter")
+    sparse = train_epochs(model, loss, fit, epochs=3, batch_size=4, lr=1e-2, val=val, val_every=2)["history"]
+    assert ["val_mR" in r for r in sparse] == [False, True, True]
 
 
 def serve_training_only(monkeypatch, sets: dict) -> None:

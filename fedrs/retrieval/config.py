@@ -86,18 +86,24 @@ class LossConfig(HMMCConfig):
 @dataclass
 class ValidationConfig:
     """The validation split: a seeded random ``fraction`` of the training images, held out of
-    training and scored after every epoch/round (PE-RSITR's authors: 20%). ``fraction: 0`` trains
-    on every training image and selects nothing (no validation curve)."""
+    training and scored after every ``every``-th epoch/round and the last one (PE-RSITR's
+    authors: 20%, every epoch). ``fraction: 0`` trains on every training image and selects
+    nothing (no validation curve). ``every`` > 1 saves time where scoring is dear: a federated
+    run with private tensors scores every client's personalised model (RSICD's 1,795 validation
+    images take about as long to score as a fifth of a training epoch)."""
 
     fraction: float = 0.2
     seed: int = 0
+    every: int = 1
 
     def __post_init__(self) -> None:
         if isinstance(self.fraction, bool) or not 0.0 <= self.fraction < 1.0:
             raise ConfigError(f"validation.fraction must lie in [0, 1) (0.2: the authors' 80/20 split of the "
                               f"training images), got {self.fraction!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ConfigError(f"validation.seed must be an integer >= 0, got {self.seed!r}")
+        for key, lowest in (("seed", 0), ("every", 1)):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < lowest:
+                raise ConfigError(f"validation.{key} must be an integer >= {lowest}, got {value!r}")
 
     def describe(self, train_split: str, n_val: int, n_images: int) -> str:
         """``"val (20% of the train+val images, seed 0): 378 of 1,890"``."""

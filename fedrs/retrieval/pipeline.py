@@ -74,15 +74,15 @@ class FederatedRetrievalResult:
 
 
 class ValidatedEngine(FederatedEngine):
-    """The federated engine that also scores a validation split after every training round: the
-    round's row (so rounds.csv and the checkpointed history) gains ``val_mR`` (server tensors,
+    """The federated engine that also scores a validation split after every ``every``-th training
+    round and the last: the round's row (so rounds.csv and the checkpointed history) gains ``val_mR`` (server tensors,
     private parts at their initial values), ``val_mR_personalised`` (mean over clients, when some
     tensors are private) and ``val_s`` (seconds spent). Evaluation draws no random numbers, so a
     resumed run equals an uninterrupted one."""
 
-    def __init__(self, *args, val: RetrievalSet, **kwargs):
+    def __init__(self, *args, val: RetrievalSet, every: int = 1, **kwargs):
         super().__init__(*args, **kwargs)
-        self.val = val
+        self.val, self.every = val, every
 
     def validate(self) -> dict[str, float]:
         started = time.perf_counter()
@@ -100,7 +100,8 @@ class ValidatedEngine(FederatedEngine):
 
     def run_round(self, r: int) -> tuple[dict, list[dict]]:
         row, client_rows = super().run_round(r)
-        row.update(self.validate())
+        if r % self.every == 0 or r == self.train.rounds:
+            row.update(self.validate())
         return row, client_rows
 
 
@@ -132,7 +133,8 @@ def federated_retrieval(backbone, train: RetrievalSet, test: RetrievalSet,
     prompts, loss, splits, validation; the split itself is the caller's: pass ``val``). ``train_cfg``/``eval_cfg`` are the run's ``train``/``eval`` sections (default:
     ``rounds``, ``local_epochs``, SGD ``lr``, cosine over rounds, batch 64). ``num_clients=1`` is
     the centralised reference through exactly the same code. ``val``: a validation split of the
-    training images (disjoint from ``train``), scored after every round (:class:`ValidatedEngine`).
+    training images (disjoint from ``train``), scored after every ``cfg.validation.every``-th round
+    and the last (:class:`ValidatedEngine`).
     """
     if isinstance(cfg, RetrievalConfig):
         cfg = PERSITRConfig(variant=cfg.variant, adapter=cfg.adapter, prompts=cfg.prompts, loss=cfg.loss,
@@ -151,7 +153,8 @@ def federated_retrieval(backbone, train: RetrievalSet, test: RetrievalSet,
     clients = [ClientData(k, labels, torch.tensor(s, dtype=torch.long), test_idx, None, pool.images)
                for k, s in enumerate(shards)]
     if val is not None:
-        engine = ValidatedEngine(method, clients, test_idx, train_cfg, eval_cfg, checkpoint, val=val)
+        engine = ValidatedEngine(method, clients, test_idx, train_cfg, eval_cfg, checkpoint, val=val,
+                                 every=cfg.validation.every)
     else:
         engine = FederatedEngine(method, clients, test_idx, train_cfg, eval_cfg, checkpoint)
     history = engine.run(resume=resume, progress=progress, on_round=on_round)

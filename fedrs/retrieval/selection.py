@@ -74,7 +74,8 @@ def _train_one(cfg: RetrievalConfig | RunConfig, lr: float, backbone: Backbone, 
         stats = train_epochs(model, loss, train, epochs=t.epochs, batch_size=t.batch_size, lr=lr,
                              weight_decay=t.weight_decay, seed=t.seed, val=val, max_steps=max_steps,
                              progress=f"lr {lr:g}" if progress else False,
-                             lr_decay_every=t.lr_decay_every, lr_decay=t.lr_decay)
+                             lr_decay_every=t.lr_decay_every, lr_decay=t.lr_decay,
+                             val_every=cfg.validation.every)
         return stats["history"], "val_mR", {"final_train_loss": stats["loss"]}
     train_cfg = dataclasses.replace(cfg.train, lr=lr)
     # the engine's accuracy columns score val too: the test split is never loaded here

@@ -60,14 +60,15 @@ def train_epochs(model: RetrievalModel, loss: HMMCLoss, data: RetrievalSet, *, e
                  optimizer: torch.optim.Optimizer | None = None, max_steps: int | None = None,
                  progress: bool | str = False, val: RetrievalSet | None = None,
                  on_epoch: Callable[[dict], None] | None = None, lr_decay_every: int = 0,
-                 lr_decay: float = 0.7) -> dict[str, Any]:
+                 lr_decay: float = 0.7, val_every: int = 1) -> dict[str, Any]:
     """Train the model's trainable parts with AdamW (unless ``optimizer``); ``lr_decay_every`` > 0
     multiplies the learning rate by ``lr_decay`` after every that many epochs (a step schedule).
 
     Batches hold every image once per epoch with one random caption each; another image's
     identical caption string is no negative (the loss's ``duplicate_captions``). With ``val`` (a
     validation split of the *training* images, :meth:`RetrievalSet.split_validation`), mR
-    (pessimistic ties) on it is computed at the end of every epoch. Returns ``{"loss"}`` (mean over
+    (pessimistic ties) on it is computed at the end of every ``val_every``-th epoch and of the
+    last. Returns ``{"loss"}`` (mean over
     all steps), ``"steps"``, ``"samples"`` and ``"history"``: one ``{"epoch", "loss", "steps"[,
     "val_mR"]}`` per epoch, also passed to ``on_epoch``. A model without trainable parameters
     (zero-shot) is returned untouched.
@@ -108,7 +109,8 @@ def train_epochs(model: RetrievalModel, loss: HMMCLoss, data: RetrievalSet, *, e
         if lr_decay_every and epoch % lr_decay_every == 0:
             for group in optimizer.param_groups:
                 group["lr"] *= lr_decay
-        if val is not None:
+        last = epoch == epochs or (max_steps is not None and steps >= max_steps)
+        if val is not None and (epoch % val_every == 0 or last):
             row["val_mR"] = evaluate(model, val).mr  # encode_set keeps the training mode
         history.append(row)
         if on_epoch is not None:
@@ -121,15 +123,16 @@ def train_epochs(model: RetrievalModel, loss: HMMCLoss, data: RetrievalSet, *, e
 
 def validation_summary(history: list[dict], key: str = "val_mR", unit: str = "epoch") -> dict[str, Any]:
     """The validation curve of a training history (rows with ``unit`` and ``key``): ``val_mR``
-    (the curve), ``best_<unit>`` and ``best_val_mR`` (first maximum), ``final_val_mR``. The best
-    epoch is for reading the curve; reported numbers are the final epoch's."""
+    (the curve) at ``val_<unit>s``, ``best_<unit>`` and ``best_val_mR`` (first maximum),
+    ``final_val_mR``. The best epoch is for reading the curve; reported numbers are the final
+    epoch's."""
     rows = [r for r in history if key in r]
     if not rows:
-        return {"val_mR": [], f"best_{unit}": None, "best_val_mR": None, "final_val_mR": None}
+        return {"val_mR": [], f"val_{unit}s": [], f"best_{unit}": None, "best_val_mR": None, "final_val_mR": None}
     curve = [float(r[key]) for r in rows]
     best = max(range(len(curve)), key=lambda i: (curve[i] == curve[i], curve[i], -i))  # NaN never best
-    return {"val_mR": curve, f"best_{unit}": int(rows[best][unit]), "best_val_mR": curve[best],
-            "final_val_mR": curve[-1]}
+    return {"val_mR": curve, f"val_{unit}s": [int(r[unit]) for r in rows], f"best_{unit}": int(rows[best][unit]),
+            "best_val_mR": curve[best], "final_val_mR": curve[-1]}
 
 
 @torch.no_grad()

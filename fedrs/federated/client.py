@@ -80,8 +80,10 @@ def client_update(method: Method, global_shared: Mapping[str, object], client_st
         gen = torch.Generator().manual_seed(cfg.seed)
         method.module.train()
         for _ in range(cfg.local_epochs):
-            order = data.train_indices[torch.randperm(data.num_train, generator=gen)].to(data.labels.device)
-            for start in range(0, data.num_train, cfg.batch_size):
+            # the epoch's pool indices in training order (a permutation of the client's training
+            # indices, or a step budget's part of one), moved to the pool's device once
+            order = data.epoch_order(gen, cfg.batch_size).to(data.labels.device)
+            for start in range(0, int(order.numel()), cfg.batch_size):
                 batch = data.batch(order[start:start + cfg.batch_size], use_images, method.device)
                 loss, terms = method.loss(batch)
                 optimizer.zero_grad(set_to_none=True)

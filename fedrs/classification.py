@@ -9,6 +9,7 @@ SuperNode builds its client with it too, so both engines see the same data.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from typing import Callable, Sequence
@@ -64,14 +65,18 @@ def build_clients(method: Method, backbone, datasets: list, partition, train: Tr
                   progress: bool = True) -> tuple[list[ClientData], torch.Tensor]:
     """Client views over one shared pool of labels, frozen features and (if needed) decoded images.
 
-    The pool lives on the backbone's device (batches are cut from it there, no host copy per
-    step); the clients' index tensors stay on the CPU.
+    The frozen features are the representation the method trains on (:func:`image_representation`:
+    pooled ``[N, D]``, or FedOTP's patch tokens ``[N, L, D]``), from the disk cache. The pool lives
+    on the backbone's device (batches are cut from it there, no host copy per step); the clients'
+    index tensors stay on the CPU.
     """
-    from fedrs.backbone.features import image_features
+    from fedrs.backbone.features import frozen_image_representation
 
     device = backbone.device
     labels = torch.as_tensor(np.asarray(partition.labels), dtype=torch.long).to(device)
-    features = torch.cat([image_features(backbone, ds, progress=progress) for ds in datasets]).to(device)
+    representation = image_representation(method)
+    features = torch.cat([frozen_image_representation(backbone, ds, representation, progress=progress)
+                          for ds in datasets]).to(device)
     images = None
     if method.needs_images(train=True) or method.needs_images(train=False):
         images = _decoded_images(backbone, datasets, getattr(torch, train.image_dtype), progress).to(device)
@@ -79,6 +84,13 @@ def build_clients(method: Method, backbone, datasets: list, partition, train: Tr
                           torch.as_tensor(c.test_indices, dtype=torch.long), features, images)
                for c in partition.clients]
     return clients, torch.as_tensor(partition.test_indices, dtype=torch.long)
+
+
+def image_representation(method: Method) -> str:
+    """The frozen image representation a method's batches carry as ``features``: what its
+    ``image_representation()`` names (FedOTP's transport: ``"patch_tokens"``), else ``"pooled"``."""
+    named = getattr(method, "image_representation", None)
+    return named() if callable(named) else "pooled"
 
 
 def prompt_names_of(datasets: list, partition) -> list[str]:
@@ -205,7 +217,13 @@ def run_classification(cfg: RunConfig, folder: RunFolder, *, resume: bool = Fals
     zeroshot = {}
     if cfg.eval.zeroshot_reference:
         text_features = template_text_features(backbone, names, cfg.eval.zeroshot_template)
-        zeroshot = zero_shot_reference(engine.server_data, engine.clients, text_features)
+        server = engine.server_data
+        if image_representation(method) != "pooled":  # the pool holds other features: use the pooled ones
+            from fedrs.backbone.features import image_features
+
+            pooled = torch.cat([image_features(backbone, ds, progress=False) for ds in setup.datasets])
+            server = dataclasses.replace(server, features=pooled.to(backbone.device))
+        zeroshot = zero_shot_reference(server, engine.clients, text_features)
         zeroshot["template"] = cfg.eval.zeroshot_template
     metrics = summarise(cfg, method, backbone, partition, history, zeroshot, engine.elapsed)
     metrics["engine"] = engine.name
@@ -216,5 +234,6 @@ def run_classification(cfg: RunConfig, folder: RunFolder, *, resume: bool = Fals
 
 __all__ = [
     "ROUND_COLUMNS", "RunSetup", "prepare_run", "build_clients", "load_datasets", "prompt_names_of",
+    "image_representation",
     "zero_shot_reference", "summarise", "run_classification",
 ]

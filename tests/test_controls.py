@@ -6,7 +6,6 @@ each offline params file is also run for one round on synthetic data.
 
 from __future__ import annotations
 
-import inspect
 import math
 from pathlib import Path
 
@@ -146,8 +145,6 @@ def test_matched_step_data_draws_an_average_clients_steps_from_the_pool(backbone
     assert type(default) is ClientData and default.epoch_order(torch.Generator(), 4).numel() == 26
 
 
-@pytest.mark.xfail("epoch_order" not in inspect.getsource(client_update), strict=True,
-                   reason="client_update does not yet iterate ClientData.epoch_order (fedrs/federated/client.py)")
 def test_matched_step_centralised_takes_an_average_clients_steps(backbone):
     clients = three_clients(backbone, sizes=(3, 9, 14))
     method = create_method({"name": "centralised", "steps_per_round": "matched"}, backbone, CLASSES)

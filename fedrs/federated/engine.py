@@ -179,7 +179,7 @@ class FederatedEngine:
         sampled = sample_clients(len(self.clients), self.train.sample_fraction, self.train.seed, r)
         down_values, down_bytes = payload_size(self.global_shared)
         results = self.train_clients(r, lr, sampled)
-        self.global_shared = aggregate(results, self.method.upload_names)
+        self.global_shared = aggregate(results, self.method.upload_names, method=self.method)
 
         total = sum(res.num_examples for res in results) or 1
         terms = sorted({t for res in results for t in res.metrics if t != "steps"})

@@ -42,11 +42,15 @@ TINY_CONFIG: dict[str, dict] = {
 
 
 def classification_data(method: Method, backbone) -> tuple[ClientData, int]:
-    """A client holding 12 samples of the method's classes (frozen features and images)."""
+    """A client holding 12 samples of the method's classes (frozen features in the representation
+    the method trains on, and images)."""
+    from fedrs.classification import image_representation
+
     gen = torch.Generator().manual_seed(0)
     n, size = NUM_SAMPLES, backbone.image_size
+    rows = {"pooled": (), "patch_tokens": ((size // 8) ** 2,)}[image_representation(method)]  # tiny ViT: patch 8
     data = ClientData(0, torch.arange(n) % len(method.classnames), torch.arange(n), torch.arange(n),
-                      features=torch.randn(n, backbone.embed_dim, generator=gen),
+                      features=torch.randn(n, *rows, backbone.embed_dim, generator=gen),
                       images=torch.randn(n, 3, size, size, generator=gen))
     return data, len(method.classnames)
 

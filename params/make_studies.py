@@ -17,6 +17,7 @@ study varies. A set of runs is a folder, and ``fedrs sweep`` writes ``results/<f
 * ``<grid>/constraints/``    FedRSCLIP without DPA, CMA, both, private or visual prompts (the full
                              model is ``methods/fedrsclip__*``, so it runs once)
 * ``<grid>/prompt_length/``  FedRSCLIP with 8 and 16 context tokens (4 is ``methods/fedrsclip__*``)
+* ``pilot/methods/``         the convergence pilot (60 rounds, seed 0, four methods, two datasets)
 * ``smoke/``                 one tiny run: the default of ``notebooks/02_federated_run.ipynb``
 
 Seed ``s`` sets both ``train.seed`` and ``data.seed`` (a different partition per seed; every method
@@ -64,6 +65,11 @@ GRIDS = {
                 "constraints_on": ("UCMerced",), "lengths_on": ("UCMerced",)},
     "full": {"datasets": STUDY_DATASETS, "splits": tuple(SPLITS), "seeds": (0, 1, 2),
              "constraints_on": STUDY_DATASETS, "lengths_on": STUDY_DATASETS},
+    # the convergence pilot of the study issue: 60 rounds, seed 0, four methods on two datasets,
+    # to choose the number of rounds R at which the curves have flattened
+    "pilot": {"datasets": ("UCMerced", "EuroSAT"), "splits": ("dir0.5",), "seeds": (0,),
+              "methods": ("fedrsclip", "promptfl", "local", "fedotp"),
+              "constraints_on": (), "lengths_on": ()},
 }
 DEFAULT_GRIDS = ("offline",)
 
@@ -106,7 +112,7 @@ def runs_of(grid: str) -> Iterator[tuple[str, str, dict]]:
         for split in spec["splits"]:
             for seed in spec["seeds"]:
                 tail = f"{slug(dataset)}__{split}__s{seed}"
-                for m in METHODS:
+                for m in spec.get("methods", METHODS):
                     name = f"{m}__{tail}"
                     yield f"{grid}/methods", name, config(name, method_section(m), dataset, split, seed)
                 if dataset in spec["constraints_on"]:

@@ -19,6 +19,7 @@ YAML layout (every key optional except ``data.dataset`` and ``method.name``)::
     train:    {rounds: 10, local_epochs: 1, lr: 0.002, momentum: 0.9, batch_size: 32,
                sample_fraction: 1.0, lr_schedule: cosine, seed: 0, ...}
     eval:     {every: 1, batch_size: 256, zeroshot_reference: true}
+    privacy:  {mode: none, clip_norm: 1.0, noise_multiplier: 1.0, delta: 1.0e-5}   # none|central|local
 
 An unknown key or a value of the wrong type is an error naming the key and the file.
 """
@@ -137,14 +138,43 @@ class EvalConfig:
 
 
 @dataclass
+class PrivacyConfig:
+    """Differential privacy for the shared tensors (``privacy:``; :mod:`fedrs.federated.dp`).
+
+    ``mode``: ``none``; ``central`` (the server is trusted: it clips each sampled client's update
+    of the shared tensors, ``upload - global``, to L2 norm ``clip_norm``, averages the clipped
+    updates with equal weights and adds Gaussian noise of std ``noise_multiplier * clip_norm / m``
+    to the mean, ``m`` the clients sampled in the round); ``local`` (each client clips its update
+    and adds noise of std ``noise_multiplier * clip_norm`` before uploading). ``delta``: the delta
+    at which the epsilon spent after every round is reported (an RDP accountant). Private tensors
+    never enter the DP path: they are never uploaded.
+    """
+
+    mode: Literal["none", "central", "local"] = "none"
+    clip_norm: float = 1.0            # L2 norm bound of one client's update of all shared tensors
+    noise_multiplier: float = 1.0     # noise std / clip_norm, on the sum of the clipped updates
+    delta: float = 1e-5
+
+    def __post_init__(self) -> None:
+        if not self.clip_norm > 0:
+            raise ValueError(f"privacy.clip_norm must be > 0, got {self.clip_norm!r}")
+        if not self.noise_multiplier >= 0:
+            raise ValueError(f"privacy.noise_multiplier must be >= 0 (0: clipping only, no privacy "
+                             f"guarantee), got {self.noise_multiplier!r}")
+        if not 0 < self.delta < 1:
+            raise ValueError(f"privacy.delta must lie strictly between 0 and 1 (e.g. 1e-5), got {self.delta!r}")
+
+
+@dataclass
 class RunConfig:
-    """One federated run: backbone, data partition, method, protocol, evaluation."""
+    """One federated run: backbone, data partition, method, protocol, evaluation, privacy."""
 
     data: PartitionConfig
     method: Any  # a mapping in YAML; becomes the registered method's config dataclass
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
     name: str = ""
 
     def __post_init__(self) -> None:
@@ -294,7 +324,7 @@ def write_env(folder: RunFolder) -> None:
 
 
 __all__ = [
-    "BackboneConfig", "LocalTrainConfig", "TrainConfig", "EvalConfig", "RunConfig", "load_run_config", "run_config",
+    "BackboneConfig", "LocalTrainConfig", "TrainConfig", "EvalConfig", "PrivacyConfig", "RunConfig", "load_run_config", "run_config",
     "RunFolder", "environment", "write_env", "ConfigError",
     "PARAMS", "SPLIT", "ROUNDS", "CLIENTS", "METRICS", "ENV", "CHECKPOINT",
 ]

@@ -9,8 +9,10 @@ metrics = run_experiment(cfg, "results/runs/x")      # the content of results/ru
 ```
 
 Every run shares one preamble, whatever its task: the folder is checked against the request (a
-finished run with the same parameters is reused, an interrupted one needs ``resume``), then
-params.yaml and env.json are written. The method's task then picks the pipeline that fills the
+finished run with the same parameters is reused, an interrupted one needs ``resume``, a file or an
+unwritable path is refused), then params.yaml and env.json are written. A run that fails before
+its first checkpoint leaves nothing behind (its files and the folders it created are removed); one
+that fails later keeps its checkpoint for ``resume``. The method's task then picks the pipeline that fills the
 folder (split.json through :meth:`fedrs.runs.RunFolder.write_split`, rounds.csv, clients.csv,
 checkpoint.pt) and returns the metrics; metrics.json is written last, here, and marks the run
 finished. ``classification`` is :func:`fedrs.classification.run_classification`; another task names
@@ -49,16 +51,49 @@ def run_experiment(cfg: RunConfig, out_dir: str | Path, resume: bool = False, pr
     started = time.perf_counter()
     runner = task_runner(get_method_class(cfg.method.name).task)
     if runner is None:
-        runner = partial(run_classification, datasets=datasets, make_engine=make_engine or FederatedEngine)
+        runner = partial(run_classification, datasets=datasets,
+                         make_engine=_checked_engine(make_engine or FederatedEngine, cfg))
     elif make_engine is not None:
         raise FedrsError(f"method {cfg.method.name!r} runs only on the in-process engine")
     folder = RunFolder(out_dir)
     if folder.prepare(cfg, resume=resume, force=force):
         return folder.read_metrics()
-    write_env(folder)
-    metrics = runner(cfg, folder, resume=resume, progress=progress, on_round=on_round, started=started)
-    write_json_atomic(folder / METRICS, metrics)
+    try:
+        write_env(folder)
+        metrics = runner(cfg, folder, resume=resume, progress=progress, on_round=on_round, started=started)
+        write_json_atomic(folder / METRICS, metrics)  # strict JSON: a NaN in the metrics fails the run here
+    except BaseException as exc:
+        folder.discard()
+        if isinstance(exc, OSError) and exc.filename is None:
+            exc.filename = str(folder.path)  # a full disk reports no path: name the run's folder
+        raise
     return metrics
+
+
+def check_few_shot(clients, few_shot: int | None) -> None:
+    """Refuse ``data.few_shot`` larger than what any client holds of any class: it would cut
+    nothing, and a full-data run would be labelled "K-shot". ``clients``: the run's
+    :class:`~fedrs.methods.base.ClientData` (their training indices after the few-shot cut)."""
+    if few_shot is None or not clients:
+        return
+    import torch
+
+    most = max((int(torch.bincount(c.labels[c.train_indices.to(c.labels.device)]).max())
+                for c in clients if c.train_indices.numel()), default=0)
+    if few_shot > most:
+        raise FedrsError(f"data.few_shot={few_shot} is more than any client holds of a class (at most {most} "
+                         f"images): the run would use all the data under a '{few_shot}-shot' label; set "
+                         f"data.few_shot <= {most}, or drop few_shot for a full-data run")
+
+
+def _checked_engine(make_engine: Callable[..., FederatedEngine], cfg: RunConfig) -> Callable[..., FederatedEngine]:
+    """``make_engine`` after the checks that need the partition (:func:`check_few_shot`)."""
+
+    def make(method, clients, *args, **kwargs) -> FederatedEngine:
+        check_few_shot(clients, cfg.data.few_shot)
+        return make_engine(method, clients, *args, **kwargs)
+
+    return make
 
 
 def dataset_classnames(data_cfg) -> list[str]:
@@ -109,4 +144,4 @@ def describe_run(cfg: RunConfig, no_weights: bool = False) -> dict:
     return out
 
 
-__all__ = ["run_experiment", "describe_run", "dataset_classnames"]
+__all__ = ["run_experiment", "describe_run", "dataset_classnames", "check_few_shot"]

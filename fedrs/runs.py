@@ -47,7 +47,7 @@ from fedrs.data.partition import PartitionConfig
 from fedrs.errors import FedrsError
 from fedrs.hardware import cpu_identity
 from fedrs.io import write_json_atomic, write_text_atomic
-from fedrs.methods import MethodConfig, method_config
+from fedrs.methods import MethodConfig, get_method_class, method_config
 
 
 @dataclass
@@ -101,6 +101,15 @@ class TrainConfig(LocalTrainConfig):
     #: precision of the frozen towers' passes: fp32, or bf16 autocast (features return as fp32;
     #: prompts, losses and the optimiser stay fp32 either way)
     precision: Literal["fp32", "bf16"] = "fp32"
+    #: a client whose update or loss holds a NaN/infinity is left out of its round; the run stops
+    #: when more than this share of a round's sampled clients diverge (0: stop at the first)
+    max_diverged_fraction: float = 0.5
+    #: how the server combines the kept updates: ``mean`` (FedAvg, weighted by examples), or the
+    #: coordinate-wise ``median`` / ``trimmed_mean`` (unweighted; robust to a few wild clients)
+    aggregation: Literal["mean", "median", "trimmed_mean"] = "mean"
+    #: ``trimmed_mean``: share of the values dropped at each end of every coordinate (of K clients,
+    #: int(trim_fraction * K) from each side)
+    trim_fraction: float = 0.1
 
     def local(self, lr: float, seed: int) -> LocalTrainConfig:
         """The local update config of one client in one round."""
@@ -108,17 +117,19 @@ class TrainConfig(LocalTrainConfig):
         return LocalTrainConfig(**{**shared, "lr": lr, "seed": seed})
 
     def __post_init__(self) -> None:
-        checks = {
-            "rounds": self.rounds >= 0, "local_epochs": self.local_epochs >= 1,
-            "lr": self.lr > 0, "batch_size": self.batch_size >= 1, "seed": self.seed >= 0,
-            "momentum": 0 <= self.momentum < 1, "weight_decay": self.weight_decay >= 0,
-            "sample_fraction": 0 < self.sample_fraction <= 1,
+        checks = {  # key: (holds, the rule)
+            "rounds": (self.rounds >= 0, ">= 0"), "local_epochs": (self.local_epochs >= 1, ">= 1"),
+            "lr": (self.lr > 0, "> 0"), "batch_size": (self.batch_size >= 1, ">= 1"),
+            "seed": (self.seed >= 0, ">= 0"), "momentum": (0 <= self.momentum < 1, "in [0, 1)"),
+            "weight_decay": (self.weight_decay >= 0, ">= 0"),
+            "sample_fraction": (0 < self.sample_fraction <= 1, "in (0, 1]"),
+            "max_diverged_fraction": (0 <= self.max_diverged_fraction <= 1, "in [0, 1]"),
+            "trim_fraction": (0 <= self.trim_fraction < 0.5, "in [0, 0.5)"),
         }
-        bad = [k for k, ok in checks.items() if not ok]
+        bad = [k for k, (ok, _) in checks.items() if not ok]
         if bad:
-            raise ValueError(f"train.{bad[0]}={getattr(self, bad[0])!r} is out of range (rounds >= 0, "
-                             f"local_epochs >= 1, lr > 0, batch_size >= 1, seed >= 0, 0 <= momentum < 1, "
-                             f"weight_decay >= 0, 0 < sample_fraction <= 1)")
+            raise ValueError(f"train.{bad[0]}={getattr(self, bad[0])!r} is out of range: it must be "
+                             f"{checks[bad[0]][1]}")
 
 
 @dataclass
@@ -180,6 +191,12 @@ class RunConfig:
     def __post_init__(self) -> None:
         if not isinstance(self.method, MethodConfig):
             self.method = method_config(self.method, "method")
+        if self.train.rounds < 1 and get_method_class(self.method.name).trains:
+            # zero rounds of a training method is its untrained initialisation, which metrics.json
+            # and the report would show as the method's result
+            raise ValueError(f"train.rounds={self.train.rounds}: method {self.method.name!r} trains, so a run "
+                             f"needs at least one round (train.rounds >= 1); for the frozen backbone's "
+                             f"accuracy use method.name: zeroshot")
 
 
 def load_run_config(path: str | Path, overrides: Mapping[str, Any] | None = None) -> RunConfig:
@@ -196,6 +213,18 @@ def run_config(data: Mapping[str, Any], source: str = "RunConfig") -> RunConfig:
 
 PARAMS, SPLIT, ROUNDS, CLIENTS, METRICS, ENV, CHECKPOINT = (
     "params.yaml", "split.json", "rounds.csv", "clients.csv", "metrics.json", "env.json", "checkpoint.pt")
+#: every file a run writes into its folder (what :meth:`RunFolder.clear` removes)
+RUN_FILES = (PARAMS, SPLIT, ROUNDS, CLIENTS, METRICS, ENV, CHECKPOINT)
+
+
+def _missing_ancestor(path: Path) -> Path | None:
+    """The outermost folder of ``path`` (itself included) that does not exist yet, or None."""
+    missing = None
+    for folder in [path, *path.parents]:
+        if folder.exists():
+            break
+        missing = folder
+    return missing
 
 
 class RunFolder:
@@ -203,6 +232,7 @@ class RunFolder:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
+        self._created: Path | None = None  # the outermost folder prepare() made (discard() removes it)
 
     def __truediv__(self, name: str) -> Path:
         return self.path / name
@@ -222,15 +252,32 @@ class RunFolder:
         return yaml.safe_load(file.read_text(encoding="utf-8")) if file.is_file() else None
 
     def same_params(self, cfg: RunConfig) -> bool:
-        return self.stored_params() == to_dict(cfg)
+        """Whether the stored params.yaml is ``cfg``: compared as configurations, so a run written
+        before fedrs added a field with a default still matches; unreadable params never match."""
+        try:
+            stored = self.stored_params()
+            if stored == to_dict(cfg):
+                return True
+            return stored is not None and to_dict(from_dict(RunConfig, stored, str(self / PARAMS))) == to_dict(cfg)
+        except (FedrsError, ValueError, TypeError, OSError, yaml.YAMLError):
+            return False
 
     def clear(self) -> None:
         """Remove the run's own files (nothing else in the folder)."""
-        for name in (PARAMS, SPLIT, ROUNDS, CLIENTS, METRICS, ENV, CHECKPOINT):
+        for name in RUN_FILES:
             (self / name).unlink(missing_ok=True)
 
     def prepare(self, cfg: RunConfig, resume: bool, force: bool) -> bool:
-        """Check the folder against the request; ``True`` when the finished result can be reused."""
+        """Check the folder against the request; ``True`` when the finished result can be reused.
+
+        Refused: a path that is a file or cannot be written, a finished run or an interrupted one
+        with other parameters, an interrupted one without ``resume``, and a ``params.yaml`` that no
+        run wrote (no env.json beside it: the user's own file, never overwritten without
+        ``force``). Otherwise params.yaml is written (:meth:`discard` removes it again when the
+        run fails before its first checkpoint).
+        """
+        if self.path.exists() and not self.path.is_dir():
+            raise FedrsError(f"the run folder is a file ({self.path}): give --out a folder path (new or a run folder)")
         status = self.status
         if force:
             self.clear()
@@ -246,9 +293,39 @@ class RunFolder:
             if not self.same_params(cfg):
                 raise FedrsError(f"{self.path} was started with other parameters ({self / PARAMS}): resume "
                                  f"with the same YAML, or use another --out")
-        self.path.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(self / PARAMS, dump_yaml(cfg))
+        elif (self / PARAMS).is_file() and not (self / ENV).is_file() and not self.same_params(cfg):
+            raise FedrsError(f"the folder holds a params.yaml that is not a run's ({self / PARAMS}): fedrs "
+                             f"would overwrite it; choose another --out (a new folder), or pass --force to "
+                             f"replace it")
+        self._created = _missing_ancestor(self.path)
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(self / PARAMS, dump_yaml(cfg))
+        except OSError as exc:
+            self.discard()
+            raise FedrsError(f"cannot write the run folder ({exc.filename or self.path}): "
+                             f"{(exc.strerror or str(exc)).lower()}; choose a writable --out") from None
         return False
+
+    def discard(self) -> None:
+        """After a run failed before its first checkpoint: remove what it wrote (its own files, and
+        the folders :meth:`prepare` created, when empty), so a failed setup leaves nothing behind.
+        A run with a checkpoint is kept for ``--resume``."""
+        if (self / CHECKPOINT).is_file():
+            return
+        self.clear()
+        created = self._created
+        if created is None:
+            return
+        folder = self.path
+        while True:
+            try:
+                folder.rmdir()  # only when empty
+            except OSError:
+                return
+            if folder == created:
+                return
+            folder = folder.parent
 
     def write_split(self, text: str, resume: bool) -> None:
         """split.json (the clients' data, as the task's pipeline serialises it), atomically.
@@ -326,5 +403,5 @@ def write_env(folder: RunFolder) -> None:
 __all__ = [
     "BackboneConfig", "LocalTrainConfig", "TrainConfig", "EvalConfig", "PrivacyConfig", "RunConfig", "load_run_config", "run_config",
     "RunFolder", "environment", "write_env", "ConfigError",
-    "PARAMS", "SPLIT", "ROUNDS", "CLIENTS", "METRICS", "ENV", "CHECKPOINT",
+    "PARAMS", "SPLIT", "ROUNDS", "CLIENTS", "METRICS", "ENV", "CHECKPOINT", "RUN_FILES",
 ]

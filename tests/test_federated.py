@@ -235,11 +235,197 @@ def test_bad_configuration_names_key_and_file(tmp_path, patch, message):
     assert str(path) in str(err.value)
 
 
-def test_run_that_failed_before_its_first_checkpoint_starts_over(tmp_path):
-    from fedrs.runs import RunFolder
+def test_run_killed_before_its_first_checkpoint_starts_over(tmp_path):
+    """A run killed during setup leaves params.yaml and env.json (no checkpoint): the folder is an
+    empty run and the next run, with any parameters, starts over in it."""
+    from fedrs.runs import ENV, RunFolder
 
     folder = RunFolder(tmp_path)
     assert folder.prepare(run_config(tiny_config()), resume=False, force=False) is False
-    assert folder.status == "empty"  # params.yaml alone: setup failed (e.g. backbone not built yet)
+    (tmp_path / ENV).write_text("{}")  # what write_env left before the kill
+    assert folder.status == "empty"
     assert folder.prepare(run_config(tiny_config(train={"rounds": 5})), resume=False, force=False) is False
     assert folder.stored_params()["train"]["rounds"] == 5
+
+
+def test_failed_setup_leaves_nothing_behind(tmp_path, monkeypatch):
+    import fedrs.classification as classification
+
+    def no_data(data_cfg):
+        raise FedrsError("dataset 'Synth' is not imported")
+
+    monkeypatch.setattr(classification, "load_datasets", no_data)
+    out = tmp_path / "new" / "run"
+    with pytest.raises(FedrsError, match="not imported"):
+        run_experiment(run_config(tiny_config()), out, progress=False)
+    assert not (tmp_path / "new").exists()  # the folders it created are gone too
+    existing = tmp_path / "mine"
+    existing.mkdir()
+    (existing / "notes.txt").write_text("the user's")
+    with pytest.raises(FedrsError, match="not imported"):
+        run_experiment(run_config(tiny_config()), existing, progress=False, resume=True)
+    assert sorted(p.name for p in existing.iterdir()) == ["notes.txt"]
+
+
+def test_a_params_yaml_that_no_run_wrote_is_never_overwritten(tmp_path, synth):
+    mine = tmp_path / "params.yaml"
+    mine.write_text("# my experiment\ndata: {dataset: Synth}\nmethod: {name: fedrsclip}\n")
+    for resume in (False, True):
+        with pytest.raises(FedrsError, match="params.yaml that is not a run's"):
+            run_experiment(run_config(tiny_config()), tmp_path, datasets=[synth], progress=False, resume=resume)
+    assert mine.read_text().startswith("# my experiment")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
+
+
+def test_out_that_is_a_file_is_refused(tmp_path, synth):
+    out = tmp_path / "file"
+    out.write_text("x")
+    with pytest.raises(FedrsError, match=r"the run folder is a file \(.*file\): give --out a folder"):
+        run_experiment(run_config(tiny_config()), out, datasets=[synth], progress=False)
+    assert out.read_text() == "x"
+
+
+def test_params_written_before_a_new_config_field_still_match(reference_run, synth):
+    """A finished run whose params.yaml predates a field with a default is the same run."""
+    import yaml
+
+    out, metrics = reference_run
+    stored = yaml.safe_load((out / "params.yaml").read_text())
+    original = (out / "params.yaml").read_text()
+    try:
+        del stored["train"]["max_diverged_fraction"]
+        (out / "params.yaml").write_text(yaml.safe_dump(stored))
+        assert run_experiment(run_config(tiny_config()), out, datasets=[synth], progress=False) == metrics
+    finally:
+        (out / "params.yaml").write_text(original)
+
+
+# --- diverged clients, robust aggregation, damaged checkpoints --------------------------------------
+
+def test_screening_keeps_finite_updates_and_names_the_diverged():
+    from fedrs.federated.server import DivergedError, check_divergence, screen_results
+
+    good = ClientResult(0, {"p": torch.ones(3)}, 4, {"loss": 0.5})
+    nan_tensor = ClientResult(2, {"p": torch.tensor([1.0, float("nan"), float("inf")])}, 4, {"loss": 0.5})
+    nan_loss = ClientResult(1, {"p": np.ones(3, dtype=np.float32)}, 4, {"loss": float("nan")})
+    kept, excluded = screen_results([nan_tensor, good, nan_loss], round_index=7)
+    assert [r.client_id for r in kept] == [0]
+    assert [(e.round, e.client) for e in excluded] == [(7, 1), (7, 2)]
+    assert "loss term loss is nan" in excluded[0].reason and "p holds 2 non-finite values" in excluded[1].reason
+    check_divergence(excluded[:1], 3, 0.5, 7)  # one of three: under the share, the round goes on
+    with pytest.raises(DivergedError, match=r"round 7: 2 of 3 clients diverged .*max_diverged_fraction=0.5"):
+        check_divergence(excluded, 3, 0.5, 7)
+    with pytest.raises(DivergedError, match="1 of 1 clients diverged"):
+        check_divergence(excluded[:1], 1, 1.0, 7)  # nobody left to average, whatever the share
+
+
+def test_robust_aggregation_resists_a_client_scaling_its_update_by_1e6():
+    honest = [torch.tensor([1.0, -2.0]), torch.tensor([1.2, -1.8]), torch.tensor([0.8, -2.2]),
+              torch.tensor([1.1, -2.1])]
+    attacker = torch.tensor([1.0, -2.0]) * 1e6
+    results = [result(k, 10, v) for k, v in enumerate(honest + [attacker])]
+    mean = aggregate(results, ["p"])["p"]
+    median = aggregate(results, ["p"], rule="median")["p"]
+    trimmed = aggregate(results, ["p"], rule="trimmed_mean", trim_fraction=0.2)["p"]
+    assert mean.abs().max() > 1e5  # FedAvg follows the attacker
+    assert torch.allclose(median, torch.tensor([1.1, -2.1])) and median.dtype == torch.float32
+    assert torch.allclose(trimmed, torch.tensor([(1.0 + 1.1 + 1.2) / 3, (-2.2 - 2.1 - 2.0) / 3]))
+
+
+def _diverging(client_ids, scale=float("nan")):
+    """A client_update whose uploads from ``client_ids`` are multiplied by ``scale``."""
+    from fedrs.federated import engine
+
+    real = engine.client_update
+
+    def update(method, global_shared, client_state, data, cfg):
+        res = real(method, global_shared, client_state, data, cfg)
+        if data.client_id in client_ids:
+            res.shared = {k: v * scale for k, v in res.shared.items()}
+        return res
+
+    return update
+
+
+def test_a_diverged_client_is_left_out_and_recorded(synth, tmp_path, monkeypatch):
+    from fedrs.federated import engine
+
+    monkeypatch.setattr(engine, "client_update", _diverging({1}))
+    metrics = run_experiment(run_config(tiny_config()), tmp_path, datasets=[synth], progress=False)
+    rounds = read_rounds(tmp_path)
+    assert [r["excluded_clients"] for r in rounds] == ["", "1", "1", "1"]
+    assert all(np.isfinite(float(r["global_acc"])) and np.isfinite(float(r["train_loss"])) for r in rounds[1:])
+    with open(tmp_path / "clients.csv") as fh:
+        excluded = {(row["round"], row["client"]) for row in csv.DictReader(fh) if row.get("excluded")}
+    assert excluded == {("1", "1"), ("2", "1"), ("3", "1")}
+    assert np.isfinite(metrics["global_accuracy"]) and np.isfinite(metrics["final_train_loss"])
+
+
+def test_too_many_diverged_clients_stop_the_run(synth, tmp_path, monkeypatch):
+    from fedrs.federated import engine
+    from fedrs.federated.server import DivergedError
+
+    monkeypatch.setattr(engine, "client_update", _diverging({0, 2}))
+    with pytest.raises(DivergedError, match=r"round 1: 2 of 3 clients diverged .*client 0 .*client 2"):
+        run_experiment(run_config(tiny_config()), tmp_path, datasets=[synth], progress=False)
+    assert not (tmp_path / "metrics.json").exists()
+    # a higher share lets the run go on with the one finite client
+    cfg = run_config(tiny_config(train={"max_diverged_fraction": 0.9}))
+    run_experiment(cfg, tmp_path / "tolerant", datasets=[synth], progress=False)
+    assert [r["excluded_clients"] for r in read_rounds(tmp_path / "tolerant")][1:] == ["0 2"] * 3
+
+
+def test_median_aggregation_keeps_the_global_prompt_bounded_under_attack(synth, tmp_path, monkeypatch):
+    from fedrs.federated import engine
+
+    monkeypatch.setattr(engine, "client_update", _diverging({2}, scale=1e6))
+    seen = {}
+    real_run_round = engine.FederatedEngine.run_round
+
+    def spy(self, r):
+        out = real_run_round(self, r)
+        seen[(self.train.aggregation, r)] = float(self.global_shared["text_shared"].abs().max())
+        return out
+
+    monkeypatch.setattr(engine.FederatedEngine, "run_round", spy)
+    for rule in ("mean", "median"):
+        run_experiment(run_config(tiny_config(train={"aggregation": rule})), tmp_path / rule, datasets=[synth],
+                       progress=False)
+    assert seen[("mean", 3)] > 1e4 and seen[("median", 3)] < 10
+
+
+@pytest.mark.parametrize("content", ["garbage", "empty dict", "other format"])
+def test_resume_from_a_damaged_checkpoint_is_one_clear_error(synth, tmp_path, content):
+    cfg = run_config(tiny_config())
+
+    def stop(r, row):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(cfg, tmp_path, datasets=[synth], progress=False, on_round=stop)
+    ckpt = tmp_path / "checkpoint.pt"
+    if content == "garbage":
+        ckpt.write_bytes(b"\x80\x02garbage" * 10)
+    else:
+        torch.save({} if content == "empty dict" else {"format": "something-else"}, ckpt)
+    message = "not a readable checkpoint" if content == "garbage" else "not a fedrs run checkpoint"
+    with pytest.raises(FedrsError, match=rf"{message}.*--force") as err:
+        run_experiment(cfg, tmp_path, datasets=[synth], progress=False, resume=True)
+    assert str(ckpt) in str(err.value)
+    assert ckpt.is_file()  # kept: the user decides
+
+
+def test_rounds_zero_of_a_training_method_is_refused_but_zeroshot_may():
+    with pytest.raises(ConfigError, match=r"train.rounds=0: method 'fedrsclip' trains.*train.rounds >= 1"):
+        run_config(tiny_config(train={"rounds": 0}))
+    assert run_config(tiny_config(method={"name": "zeroshot"}, train={"rounds": 0})).train.rounds == 0
+
+
+def test_few_shot_larger_than_the_data_names_the_largest_allowed(synth, tmp_path):
+    cfg = run_config(tiny_config(data={"few_shot": 1000}))
+    with pytest.raises(FedrsError, match=r"data.few_shot=1000 is more than any client holds of a class "
+                                         r"\(at most (\d+) images\).*data.few_shot <= \1"):
+        run_experiment(cfg, tmp_path / "run", datasets=[synth], progress=False)
+    assert not (tmp_path / "run").exists()
+    run_experiment(run_config(tiny_config(data={"few_shot": 2}, train={"rounds": 1})), tmp_path / "ok",
+                   datasets=[synth], progress=False)

@@ -14,6 +14,14 @@ round (server tensors, every client's state, history, RNG states) is written ato
 Round 0 in the history is the evaluation before any training; rounds 1..R train, aggregate and
 evaluate (every ``eval.every`` rounds and always the last).
 
+Diverged clients: every reply passes the server's privacy check, then the screening of
+:func:`~fedrs.federated.server.screen_results`: an update whose tensors or loss terms are not
+finite is left out of the round's aggregation and recorded (``excluded_clients`` in rounds.csv,
+``excluded`` in the client's clients.csv row, :attr:`FederatedEngine.excluded_updates`); the run
+stops when more than ``train.max_diverged_fraction`` of a round's clients diverge. The client's
+own state is what its update left (a client keeps its private tensors, also on a Flower
+SuperNode, where the server cannot roll them back), so both engines behave alike.
+
 The engine knows methods, clients and rounds only: what a task builds before the rounds and writes
 after them (datasets, partitions, run folders) is its pipeline's business
 (:mod:`fedrs.classification`, :mod:`fedrs.retrieval.pipeline`, both driven by
@@ -23,8 +31,10 @@ after them (datasets, partitions, run folders) is its pipeline's business
 from __future__ import annotations
 
 import math
+import pickle
 import random
 import time
+import zipfile
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -37,12 +47,16 @@ from fedrs.evaluate.classification import personalised_summary
 from fedrs.federated.client import (
     ClientResult, client_evaluate, client_update, initial_client_state, load_client, predict_counts,
 )
-from fedrs.federated.server import aggregate, payload_size
+from fedrs.federated.server import (
+    aggregate, check_divergence, check_finite_global, check_received, payload_size, screen_results,
+)
 from fedrs.io import save_torch_atomic
 from fedrs.methods.base import ClientData, Method
 from fedrs.runs import EvalConfig, LocalTrainConfig, TrainConfig
 
 CHECKPOINT_FORMAT = "fedrs-checkpoint-v1"
+#: what a checkpoint must hold (``excluded`` is optional: checkpoints before it had none)
+_CHECKPOINT_KEYS = ("round", "global", "clients", "history", "client_rows", "elapsed", "rng")
 _SAMPLE, _LOCAL = 1, 2
 
 
@@ -115,6 +129,8 @@ class FederatedEngine:
         self.client_states: list[dict[str, torch.Tensor]] = []
         self.history: list[dict] = []
         self.client_rows: list[dict] = []
+        #: every update left out of its round: ``{"round", "client", "reason"}`` in round order
+        self.excluded_updates: list[dict] = []
         self.round = 0
         self.elapsed = 0.0
 
@@ -123,19 +139,38 @@ class FederatedEngine:
         self.global_shared = self.method.initial_global()
         self.client_states = [initial_client_state(self.method, c.client_id) for c in self.clients]
         self.history, self.client_rows, self.round, self.elapsed = [], [], 0, 0.0
+        self.excluded_updates = []
 
     def state_dict(self) -> dict:
         return {"format": CHECKPOINT_FORMAT, "round": self.round, "global": self.global_shared,
                 "clients": self.client_states, "history": self.history, "client_rows": self.client_rows,
-                "elapsed": self.elapsed, "rng": _rng_state()}
+                "elapsed": self.elapsed, "rng": _rng_state(), "excluded": self.excluded_updates}
 
-    def load_state_dict(self, state: dict) -> None:
-        if state.get("format") != CHECKPOINT_FORMAT or len(state["clients"]) != len(self.clients):
-            raise FedrsError("the checkpoint does not belong to this run (format or number of clients "
-                             "differs): start over with --force")
+    def load_state_dict(self, state: dict, source: str = "the checkpoint") -> None:
+        """Continue from ``state`` (:meth:`state_dict`); ``source`` names it in errors."""
+        if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+            raise FedrsError(f"{source} is not a fedrs run checkpoint ({CHECKPOINT_FORMAT}): start over "
+                             f"with --force")
+        missing = [k for k in _CHECKPOINT_KEYS if k not in state]
+        if missing:
+            raise FedrsError(f"{source} is incomplete (no {', '.join(missing)}): start over with --force")
+        if len(state["clients"]) != len(self.clients):
+            raise FedrsError(f"{source} does not belong to this run ({len(state['clients'])} clients, the "
+                             f"run has {len(self.clients)}): start over with --force")
         self.round, self.global_shared, self.client_states = state["round"], state["global"], state["clients"]
         self.history, self.client_rows, self.elapsed = state["history"], state["client_rows"], state["elapsed"]
+        self.excluded_updates = list(state.get("excluded", []))
         _set_rng_state(state["rng"])
+
+    def load(self) -> None:
+        """:meth:`load_state_dict` from the checkpoint file; an unreadable file is an error naming it."""
+        try:
+            state = torch.load(self.checkpoint, map_location="cpu", weights_only=True)
+        except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise FedrsError(f"cannot resume: {self.checkpoint} is not a readable checkpoint ({reason}): "
+                             f"start over with --force (the file is damaged or not fedrs's)") from None
+        self.load_state_dict(state, str(self.checkpoint))
 
     def save(self) -> None:
         if self.checkpoint is not None:
@@ -179,9 +214,18 @@ class FederatedEngine:
         sampled = sample_clients(len(self.clients), self.train.sample_fraction, self.train.seed, r)
         down_values, down_bytes = payload_size(self.global_shared)
         results = self.train_clients(r, lr, sampled)
-        self.global_shared = aggregate(results, self.method.upload_names, method=self.method)
+        names = self.method.upload_names
+        for res in results:  # privacy first: every reply, kept or not
+            check_received(res.client_id, res.shared, names, self.method)
+        kept, excluded = screen_results(results, r)
+        check_divergence(excluded, len(results), self.train.max_diverged_fraction, r)
+        self.global_shared = aggregate(kept, names, method=self.method, rule=self.train.aggregation,
+                                       trim_fraction=self.train.trim_fraction)
+        check_finite_global(self.global_shared, r)
+        self.excluded_updates.extend({"round": e.round, "client": e.client, "reason": e.reason} for e in excluded)
+        why = {e.client: e.reason for e in excluded}
 
-        total = sum(res.num_examples for res in results) or 1
+        total = sum(res.num_examples for res in kept) or 1
         terms = sorted({t for res in results for t in res.metrics if t != "steps"})
         rows = []
         for res in results:
@@ -189,10 +233,14 @@ class FederatedEngine:
             rows.append({"client": res.client_id, "num_examples": res.num_examples,
                          "up_values": up_values, "up_bytes": up_bytes,
                          "down_values": down_values, "down_bytes": down_bytes,
-                         **{f"train_{t}": res.metrics.get(t, float("nan")) for t in terms}})
+                         **{f"train_{t}": res.metrics.get(t, float("nan")) for t in terms},
+                         **({"excluded": why[res.client_id]} if res.client_id in why else {})})
         row = {"round": r, "lr": lr, "clients_sampled": len(sampled)}
-        row.update({f"train_{t}": sum(res.metrics.get(t, 0.0) * res.num_examples for res in results) / total
+        # the round's loss terms over the clients that were averaged (a diverged one would be NaN)
+        row.update({f"train_{t}": sum(res.metrics.get(t, 0.0) * res.num_examples for res in kept) / total
                     for t in terms})
+        if excluded:
+            row["excluded_clients"] = " ".join(str(e.client) for e in excluded)
         for key in ("up_values", "up_bytes", "down_values", "down_bytes"):
             row[f"{key}_per_client"] = sum(c[key] for c in rows) / len(rows)
             row[f"{key}_round"] = sum(c[key] for c in rows)
@@ -221,7 +269,7 @@ class FederatedEngine:
             on_round: Callable[[int, dict], None] | None = None) -> list[dict]:
         """Run (or, with ``resume`` and a checkpoint, continue) all rounds; returns the history."""
         if resume and self.checkpoint is not None and self.checkpoint.is_file():
-            self.load_state_dict(torch.load(self.checkpoint, map_location="cpu", weights_only=True))
+            self.load()
         else:
             self.initialise()
         if not self.history:

@@ -4,6 +4,11 @@ Each command group lives next to the code it drives and contributes its sub-pars
 ``register(subparsers)`` function; this file only assembles them, so adding a command never
 means editing another component's module.
 
+Errors end as one line on stderr, never a traceback: ``fedrs: error: <what> (<path>): <fix>``
+with exit status 2 for a :class:`~fedrs.errors.FedrsError` (the input is wrong) and 1 for an
+``OSError`` (the machine said no: a full disk, a read-only folder, a path through a file), which
+names the path the system call reported, or the file an atomic write was replacing.
+
 The library reports through ``logging``, never ``print``. A command shows the INFO records of the
 loggers it names with ``set_defaults(console_loggers=("fedrs.data",))`` as plain lines on stdout
 (warnings prefixed ``fedrs:``), which is what those commands printed before the library logged.
@@ -13,8 +18,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import errno
 import logging
 import os
+import re
 import sys
 from contextlib import contextmanager
 from typing import Iterator, Sequence
@@ -122,6 +129,38 @@ def _stdout_gone() -> int:
     return EXIT_BROKEN_PIPE
 
 
+#: what to do about an OSError, by errno
+_OS_FIXES = {
+    errno.ENOSPC: "free space on that disk, or write elsewhere (--out, FEDRS_RESULTS, FEDRS_CACHE, FEDRS_DATA)",
+    errno.EDQUOT: "your disk quota is used up: free space, or write elsewhere",
+    errno.EACCES: "that location is not writable for you: fix its permissions or choose another location",
+    errno.EPERM: "that location is not writable: fix its permissions or choose another location",
+    errno.EROFS: "that file system is read-only: choose a location on a writable disk",
+    errno.ENOTDIR: "a part of that path is a file, not a folder: choose another path",
+    errno.EISDIR: "that path is a folder: give a file path",
+    errno.ENOENT: "no such file or folder: check the path",
+    errno.EEXIST: "that path exists already: remove it or choose another",
+    errno.ENAMETOOLONG: "choose a shorter path",
+}
+#: the temporary name of an atomic write (fedrs.io): ``.<name>.<8 hex>.tmp``
+_TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.[0-9a-f]{8}\.tmp$")
+
+
+def os_error_line(exc: OSError) -> str:
+    """``<what> (<path>): <fix>`` for an OSError (the part after ``fedrs: error: ``); a temporary
+    file of an atomic write is named as the file it was going to replace."""
+    what = exc.strerror or str(exc) or type(exc).__name__
+    what = what[:1].lower() + what[1:]
+    path = exc.filename
+    if path is not None:
+        path = os.fsdecode(path)
+        match = _TEMP_NAME.match(os.path.basename(path))
+        if match:
+            path = os.path.join(os.path.dirname(path), match["name"])
+    fix = _OS_FIXES.get(exc.errno, "check the path and the disk, then try again")
+    return f"{what} ({path}): {fix}" if path else f"{what}: {fix}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -142,6 +181,9 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(exc, (FedrsError, UserError)):
             print(f"fedrs: error: {exc}", file=sys.stderr)
             return 2
+        if isinstance(exc, OSError):
+            print(f"fedrs: error: {os_error_line(exc)}", file=sys.stderr)
+            return 1
         raise
     return int(result or 0)
 

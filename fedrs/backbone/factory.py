@@ -365,20 +365,39 @@ def load_weights(model: torch.nn.Module, state_dict: dict[str, torch.Tensor], *,
     logger.warning("%s; loaded anyway (strict=False)", problem)
 
 
+class _DropRandomInitWarning(logging.Filter):
+    """Drops open_clip's "No pretrained weights loaded for model '<model>' ... initialized randomly"."""
+
+    def __init__(self, model: str | None = None):
+        super().__init__()
+        self.needle = "No pretrained weights loaded for model" + (f" '{model}'" if model else "")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(self.needle)
+
+
 @contextmanager
-def _quiet_random_init_warning():
-    """open_clip warns 'No pretrained weights loaded' on the root logger when we build the
-    architecture and load the file ourselves right after; drop only that record."""
+def expected_random_init(model: str | None = None):
+    """Silence open_clip's warning that ``model`` (any model: ``None``) was "initialized randomly"
+    where fedrs asks for random weights on purpose: ``pretrained: random``, a checkpoint file
+    loaded right after the build, pretraining from scratch. Any other record passes.
+
+    open_clip logs it through the root logger with ``logging.warning``, which would also install
+    a stderr handler on the root logger (``basicConfig``) if it has none, so that every later
+    warning of any library printed ``WARNING:root:...``: a temporary ``NullHandler`` prevents that.
+    """
     root = logging.getLogger()
-
-    def drop(record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("No pretrained weights loaded for model")
-
+    drop = _DropRandomInitWarning(model)
+    placeholder = logging.NullHandler() if not root.handlers else None
     root.addFilter(drop)
+    if placeholder:
+        root.addHandler(placeholder)
     try:
         yield
     finally:
         root.removeFilter(drop)
+        if placeholder:
+            root.removeHandler(placeholder)
 
 
 #: what ``backbone.device`` accepts: ``auto`` (cuda if available, else cpu), ``cpu``, ``cuda``, ``cuda:<i>``
@@ -428,7 +447,9 @@ def resolve_device(spec: str | torch.device = "cpu") -> torch.device:
 def _build(model_name: str, device: torch.device, pretrained: str | None = None,
            **kwargs) -> tuple[torch.nn.Module, Callable]:
     """open_clip model and eval transform, initialised from a fixed seed (same in every process)."""
-    with torch.random.fork_rng(devices=[]), _quiet_random_init_warning():
+    # random weights are expected: "random" itself, or a file loaded right after (hub tags load
+    # their weights inside open_clip, which then does not warn)
+    with torch.random.fork_rng(devices=[]), expected_random_init(model_name):
         torch.manual_seed(0)
         clip_model, _, preprocess = open_clip.create_model_and_transforms(
             model_name, pretrained=pretrained, device=device, **kwargs

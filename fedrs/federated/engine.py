@@ -146,17 +146,18 @@ class FederatedEngine:
                 "clients": self.client_states, "history": self.history, "client_rows": self.client_rows,
                 "elapsed": self.elapsed, "rng": _rng_state(), "excluded": self.excluded_updates}
 
-    def load_state_dict(self, state: dict, source: str = "the checkpoint") -> None:
-        """Continue from ``state`` (:meth:`state_dict`); ``source`` names it in errors."""
+    def load_state_dict(self, state: dict, source: str = "in memory") -> None:
+        """Continue from ``state`` (:meth:`state_dict`); ``source`` (its file) names it in errors."""
         if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-            raise FedrsError(f"{source} is not a fedrs run checkpoint ({CHECKPOINT_FORMAT}): start over "
-                             f"with --force")
+            raise FedrsError(f"the checkpoint is not a fedrs run checkpoint, {CHECKPOINT_FORMAT} ({source}): "
+                             f"start over with --force")
         missing = [k for k in _CHECKPOINT_KEYS if k not in state]
         if missing:
-            raise FedrsError(f"{source} is incomplete (no {', '.join(missing)}): start over with --force")
+            raise FedrsError(f"the checkpoint is incomplete, it has no {', '.join(missing)} ({source}): start "
+                             f"over with --force")
         if len(state["clients"]) != len(self.clients):
-            raise FedrsError(f"{source} does not belong to this run ({len(state['clients'])} clients, the "
-                             f"run has {len(self.clients)}): start over with --force")
+            raise FedrsError(f"the checkpoint belongs to another run, with {len(state['clients'])} clients where "
+                             f"this one has {len(self.clients)} ({source}): start over with --force")
         self.round, self.global_shared, self.client_states = state["round"], state["global"], state["clients"]
         self.history, self.client_rows, self.elapsed = state["history"], state["client_rows"], state["elapsed"]
         self.excluded_updates = list(state.get("excluded", []))
@@ -166,10 +167,10 @@ class FederatedEngine:
         """:meth:`load_state_dict` from the checkpoint file; an unreadable file is an error naming it."""
         try:
             state = torch.load(self.checkpoint, map_location="cpu", weights_only=True)
-        except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as exc:
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise FedrsError(f"cannot resume: {self.checkpoint} is not a readable checkpoint ({reason}): "
-                             f"start over with --force (the file is damaged or not fedrs's)") from None
+        except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError):
+            raise FedrsError(f"cannot resume: the checkpoint is not a readable checkpoint ({self.checkpoint}): it is "
+                             f"damaged, or holds objects other than tensors and plain data, which fedrs never "
+                             f"unpickles; start over with --force") from None
         self.load_state_dict(state, str(self.checkpoint))
 
     def save(self) -> None:

@@ -22,7 +22,6 @@ import json
 import logging
 import math
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,7 +33,9 @@ from open_clip.loss import ClipLoss
 from tqdm.auto import tqdm
 
 from fedrs.hardware import cpu_identity
-from fedrs.backbone.factory import CHECKPOINT_NAME, MODEL_CONFIG_DIR, OFFLINE_MODELS, clear_backbone_cache
+from fedrs.backbone.factory import (
+    CHECKPOINT_NAME, MODEL_CONFIG_DIR, OFFLINE_MODELS, clear_backbone_cache, expected_random_init,
+)
 from fedrs.config import ConfigError, dump_yaml, load_config, to_dict
 from fedrs.errors import BackboneError
 from fedrs.io import save_torch_atomic, write_json_atomic, write_text_atomic
@@ -205,39 +206,42 @@ def center_resize(images: torch.Tensor, out_size: int) -> torch.Tensor:
 # training
 
 
-class _DropRandomInitWarning(logging.Filter):
-    """Drops open_clip's "No pretrained weights loaded for model '<model>' ... initialized randomly"."""
-
-    def __init__(self, model: str):
-        super().__init__()
-        self.needle = f"No pretrained weights loaded for model '{model}'"
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not record.getMessage().startswith(self.needle)
-
-
-@contextmanager
-def _expected_random_init(model: str):
-    """Pretraining starts from random weights on purpose, so open_clip's warning that ``model``
-    was "initialized randomly" is noise here. open_clip logs it through the root logger with
-    ``logging.warning``, which would also install a stderr handler on the root logger
-    (``basicConfig``) if it has none: a temporary ``NullHandler`` prevents that."""
-    root = logging.getLogger()
-    drop = _DropRandomInitWarning(model)
-    placeholder = logging.NullHandler() if not root.handlers else None
-    root.addFilter(drop)
-    if placeholder:
-        root.addHandler(placeholder)
-    try:
-        yield
-    finally:
-        root.removeFilter(drop)
-        if placeholder:
-            root.removeHandler(placeholder)
+#: the name this module's tests and older callers import (the helper lives in the backbone factory)
+_expected_random_init = expected_random_init
 
 
 def _rng_state() -> dict:
-    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state()}
+    """The torch RNG state saved with a resume point (a tensor: loadable with ``weights_only``).
+    Training draws only from seeded ``torch.Generator`` objects, so neither this nor numpy's
+    global state is needed to resume bit-identically; it is kept for inspection."""
+    return {"torch": torch.get_rng_state()}
+
+
+def _numpy_safe_globals() -> list:
+    """What unpickling the numpy RNG tuple of resume points written before fedrs saved the torch
+    state only needs: array reconstruction and dtypes, no code (for :func:`_load_resume_point`)."""
+    import numpy.core.multiarray as multiarray  # noqa: PLC0415 - numpy 1.x and 2.x both have it
+
+    return [multiarray._reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32))]
+
+
+def _load_resume_point(state_file: Path) -> dict:
+    """The resume point, loaded with ``torch.load(weights_only=True)``: tensors and plain data only,
+    so a crafted ``pretrain_state.pt`` cannot run code. One that holds anything else is refused."""
+    import pickle
+
+    try:
+        with torch.serialization.safe_globals(_numpy_safe_globals()):
+            state = torch.load(state_file, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError):
+        raise BackboneError(f"the pretraining resume point is damaged or holds objects other than tensors and "
+                            f"plain data, which fedrs never unpickles ({state_file}): delete it or pass "
+                            f"--restart to train from scratch") from None
+    needed = {"config", "model", "optimizer", "scheduler", "epoch", "history", "elapsed"}
+    if not isinstance(state, dict) or not needed <= set(state):
+        raise BackboneError(f"the pretraining resume point is not one fedrs wrote ({state_file}): delete it "
+                            f"or pass --restart to train from scratch")
+    return state
 
 
 def _normalize(x: torch.Tensor, mean, std) -> torch.Tensor:
@@ -260,12 +264,18 @@ def pretrain(cfg: PretrainConfig, out_dir: Path | None = None, resume: bool = Tr
     out_dir = Path(out_dir) if out_dir else models_root() / cfg.model
     out_dir.mkdir(parents=True, exist_ok=True)
     state_file = out_dir / "pretrain_state.pt"
+    # the resume point is read (safely) and checked before the data: a bad one fails in seconds
+    state = _load_resume_point(state_file) if resume and state_file.is_file() else None
+    if state is not None and state.get("config") != to_dict(cfg):
+        raise BackboneError(
+            f"{state_file} was written by a different recipe; delete it or pass --restart"
+        )
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
 
-    with _expected_random_init(cfg.model):
+    with expected_random_init(cfg.model):
         model = open_clip.create_model(cfg.model, pretrained=None)
     tokenizer = open_clip.get_tokenizer(cfg.model)
     image_size = model.visual.image_size[0]
@@ -290,12 +300,7 @@ def pretrain(cfg: PretrainConfig, out_dir: Path | None = None, resume: bool = Tr
     )
     loss_fn = ClipLoss()
     start_epoch, history, elapsed = 0, [], 0.0
-    if resume and state_file.is_file():
-        state = torch.load(state_file, map_location="cpu", weights_only=False)
-        if state.get("config") != to_dict(cfg):
-            raise BackboneError(
-                f"{state_file} was written by a different recipe; delete it or pass --restart"
-            )
+    if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])

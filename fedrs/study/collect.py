@@ -7,11 +7,17 @@ under a results folder into one row per run (columns :data:`RUN_COLUMNS`, accura
 sorted in the study's order (:mod:`fedrs.study.vocabulary`); :func:`load_rounds` stacks the
 ``rounds.csv`` of chosen runs for learning curves. The tables are built from these rows
 (:mod:`fedrs.study.tables`).
+
+A damaged run folder (metrics.json that is not strict JSON or holds a NaN, no or unreadable
+params.yaml, an accuracy outside [0, 1]) is skipped with a warning naming the folder and the
+problem, not tabled and not fatal: one bad folder must not stop the report of a whole study.
+The skipped folders are listed in the returned frame's ``attrs["skipped"]``.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -23,6 +29,7 @@ from fedrs.errors import FedrsError
 from fedrs.methods import has_global_model
 from fedrs.study.vocabulary import ABLATION_VARIANTS, DATASET_ORDER, METHODS, SWITCH_KEYS, variant_of
 
+logger = logging.getLogger(__name__)
 
 #: columns of :func:`collect_runs`, in order
 RUN_COLUMNS = [
@@ -123,15 +130,23 @@ def _num(v: Any) -> str:
 
 
 def _read_yaml(path: Path) -> dict:
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        reason = str(exc).splitlines()[0]
+        raise ReportError(f"{path}: not readable YAML ({reason}); re-run that run or delete its folder") from None
     return data if isinstance(data, dict) else {}
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def _read_json(path: Path) -> dict:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ReportError(f"{path}: not valid JSON ({exc}); re-run that run or delete its folder") from exc
+        data = json.loads(path.read_text(encoding="utf-8"), parse_constant=_no_constant)
+    except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError; NaN/Infinity too
+        raise ReportError(f"{path}: not valid JSON ({exc}); re-run that run or delete its folder") from None
     if not isinstance(data, dict):
         raise ReportError(f"{path}: expected a JSON object; re-run that run or delete its folder")
     return data
@@ -166,7 +181,7 @@ def read_run(run_dir: str | Path, results_dir: str | Path | None = None) -> dict
     row["wall_s"] = _float_or_nan(row["wall_s"])
     for column in ACCURACY_COLUMNS:
         value = _float_or_nan(row[column])
-        if value > 1.0:
+        if not 0.0 <= value <= 1.0 and not math.isnan(value):  # NaN: not recorded
             raise ReportError(f"{run_dir / 'metrics.json'}: {column} = {value} is not a fraction in [0, 1] "
                               "as run folders store accuracies; fix the run writer or re-run it")
         row[column] = 100.0 * value
@@ -209,12 +224,23 @@ def collect_runs(results_dir: str | Path, missing_ok: bool = False) -> pd.DataFr
 
 
 def read_runs(run_dirs: Sequence[str | Path], results_dir: str | Path | None = None) -> pd.DataFrame:
-    """One row per given run folder (columns :data:`RUN_COLUMNS`), sorted in the study's order;
-    ``study`` and ``run`` name each folder relative to ``results_dir``."""
-    df = pd.DataFrame([read_run(d, results_dir) for d in run_dirs], columns=RUN_COLUMNS)
+    """One row per readable run folder given (columns :data:`RUN_COLUMNS`), sorted in the study's
+    order; ``study`` and ``run`` name each folder relative to ``results_dir``. A damaged folder is
+    skipped with a warning; ``attrs["skipped"]`` lists ``(folder, problem)`` of each."""
+    rows, skipped = [], []
+    for run_dir in run_dirs:
+        try:
+            rows.append(read_run(run_dir, results_dir))
+        except (ReportError, OSError) as exc:
+            problem = str(exc) if isinstance(exc, ReportError) else f"{exc.strerror or exc} ({exc.filename})"
+            skipped.append((str(run_dir), problem))
+            logger.warning("skipped a damaged run folder: %s", problem)  # the problem names the folder
+    df = pd.DataFrame(rows, columns=RUN_COLUMNS)
     for column in ("clients", "rounds", "seed", "prompt_length", "upload_values", "upload_bytes"):
         df[column] = df[column].astype("Int64")
-    return sort_rows(df, SETTING + ["method", "variant", "prompt_length", "seed", "study", "run"])
+    df = sort_rows(df, SETTING + ["method", "variant", "prompt_length", "seed", "study", "run"])
+    df.attrs["skipped"] = skipped
+    return df
 
 
 def load_rounds(results_dir: str | Path, runs: pd.DataFrame) -> pd.DataFrame:

@@ -23,13 +23,20 @@ def cmd_report(args: argparse.Namespace) -> int:
     import matplotlib
 
     matplotlib.use("Agg")
+    from pathlib import Path
+
+    from fedrs.study.collect import ReportError
     from fedrs.study.report import write_report
 
+    if args.out is not None and Path(args.out).exists() and not Path(args.out).is_dir():
+        raise ReportError(f"report --out is a file ({args.out}): give a folder (tables/ and figures/ go inside it)")
     report = write_report(args.results_dir, out_dir=args.out, figures=not args.no_figures)
     for table in report.tables.values():
         print(table.to_markdown())
     backbones = ", ".join(sorted(report.runs["backbone"].unique()))
-    print(f"{len(report.runs)} runs ({backbones}) -> {len(report.files)} files:", file=sys.stderr)
+    skipped = report.runs.attrs.get("skipped", [])
+    note = f", {len(skipped)} damaged run folder(s) skipped (see above)" if skipped else ""
+    print(f"{len(report.runs)} runs ({backbones}){note} -> {len(report.files)} files:", file=sys.stderr)
     for path in report.files:
         print(f"  {path}", file=sys.stderr)
     return 0
@@ -64,4 +71,4 @@ def register(sub) -> None:
     r.add_argument("results_dir", metavar="RESULTS_DIR", help="folder holding the run folders (e.g. results)")
     r.add_argument("--out", help="where tables/ and figures/ go (default: RESULTS_DIR)")
     r.add_argument("--no-figures", action="store_true", help="tables only")
-    r.set_defaults(func=cmd_report)
+    r.set_defaults(func=cmd_report, console_loggers=("fedrs.study",))

@@ -298,6 +298,9 @@ class RunFolder:
                              f"would overwrite it; choose another --out (a new folder), or pass --force to "
                              f"replace it")
         self._created = _missing_ancestor(self.path)
+        for name in RUN_FILES:  # what an atomic write killed halfway left (fedrs.io temporary names)
+            for tmp in self.path.glob(f".{name}.*.tmp") if self.path.is_dir() else ():
+                tmp.unlink(missing_ok=True)
         try:
             self.path.mkdir(parents=True, exist_ok=True)
             write_text_atomic(self / PARAMS, dump_yaml(cfg))

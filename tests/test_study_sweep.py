@@ -1,8 +1,13 @@
-"""fedrs sweep on a stand-in run notebook: skip complete, resume partial, isolate failures, --jobs."""
+"""fedrs sweep on a stand-in run notebook: skip complete, resume partial, isolate failures, --jobs,
+validate every params file first, make shared inputs ready once, lock runs being executed."""
 
 from __future__ import annotations
 
 import json
+import os
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
@@ -12,7 +17,8 @@ import yaml
 from fedrs.study import sweep as sw
 
 # A stand-in for 02_federated_run: same parameters, writes a run folder like run_experiment, fails
-# on request, and records whether it was asked to resume.
+# on request (a run named "fail"), and records whether it was asked to resume. The params files
+# are real run configurations (the sweep validates them before anything runs).
 FAKE_CELLS = [
     ("params_file: str = ''\nout_dir: str = ''\nresume: bool = False\nprogress: bool = True", ["parameters"]),
     ("import json, pathlib, yaml\n"
@@ -20,12 +26,25 @@ FAKE_CELLS = [
      "out = pathlib.Path(out_dir)\n"
      "with open(out / 'calls.txt', 'a') as f:\n"
      "    f.write(f'resume={resume}\\n')\n"
-     "if cfg.get('fail'):\n"
+     "if cfg.get('name') == 'fail':\n"
      "    raise ValueError('deliberate failure in ' + params_file)\n"
      "(out / 'params.yaml').write_text(yaml.safe_dump(cfg))\n"
-     "(out / 'metrics.json').write_text(json.dumps({'method': 'fedrsclip', 'seed': cfg['seed'],\n"
+     "(out / 'metrics.json').write_text(json.dumps({'method': 'fedrsclip', 'seed': cfg['train']['seed'],\n"
      "    'personalised_accuracy': 0.5, 'global_accuracy': 0.4}))", []),
 ]
+
+
+@pytest.fixture(autouse=True)
+def ensured(monkeypatch) -> list:
+    """The sweep's one-time input preparation, recorded instead of importing data or pretraining:
+    the datasets of each call."""
+    calls = []
+
+    def record(configs):
+        calls.append(sorted({c.data.dataset for c in configs}))
+
+    monkeypatch.setattr(sw, "ensure_inputs", record)
+    return calls
 
 
 @pytest.fixture
@@ -38,10 +57,13 @@ def fake_notebook(tmp_path) -> Path:
     return path
 
 
-def write_params(folder: Path, name: str, **cfg) -> Path:
+def write_params(folder: Path, name: str, seed: int = 0, fail: bool = False, **extra) -> Path:
+    """A valid run configuration ``folder/<name>.yaml`` (``fail``: the stand-in notebook raises)."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.yaml"
-    path.write_text(yaml.safe_dump({"seed": 0, **cfg}))
+    cfg = {"data": {"dataset": "UCMerced"}, "method": {"name": "fedrsclip"}, "train": {"seed": seed, "rounds": 1},
+           **({"name": "fail"} if fail else {}), **extra}
+    path.write_text(yaml.safe_dump(cfg))
     return path
 
 
@@ -111,7 +133,7 @@ def test_changed_params_of_a_complete_run_need_force(tmp_path, fake_notebook):
     path = write_params(params, "a", seed=0)
     kw = dict(results=tmp_path / "r", notebook=fake_notebook, progress=False)
     assert sw.sweep([path], **kw).count("done") == 1
-    path.write_text(yaml.safe_dump({"seed": 5}))
+    write_params(params, "a", seed=5)
     summary = sw.sweep([path], **kw)
     assert summary.count("failed") == 1 and "--force" in summary.failed[0].error
     summary = sw.sweep([path], force=True, **kw)
@@ -135,6 +157,88 @@ def test_committed_results_are_rerun_in_place_then_skipped(tmp_path, fake_notebo
     assert json.loads((out / "metrics.json").read_text())["personalised_accuracy"] == 0.5
     assert not (out / "stale_extra.txt").exists()
     assert sw.sweep([path], **kw).count("skipped") == 1
+
+
+def test_every_params_file_is_validated_before_anything_runs(tmp_path, fake_notebook, ensured, capsys):
+    from fedrs.cli import main
+
+    params = tmp_path / "p"
+    write_params(params, "good")
+    write_params(params, "typo", trian={"rounds": 2})
+    write_params(params, "bad_lr", train={"lr": "fast"})
+    results = tmp_path / "r"
+    argv = ["sweep", str(params), "--results", str(results), "--notebook", str(fake_notebook), "--no-progress"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("fedrs: error: 2 of 3 params files are invalid, nothing was run") and err.count("\n") == 1
+    assert "typo.yaml" in err and "trian" in err and "bad_lr.yaml" in err and "train.lr" in err
+    assert not results.exists() and ensured == []  # no kernel, no data import, no run folder
+
+
+def test_shared_inputs_are_made_ready_once_before_the_runs(tmp_path, fake_notebook, ensured):
+    params = tmp_path / "p"
+    write_params(params, "a", seed=0)
+    write_params(params, "b", seed=1, data={"dataset": "EuroSAT"})
+    kw = dict(results=tmp_path / "r", notebook=fake_notebook, progress=False)
+    assert sw.sweep([params], jobs=2, **kw).count("done") == 2
+    assert ensured == [["EuroSAT", "UCMerced"]]  # once, for every run to execute
+    assert sw.sweep([params], **kw).count("skipped") == 2
+    assert ensured[-1] == []  # nothing to execute: nothing to prepare
+
+
+@pytest.fixture
+def other_process():
+    """A live process on this host, standing in for another sweep's worker."""
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    yield proc
+    proc.kill()
+    proc.wait()
+
+
+def lock_as(spec, pid: int) -> None:
+    from fedrs.procs import process_start_time
+
+    sw.lock_path(spec).parent.mkdir(parents=True, exist_ok=True)
+    sw.lock_path(spec).write_text(json.dumps({"pid": pid, "host": socket.gethostname(),
+                                              "start_time": process_start_time(pid)}))
+
+
+def test_a_run_another_sweep_executes_is_left_alone(tmp_path, fake_notebook, other_process, capsys):
+    from fedrs.cli import main
+
+    path = write_params(tmp_path / "p", "a")
+    spec = sw.plan([path], results=tmp_path / "r")[0]
+    lock_as(spec, other_process.pid)
+    assert sw.run_status(spec) == "busy"
+    argv = ["sweep", str(path), "--results", str(tmp_path / "r"), "--notebook", str(fake_notebook), "--no-progress"]
+    assert main(argv) == 1
+    out = capsys.readouterr().out
+    assert "1 busy" in out and f"BUSY p/a: being executed by pid {other_process.pid}" in out
+    assert not (spec.out_dir / "calls.txt").exists()  # not executed a second time
+    # the worker itself refuses too (a lock taken between the plan and the start)
+    assert sw.execute_run(spec, fake_notebook, resume=False).status == "busy"
+    assert json.loads(sw.lock_path(spec).read_text())["pid"] == other_process.pid  # not released by us
+
+
+def test_a_stale_lock_of_a_killed_sweep_is_taken_over(tmp_path, fake_notebook):
+    path = write_params(tmp_path / "p", "a")
+    spec = sw.plan([path], results=tmp_path / "r")[0]
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    lock_as(spec, dead.pid)
+    assert sw.lock_owner(spec) is None and sw.run_status(spec) == "new"
+    assert sw.sweep([path], results=tmp_path / "r", notebook=fake_notebook, progress=False).count("done") == 1
+    assert calls(spec.out_dir) == ["resume=False"]
+    assert not sw.lock_path(spec).exists() and not list(sw.lock_path(spec).parent.glob(".a.lock*"))
+
+
+def test_a_run_completed_by_another_sweep_meanwhile_is_not_executed_again(tmp_path, fake_notebook):
+    path = write_params(tmp_path / "p", "a")
+    spec = sw.plan([path], results=tmp_path / "r")[0]
+    assert sw.execute_run(spec, fake_notebook, resume=False).status == "done"
+    # a second sweep planned it as new before the first finished; its worker re-checks under the lock
+    assert sw.execute_run(spec, fake_notebook, resume=False).status == "skipped"
+    assert calls(spec.out_dir) == ["resume=False"]
 
 
 def test_sweep_marker_is_git_ignored():

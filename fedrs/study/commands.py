@@ -16,7 +16,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     print(summary.text())
     if args.json:
         print(json.dumps(summary.to_dict(), indent=2))
-    return 1 if summary.failed else 0
+    return 1 if summary.failed or summary.busy else 0  # 0: every run is complete
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -47,8 +47,11 @@ def register(sub) -> None:
         "sweep", help="execute the run notebook once per params file (papermill), skipping complete runs",
         description="Execute notebooks/02_federated_run.ipynb through papermill once per params YAML into "
                     "RESULTS/<study>/<run>/ (executed notebook, params.yaml, metrics.json, rounds.csv, "
-                    "env.json, sweep.log). Complete runs are skipped, interrupted ones resumed; a failed run "
-                    "does not stop the others, and the exit status is 1 if any failed.")
+                    "env.json, sweep.log). Every params file is validated and the datasets and offline "
+                    "backbones the runs need are made ready before any run starts. Complete runs are "
+                    "skipped, interrupted ones resumed, runs another sweep is executing left alone (busy); "
+                    "a failed run does not stop the others, and the exit status is 1 if any failed or was "
+                    "busy. Stopping the sweep (Ctrl-C, SIGTERM, even SIGKILL) stops its kernels too.")
     p.add_argument("params", nargs="+", metavar="PARAMS",
                    help="params YAML files or folders (folders: every *.yaml below, except _* bases)")
     p.add_argument("--study", help="results sub-folder (default: the YAML's folder below params/studies/)")

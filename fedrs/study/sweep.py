@@ -20,6 +20,17 @@ name starts with ``_`` are shared bases and are skipped) writes every run into
 * Runs execute in ``jobs`` parallel worker processes, each kernel limited to its share of CPU
   threads (``OMP_NUM_THREADS``). A failed run does not stop the others; its ``sweep.log`` and
   partially executed notebook are kept, and the summary names them.
+
+Before any kernel starts, every params file is validated (one error lists every invalid file) and
+the inputs the runs share are made ready once (:func:`ensure_inputs`: datasets imported, offline
+backbones pretrained), so parallel kernels never race to import data or pretrain a backbone.
+
+No orphans, no run executed twice: the worker processes and their Jupyter kernels form one marked
+process tree (:mod:`fedrs.procs`) that dies with the sweep, whether it ends, fails, is
+interrupted (Ctrl-C, SIGTERM, SIGHUP: the tree is stopped, then the sweep exits) or is killed with
+SIGKILL (the watchdog stops the tree). A run being executed holds a lock beside its folder
+(``.<run>.lock``: pid, host and start of the process executing it); another sweep reports such
+a run as **busy** and leaves it alone, and takes over a lock whose process is gone (killed).
 """
 
 from __future__ import annotations
@@ -27,7 +38,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import secrets
 import shutil
+import signal
+import socket
+import threading
 import time
 import traceback
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -38,15 +53,16 @@ from pathlib import Path
 from typing import Iterable, Iterator, Literal, Sequence
 
 from fedrs.errors import FedrsError
-from fedrs.io import write_json_atomic
-from fedrs.study import find_project_file, project_root
+from fedrs.io import json_text, write_json_atomic
+from fedrs.procs import MARKER_VAR, Watchdog, process_alive, process_start_time
+from fedrs.study import find_project_file, project_root, use_project_roots
 
 NOTEBOOK_NAME = "02_federated_run.ipynb"
 STATUS_FILE = "sweep.json"
 LOG_FILE = "sweep.log"
 DEFAULT_KERNEL = "python3"  # the kernel of the running interpreter (the project's venv)
 
-Status = Literal["complete", "partial", "new", "stale", "committed"]
+Status = Literal["complete", "partial", "new", "stale", "committed", "busy"]
 
 
 class SweepError(FedrsError):
@@ -132,7 +148,15 @@ def read_status(out_dir: Path) -> dict:
 
 def run_status(spec: RunSpec) -> Status:
     """``complete`` (skip), ``stale`` (complete but its params file changed), ``partial`` (resume),
-    ``committed`` (results not executed in this checkout: rerun from scratch) or ``new``."""
+    ``committed`` (results not executed in this checkout: rerun from scratch), ``busy`` (another
+    process is executing it: :func:`lock_owner`) or ``new``."""
+    if lock_owner(spec) is not None:
+        return "busy"
+    return _folder_status(spec)
+
+
+def _folder_status(spec: RunSpec) -> Status:
+    """:func:`run_status` from the run folder alone (whoever holds its lock)."""
     out = spec.out_dir
     if not out.is_dir() or not any(out.iterdir()):
         return "new"
@@ -145,12 +169,92 @@ def run_status(spec: RunSpec) -> Status:
     return "partial"
 
 
+# --- run locks ---------------------------------------------------------------------------------
+
+def lock_path(spec: RunSpec) -> Path:
+    """The run's lock file, beside its folder (a fresh run empties its folder, not the lock)."""
+    return spec.out_dir.parent / f".{spec.out_dir.name}.lock"
+
+
+def _read_lock(path: Path) -> dict | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return data if isinstance(data, dict) else {}
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        return {}  # being written, or damaged: an owner we cannot check
+
+
+def _alive(owner: dict) -> bool:
+    """Whether the lock's owner still runs (on another host we cannot tell: assume it does)."""
+    if owner.get("host") != socket.gethostname():
+        return True
+    pid = owner.get("pid")
+    return isinstance(pid, int) and process_alive(pid, owner.get("start_time"))
+
+
+def lock_owner(spec: RunSpec) -> dict | None:
+    """``{"pid", "host", ...}`` of the live process executing ``spec``, or None (no lock, or a
+    stale lock: its process is gone)."""
+    owner = _read_lock(lock_path(spec))
+    if owner is None:
+        return None
+    if not owner:  # unreadable: a lock written this instant, or garbage; garbage older than a minute is stale
+        try:
+            return {"pid": "?", "host": "?"} if time.time() - lock_path(spec).stat().st_mtime < 60 else None
+        except OSError:
+            return None
+    return owner if _alive(owner) else None
+
+
+def acquire_lock(spec: RunSpec) -> dict | None:
+    """Lock ``spec`` for this process; None on success, else the live owner's record. A stale
+    lock (its process died: a killed sweep) is taken over."""
+    path = lock_path(spec)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    me = {"pid": os.getpid(), "host": socket.gethostname(), "start_time": process_start_time(os.getpid()),
+          "sweep_pid": os.getppid(), "since": time.strftime("%Y-%m-%d %H:%M:%S")}
+    for _ in range(3):
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            owner = lock_owner(spec)
+            if owner is not None:
+                return owner
+            # stale: move it aside under a unique name (only one taker succeeds), then retry
+            try:
+                os.replace(path, path.with_name(f"{path.name}.stale-{secrets.token_hex(4)}"))
+            except FileNotFoundError:
+                pass
+            for stale in path.parent.glob(f"{path.name}.stale-*"):
+                stale.unlink(missing_ok=True)
+            continue
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(json_text(me) + "\n")
+        return None
+    return lock_owner(spec) or {"pid": "?", "host": "?"}
+
+
+def release_lock(spec: RunSpec) -> None:
+    """Remove ``spec``'s lock if this process holds it."""
+    owner = _read_lock(lock_path(spec))
+    if owner and owner.get("pid") == os.getpid() and owner.get("host") == socket.gethostname():
+        lock_path(spec).unlink(missing_ok=True)
+
+
+def _busy(spec: RunSpec, owner: dict) -> "RunOutcome":
+    return RunOutcome(spec.label, "busy", str(spec.out_dir),
+                      error=f"being executed by pid {owner.get('pid')} on host {owner.get('host')} "
+                            f"(lock {lock_path(spec)}): re-run once that sweep is done")
+
+
 # --- executing one run ------------------------------------------------------------------------
 
 @dataclass
 class RunOutcome:
     label: str
-    status: Literal["done", "skipped", "failed"]
+    status: Literal["done", "skipped", "failed", "busy"]
     out_dir: str
     seconds: float = 0.0
     error: str = ""
@@ -163,10 +267,26 @@ def execute_run(spec: RunSpec, notebook: str | Path, resume: bool, kernel: str |
                 fresh: bool = False) -> RunOutcome:
     """Execute the run notebook for one params file; never raises (failures become outcomes).
 
-    ``capture_fd`` (worker processes) also sends this process's file descriptor 2 to the run's
-    log, so the kernel's own messages land there instead of under the progress bar. ``fresh``
-    empties the run folder first (committed or forced runs), only when this run starts, so an
-    interrupted sweep leaves the runs it did not reach as they were."""
+    The run is locked while it executes (:func:`acquire_lock`): a run another process is
+    executing is not touched and comes back ``busy``. ``capture_fd`` (worker processes) also
+    sends this process's file descriptor 2 to the run's log, so the kernel's own messages land
+    there instead of under the progress bar. ``fresh`` empties the run folder first (committed or
+    forced runs), only when this run starts, so an interrupted sweep leaves the runs it did not
+    reach as they were."""
+    owner = acquire_lock(spec)
+    if owner is not None:
+        return _busy(spec, owner)
+    try:
+        if not fresh and _folder_status(spec) == "complete":
+            # another sweep completed it between this sweep's plan and now: never execute it twice
+            return RunOutcome(spec.label, "skipped", str(spec.out_dir))
+        return _execute_locked(spec, notebook, resume, kernel, timeout, threads, capture_fd, fresh)
+    finally:
+        release_lock(spec)
+
+
+def _execute_locked(spec: RunSpec, notebook: str | Path, resume: bool, kernel: str | None,
+                    timeout: float | None, threads: int | None, capture_fd: bool, fresh: bool) -> RunOutcome:
     import papermill as pm
 
     out = spec.out_dir
@@ -240,13 +360,20 @@ class SweepSummary:
     def failed(self) -> list[RunOutcome]:
         return [o for o in self.outcomes if o.status == "failed"]
 
+    @property
+    def busy(self) -> list[RunOutcome]:
+        return [o for o in self.outcomes if o.status == "busy"]
+
     def count(self, status: str) -> int:
         return sum(o.status == status for o in self.outcomes)
 
     def text(self) -> str:
         lines = [f"sweep: {len(self.outcomes)} runs in {self.seconds / 60:.1f} min: "
                  f"{self.count('done')} done ({sum(o.resumed for o in self.outcomes if o.status == 'done')} resumed), "
-                 f"{self.count('skipped')} skipped (complete), {self.count('failed')} failed"]
+                 f"{self.count('skipped')} skipped (complete), {self.count('failed')} failed"
+                 + (f", {self.count('busy')} busy (being executed by another sweep)" if self.busy else "")]
+        for o in self.busy:
+            lines.append(f"  BUSY {o.label}: {o.error}")
         for o in self.failed:
             lines.append(f"  FAILED {o.label}: {o.error}")
             if o.log:
@@ -259,6 +386,86 @@ class SweepSummary:
         return {"seconds": round(self.seconds, 1), "runs": [asdict(o) for o in self.outcomes]}
 
 
+def validate_params(specs: Sequence[RunSpec]) -> list:
+    """Every run's configuration (:func:`fedrs.runs.load_run_config`), read before anything runs;
+    one :class:`SweepError` lists every invalid params file (each with its key and fix)."""
+    from fedrs.runs import load_run_config
+
+    configs, problems = [], []
+    for spec in specs:
+        try:
+            configs.append(load_run_config(spec.params))
+        except FedrsError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise SweepError(f"{len(problems)} of {len(specs)} params files are invalid, nothing was run: "
+                         + "; ".join(problems))
+    return configs
+
+
+def ensure_inputs(configs: Sequence) -> None:
+    """Make what the runs share ready once, before any kernel starts: every dataset they read
+    imported (:func:`fedrs.data.ensure_datasets`) and every offline backbone they load built
+    (:func:`fedrs.pretrain.ensure_offline_backbone`), in the checkout's roots the kernels use
+    (:func:`fedrs.study.use_project_roots`). Each kernel's own check is then a no-op, so parallel
+    kernels never import the same archive or pretrain the same backbone at once."""
+    from fedrs.backbone.factory import OFFLINE_MODELS
+
+    if not configs:
+        return
+    use_project_roots()
+    datasets = sorted({name for cfg in configs for name in (cfg.data.cross_domain or [cfg.data.dataset])})
+    models = sorted({cfg.backbone.model for cfg in configs
+                     if cfg.backbone.pretrained is None and cfg.backbone.model in OFFLINE_MODELS})
+    from fedrs.data import ensure_datasets
+
+    ensure_datasets(datasets, progress=False)
+    if models:
+        from fedrs.pretrain import ensure_offline_backbone
+
+        for model in models:
+            ensure_offline_backbone(model)
+
+
+class SweepInterrupted(KeyboardInterrupt):
+    """The sweep received SIGTERM or SIGHUP: it stops its process tree and ends like a Ctrl-C."""
+
+
+@contextmanager
+def _process_tree(grace: float = 5.0) -> Iterator[None]:
+    """Mark every process started inside (worker processes, and the Jupyter kernels they start)
+    as one tree that dies with this process: a :class:`~fedrs.procs.Watchdog` stops it when the
+    block ends (normally or by an exception: Ctrl-C, or SIGTERM/SIGHUP turned into
+    :class:`SweepInterrupted`) and when this process is killed outright (SIGKILL)."""
+    from multiprocessing import resource_tracker
+
+    # the pool's resource tracker is this process's helper for the whole session, not part of the
+    # tree: started before the marker is set, it is not stopped with the tree
+    resource_tracker.ensure_running()
+    token = f"sweep-{os.getpid()}-{secrets.token_hex(8)}"
+    dog = Watchdog(token, grace=grace)
+    saved_env = os.environ.get(MARKER_VAR)
+    os.environ[MARKER_VAR] = token  # inherited by the workers and, through them, the kernels
+    handlers = {}
+
+    def interrupted(signum, frame):
+        raise SweepInterrupted(f"received {signal.Signals(signum).name}")
+
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            handlers[sig] = signal.signal(sig, interrupted)
+    try:
+        yield
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+        if saved_env is None:
+            os.environ.pop(MARKER_VAR, None)
+        else:
+            os.environ[MARKER_VAR] = saved_env
+        dog.close()  # stops whatever of the tree is still running, then returns
+
+
 def sweep(params: Sequence[str | Path], study: str | None = None, results: str | Path | None = None,
           jobs: int = 1, notebook: str | Path | None = None, kernel: str | None = DEFAULT_KERNEL,
           timeout: float | None = None, force: bool = False, progress: bool = True) -> SweepSummary:
@@ -269,12 +476,15 @@ def sweep(params: Sequence[str | Path], study: str | None = None, results: str |
     if not notebook.is_file():
         raise SweepError(f"run notebook {notebook} not found: pass --notebook PATH")
     specs = plan(params, study, results)
+    configs = dict(zip(specs, validate_params(specs)))
     started = time.time()
     outcomes: dict[str, RunOutcome] = {}
     todo: list[tuple[RunSpec, bool, bool]] = []  # (run, resume, start from an empty folder)
     for spec in specs:
         status = run_status(spec)
-        if status == "committed" or (force and status != "new"):
+        if status == "busy":
+            outcomes[spec.label] = _busy(spec, lock_owner(spec) or {"pid": "?", "host": "?"})
+        elif status == "committed" or (force and status != "new"):
             todo.append((spec, False, True))
         elif status == "complete":
             outcomes[spec.label] = RunOutcome(spec.label, "skipped", str(spec.out_dir))
@@ -285,6 +495,7 @@ def sweep(params: Sequence[str | Path], study: str | None = None, results: str |
                       f"from scratch (or delete {spec.out_dir})")
         else:
             todo.append((spec, status == "partial", False))
+    ensure_inputs([configs[spec] for spec, _, _ in todo])
     jobs = max(1, min(jobs, len(todo) or 1))
     threads = max(1, (os.cpu_count() or 1) // jobs)
     bar = tqdm(total=len(specs), initial=len(outcomes), unit="run", desc="sweep", disable=not progress)
@@ -298,28 +509,37 @@ def sweep(params: Sequence[str | Path], study: str | None = None, results: str |
             bar.write(f"FAILED {outcome.label}: {outcome.error} (log: {outcome.log})")
 
     try:
-        # always worker processes: a crashing kernel or library cannot take the sweep down, and
-        # each worker's stderr goes to its run's log
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
-            futures: dict[Future, RunSpec] = {
-                pool.submit(execute_run, spec, notebook, resume, kernel, timeout, threads, True, fresh): spec
-                for spec, resume, fresh in todo
-            }
-            pending = set(futures)
-            while pending:
-                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for fut in finished:
-                    spec = futures[fut]
-                    try:
-                        record(fut.result())
-                    except Exception as exc:  # noqa: BLE001 - a crashed worker is one failed run
-                        record(RunOutcome(spec.label, "failed", str(spec.out_dir), error=_one_line(exc),
-                                          log=str(spec.out_dir / LOG_FILE)))
+        with _process_tree():
+            # always worker processes: a crashing kernel or library cannot take the sweep down, and
+            # each worker's stderr goes to its run's log
+            pool = ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"))
+            try:
+                futures: dict[Future, RunSpec] = {
+                    pool.submit(execute_run, spec, notebook, resume, kernel, timeout, threads, True, fresh): spec
+                    for spec, resume, fresh in todo
+                }
+                pending = set(futures)
+                while pending:
+                    finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    for fut in finished:
+                        spec = futures[fut]
+                        try:
+                            record(fut.result())
+                        except Exception as exc:  # noqa: BLE001 - a crashed worker is one failed run
+                            record(RunOutcome(spec.label, "failed", str(spec.out_dir), error=_one_line(exc),
+                                              log=str(spec.out_dir / LOG_FILE)))
+            except BaseException:
+                # interrupted: drop what has not started; the process tree (workers, kernels) is
+                # stopped by _process_tree on the way out, not waited for
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
+            pool.shutdown(wait=True)
     finally:
         bar.close()
     ordered = [outcomes[s.label] for s in specs if s.label in outcomes]
     return SweepSummary(ordered, time.time() - started)
 
 
-__all__ = ["RunOutcome", "RunSpec", "SweepError", "SweepSummary", "default_notebook", "execute_run",
-           "expand_params", "plan", "run_status", "study_of", "sweep"]
+__all__ = ["RunOutcome", "RunSpec", "SweepError", "SweepInterrupted", "SweepSummary", "acquire_lock",
+           "default_notebook", "ensure_inputs", "execute_run", "expand_params", "lock_owner", "lock_path", "plan",
+           "release_lock", "run_status", "study_of", "sweep", "validate_params"]

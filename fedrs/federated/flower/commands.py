@@ -5,10 +5,12 @@ SuperNodes by default (the library: :mod:`fedrs.federated.flower.deploy`,
 * ``local PARAMS.yaml --out DIR``: a whole deployment on 127.0.0.1 (SuperLink, one SuperNode per
   client, ``flwr run``), TLS + SuperNode authentication with throw-away credentials unless
   ``--insecure``; every process it starts is stopped when it ends, fails or is killed;
+  ``--node-data DIR1 DIR2 ...``: each SuperNode on its own data root, the server on none;
 * ``certs OUT_DIR [--nodes N] [--host NAME ...]``: a development CA, the SuperLink's certificate
   and key, N SuperNode key pairs; ``node-key OUT_DIR --name NAME``: one SuperNode key pair (made
   on the SuperNode's own machine);
-* ``superlink``, ``supernode``: start Flower's SuperLink / join as a SuperNode with those files;
+* ``superlink``, ``supernode``: start Flower's SuperLink / join as a SuperNode with those files
+  (``supernode --data DIR [--dataset NAME]``: with the institution's own data);
 * ``connection NAME``: a SuperLink connection for ``flwr`` in ``$FLWR_HOME/config.toml``;
   ``register KEY.pub --connection NAME``: admit a SuperNode's public key;
 * ``submit PARAMS.yaml --out DIR --connection NAME``: ``flwr run`` on a running federation.
@@ -31,9 +33,10 @@ from fedrs.federated.flower.credentials import (
     CA_CERT, SERVER_CERT, SERVER_KEY, TLSFiles, generate_dev_credentials, write_node_key,
 )
 from fedrs.federated.flower.deploy import (
-    APP_DIR, LOOPBACK, flower_env, flower_home, register_node, require_flower, run_local, submit,
-    superlink_command, supernode_command, write_connection,
+    APP_DIR, LOOPBACK, OwnData, flower_env, flower_home, node_data_config, register_node, require_flower, run_local,
+    submit, superlink_command, supernode_command, write_connection,
 )
+from fedrs.federated.flower.own_data import load_node_dataset
 
 
 def _print(metrics: dict, out: str) -> None:
@@ -52,16 +55,30 @@ def _exec(cmd: list[str]) -> int:
     return 1  # not reached
 
 
+def _own_data(args: argparse.Namespace, own: bool) -> OwnData | None:
+    """The server-side settings of a run whose SuperNodes bring their own data (``own``)."""
+    given = [f for f, v in (("--classes", args.classes), ("--validation", args.validation),
+                            ("--validation-dataset", args.validation_dataset)) if v]
+    if not own:
+        if given:
+            raise FedrsError(f"{', '.join(given)} apply to SuperNodes with their own data "
+                             f"({'--node-data' if hasattr(args, 'node_data') else '--own-data'})")
+        return None
+    return OwnData(args.classes, args.validation, args.validation_dataset or "")
+
+
 def _cmd_local(args: argparse.Namespace) -> int:
+    own = bool(args.node_data)
     _print(run_local(args.params, args.out, num_clients=args.clients, datasets=args.datasets, force=args.force,
-                     insecure=args.insecure), args.out)
+                     insecure=args.insecure, node_data=args.node_data, node_datasets=args.node_dataset,
+                     own_data=_own_data(args, own)), args.out)
     return 0
 
 
 def _cmd_submit(args: argparse.Namespace) -> int:
     env = flower_env(flower_home())
     _print(submit(args.params, args.out, args.connection, env, app=args.app, datasets=args.datasets,
-                  force=args.force), args.out)
+                  force=args.force, own_data=_own_data(args, args.own_data)), args.out)
     return 0
 
 
@@ -106,6 +123,14 @@ def _cmd_supernode(args: argparse.Namespace) -> int:
         raise FedrsError("a SuperNode authenticates with its private key: --key FILE (fedrs flower node-key), "
                          "or --no-node-auth if the SuperLink does not require it")
     config = {"partition-id": args.partition_id, "num-partitions": args.num_partitions}
+    if args.data:
+        entry = node_data_config([args.data], [args.dataset or ""])[0]
+        dataset = load_node_dataset(entry["data-dir"], args.dataset)  # fail now, not at the first message
+        print(f"fedrs: SuperNode data: {dataset.name} ({len(dataset)} images, {dataset.num_classes} classes) in "
+              f"{entry['data-dir']}", file=sys.stderr)
+        config.update(entry)
+    elif args.dataset:
+        raise FedrsError("--dataset names a dataset in this SuperNode's own data root: give the root with --data DIR")
     return _exec(supernode_command(superlink=args.superlink, node_config=config, ca_cert=args.ca,
                                    node_key=args.key, insecure=args.insecure, port=args.port))
 
@@ -134,6 +159,11 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--datasets", default="", metavar="MODULE:FUNCTION",
                         help="function(data_cfg) -> datasets, importable on every machine (default: $FEDRS_DATA)")
     parser.add_argument("--force", action="store_true", help="start over even if DIR holds a finished run")
+    parser.add_argument("--classes", metavar="FILE", help="own data: the run's classes, one per line (default: "
+                                                          "the registry's classes of data.dataset)")
+    parser.add_argument("--validation", metavar="DIR", help="own data: a data root on the server holding a "
+                                                            "validation dataset (validation_acc)")
+    parser.add_argument("--validation-dataset", metavar="NAME", help="its name (if DIR holds several)")
 
 
 INSECURE_HELP = "plaintext, no SuperNode authentication: local tests on 127.0.0.1 only"
@@ -153,6 +183,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _run_options(local)
     local.add_argument("--clients", type=int, default=None, help="SuperNodes to start (default: data.num_clients)")
     local.add_argument("--insecure", action="store_true", help=INSECURE_HELP)
+    local.add_argument("--node-data", nargs="+", metavar="DIR",
+                       help="SuperNode i on its own data: the data root DIR_i (fedrs data import PATH --name NAME "
+                            "--root DIR_i), one per client; the server loads no data")
+    local.add_argument("--node-dataset", nargs="+", metavar="NAME",
+                       help="the dataset's name in each --node-data root (if a root holds several)")
     local.set_defaults(func=_cmd_local)
 
     remote = sub.add_parser("submit", help="to a running federation (flwr run APP CONNECTION)")
@@ -160,6 +195,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     remote.add_argument("--connection", required=True,
                         help="a SuperLink connection of $FLWR_HOME/config.toml (fedrs flower connection)")
     remote.add_argument("--app", default=str(APP_DIR), help=f"the Flower app folder (default: {APP_DIR})")
+    remote.add_argument("--own-data", action="store_true",
+                        help="the SuperNodes bring their own data (fedrs flower supernode --data); the server loads none")
     remote.set_defaults(func=_cmd_submit)
 
     certs = sub.add_parser("certs", help="development CA, SuperLink certificate + key, SuperNode key pairs",
@@ -196,6 +233,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     node.add_argument("--key", help="this SuperNode's private key (its .pub registered on the SuperLink)")
     node.add_argument("--partition-id", type=int, required=True)
     node.add_argument("--num-partitions", type=int, required=True)
+    node.add_argument("--data", metavar="DIR", help="this institution's own data: the data root its dataset was "
+                                                    "imported into (fedrs data import PATH --name NAME --root DIR)")
+    node.add_argument("--dataset", metavar="NAME", help="the dataset's name in --data (if it holds several)")
     node.add_argument("--port", type=int, default=None,
                       help="this SuperNode's local Runtime API port (distinct per SuperNode on one machine)")
     node.add_argument("--no-node-auth", action="store_true", help="no key (the SuperLink accepts any SuperNode)")

@@ -7,10 +7,11 @@
   authentication) is a local-testing option and is refused on anything but a loopback address.
 * :func:`write_connection`: a SuperLink connection in ``$FLWR_HOME/config.toml`` for ``flwr``
   (``root-certificates`` = the CA); :func:`register_node`: ``flwr supernode register``.
-* :func:`submit`: ``flwr run`` of one fedrs configuration; :func:`run_local` /
-  :class:`LocalFederation`: a whole deployment on 127.0.0.1, with TLS and authentication unless
-  ``insecure``, whose processes are all stopped when it ends, fails or is killed
-  (:mod:`fedrs.federated.flower.reaper`).
+* :func:`submit`: ``flwr run`` of one fedrs configuration (:class:`OwnData`: SuperNodes with their
+  own data, the server without any); :func:`run_local` / :class:`LocalFederation`: a whole
+  deployment on 127.0.0.1, with TLS and authentication unless ``insecure``, optionally each
+  SuperNode on its own data root (``node_data``), whose processes are all stopped when it ends,
+  fails or is killed (:mod:`fedrs.federated.flower.reaper`).
 
 Every Flower process fedrs starts runs offline (:data:`OFFLINE_ENV`). ``docs/flower.md`` walks
 through a deployment on many machines.
@@ -31,12 +32,14 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
 from fedrs.errors import FedrsError
 from fedrs.federated.flower.credentials import TLSFiles, generate_dev_credentials
+from fedrs.federated.flower.own_data import DATA_DIR, DATASET, OWN
 from fedrs.federated.flower.reaper import MARKER_VAR, Watchdog
 from fedrs.runs import RunFolder, load_run_config
 
@@ -189,9 +192,36 @@ def register_node(public_key: str | Path, connection: str, env: Mapping[str, str
 
 # --- submitting a run ------------------------------------------------------------------------------
 
-def run_config_arg(params: str | Path, out: str | Path, datasets: str = "", force: bool = False) -> str:
-    """``flwr run --run-config`` value: absolute paths as TOML strings."""
-    items = {"params-file": str(Path(params).resolve()), "out-dir": str(Path(out).resolve()), "datasets": datasets}
+@dataclass(frozen=True)
+class OwnData:
+    """A run whose SuperNodes bring their own data (app config ``client-data = "own"``):
+    ``classes``, the run's classes file on the server (default: the registry's classes of
+    ``data.dataset``); ``validation_dir`` / ``validation_dataset``, an optional validation
+    dataset in a data root on the server."""
+
+    classes: str | Path | None = None
+    validation_dir: str | Path | None = None
+    validation_dataset: str = ""
+
+    def run_config(self) -> dict[str, str]:
+        """The app config entries (absolute paths)."""
+        items = {"client-data": OWN}
+        for key, path in (("classes", self.classes), ("validation-dir", self.validation_dir)):
+            if path:
+                if not Path(path).exists():
+                    raise FedrsError(f"{key} {path} does not exist")
+                items[key] = str(Path(path).resolve())
+        if self.validation_dataset:
+            items["validation-dataset"] = self.validation_dataset
+        return items
+
+
+def run_config_arg(params: str | Path, out: str | Path, datasets: str = "", force: bool = False,
+                   own_data: OwnData | None = None) -> str:
+    """``flwr run --run-config`` value: absolute paths as TOML strings (``own_data``: the
+    SuperNodes' own data, see :class:`OwnData`)."""
+    items = {"params-file": str(Path(params).resolve()), "out-dir": str(Path(out).resolve()),
+             **(own_data.run_config() if own_data else {}), "datasets": datasets}
     quoted = [k for k, v in items.items() if '"' in v]
     if quoted:
         raise FedrsError(f"{quoted[0]} contains a double quote, which flwr run --run-config cannot pass")
@@ -200,16 +230,17 @@ def run_config_arg(params: str | Path, out: str | Path, datasets: str = "", forc
 
 
 def submit(params: str | Path, out: str | Path, connection: str, env: Mapping[str, str], *,
-           app: str | Path = APP_DIR, datasets: str = "", force: bool = False, stdout: IO | None = None,
-           timeout: float | None = None, process_group: int | None = None) -> dict:
-    """``flwr run APP CONNECTION --stream`` for one configuration; the run folder's metrics."""
+           app: str | Path = APP_DIR, datasets: str = "", force: bool = False, own_data: OwnData | None = None,
+           stdout: IO | None = None, timeout: float | None = None, process_group: int | None = None) -> dict:
+    """``flwr run APP CONNECTION --stream`` for one configuration; the run folder's metrics.
+    ``own_data``: the SuperNodes bring their own data (each names it in its node config)."""
     app = Path(app)
     if not (app / "pyproject.toml").is_file():
         raise FedrsError(f"no Flower app at {app}: pass the fedrs checkout's flower_app/ folder (--app)")
     require_flower(env)
     cfg = load_run_config(params)
     cmd = ["flwr", "run", str(app), connection, "--stream", "--run-config",
-           run_config_arg(params, out, datasets, force)]
+           run_config_arg(params, out, datasets, force, own_data)]
     subprocess.run(cmd, env=dict(env), stdin=subprocess.DEVNULL, stdout=stdout,
                    stderr=subprocess.STDOUT if stdout else None, timeout=timeout, check=False,
                    process_group=process_group)
@@ -253,7 +284,8 @@ class _SignalsAsExit:
 
 class LocalFederation:
     """A SuperLink and ``num_clients`` SuperNodes (``partition-id=i``) on 127.0.0.1, as a context
-    manager.
+    manager; ``node_config[i]``: more node config of SuperNode ``i`` (its own data: ``data-dir``,
+    ``dataset``).
 
     By default the connections use TLS and SuperNode authentication, as a real deployment does:
     development credentials are generated in ``home/certs`` (a CA, the SuperLink's certificate
@@ -272,9 +304,12 @@ class LocalFederation:
 
     def __init__(self, num_clients: int, home: str | Path, extra_env: Mapping[str, str] | None = None, *,
                  insecure: bool = False, remove_home: bool = False, startup_timeout: float = 60.0,
-                 grace: float = 10.0):
+                 grace: float = 10.0, node_config: Sequence[Mapping[str, str]] | None = None):
         if num_clients < 1:
             raise FedrsError(f"a federation needs at least one SuperNode, got {num_clients}")
+        if node_config is not None and len(node_config) != num_clients:
+            raise FedrsError(f"{len(node_config)} node configs for {num_clients} SuperNodes")
+        self.node_config = [dict(c) for c in node_config] if node_config is not None else [{}] * num_clients
         self.num_clients, self.home, self.insecure = num_clients, Path(home), insecure
         self.token = secrets.token_hex(12)
         self.env = flower_env(self.home, {**(extra_env or {}), MARKER_VAR: self.token})
@@ -330,7 +365,8 @@ class LocalFederation:
         self.node_ids = [register_node(k.public, LOCAL_CONNECTION, self.env, self.group) for k in keys]
         for i in range(self.num_clients):
             self.start(f"supernode{i}", supernode_command(
-                superlink=self.address, node_config={"partition-id": i, "num-partitions": self.num_clients},
+                superlink=self.address, node_config={"partition-id": i, "num-partitions": self.num_clients,
+                                                     **self.node_config[i]},
                 ca_cert=tls.ca_cert if tls else None, node_key=keys[i].private if keys else None,
                 insecure=self.insecure, port=free_port()))
 
@@ -373,25 +409,57 @@ class LocalFederation:
                 shutil.rmtree(self.home, ignore_errors=True)
 
 
+def node_data_config(node_data: Sequence[str | Path], node_datasets: Sequence[str] | None = None
+                     ) -> list[dict[str, str]]:
+    """The node configs (``data-dir``, ``dataset``) of SuperNodes with their own data: one data
+    root each (absolute), and optionally the dataset's name in it."""
+    names = list(node_datasets or [])
+    if names and len(names) != len(node_data):
+        raise FedrsError(f"{len(names)} dataset names for {len(node_data)} node data folders: give one per folder")
+    out = []
+    for i, folder in enumerate(node_data):
+        if not Path(folder).is_dir():
+            raise FedrsError(f"node data folder {folder} is not a folder (a data root: fedrs data import PATH "
+                             f"--name NAME --root {folder})")
+        entry = {DATA_DIR: str(Path(folder).resolve())}
+        if names and names[i]:
+            entry[DATASET] = names[i]
+        out.append(entry)
+    return out
+
+
 def run_local(params: str | Path, out: str | Path, *, num_clients: int | None = None, datasets: str = "",
               force: bool = False, insecure: bool = False, home: str | Path | None = None,
               extra_env: Mapping[str, str] | None = None, stdout: IO | None = None,
-              timeout: float | None = None) -> dict:
+              timeout: float | None = None, node_data: Sequence[str | Path] | None = None,
+              node_datasets: Sequence[str] | None = None, own_data: OwnData | None = None) -> dict:
     """Run a configuration as a loopback Flower deployment (TLS + SuperNode authentication unless
     ``insecure``); its metrics.
 
-    ``num_clients`` defaults to the config's ``data.num_clients``. ``home`` (``FLWR_HOME``:
-    Flower's state, credentials, logs) is kept if given; by default it is a temporary folder that
-    is always removed, also when this process is killed. When the run fails, the logs are copied
-    to ``OUT/flower-logs`` first and the error names them.
+    ``num_clients`` defaults to the config's ``data.num_clients``. ``node_data``: SuperNode ``i``
+    brings its own data, the dataset imported in the data root ``node_data[i]`` (named
+    ``node_datasets[i]`` if the root holds several), and the server loads none (``own_data``:
+    its classes file and validation dataset, if any). ``home`` (``FLWR_HOME``: Flower's state,
+    credentials, logs) is kept if given; by default it is a temporary folder that is always
+    removed, also when this process is killed. When the run fails, the logs are copied to
+    ``OUT/flower-logs`` first and the error names them.
     """
-    n = num_clients or load_run_config(params).data.num_clients
+    cfg = load_run_config(params)
+    n = num_clients or cfg.data.num_clients
+    nodes = None
+    if node_data:
+        if len(node_data) != cfg.data.num_clients or (num_clients and num_clients != len(node_data)):
+            raise FedrsError(f"{len(node_data)} node data folders but the run has data.num_clients="
+                             f"{cfg.data.num_clients}: give one folder per client")
+        nodes, n, own_data = node_data_config(node_data, node_datasets), len(node_data), own_data or OwnData()
+    elif own_data is not None or node_datasets:
+        raise FedrsError("own data needs --node-data DIR ... (one data root per SuperNode)")
     temporary = home is None
     home = Path(tempfile.mkdtemp(prefix="fedrs-flower-")) if temporary else Path(home)
-    with LocalFederation(n, home, extra_env, insecure=insecure, remove_home=temporary) as fed:
+    with LocalFederation(n, home, extra_env, insecure=insecure, remove_home=temporary, node_config=nodes) as fed:
         try:
             return submit(params, out, LOCAL_CONNECTION, fed.env, datasets=datasets, force=force, stdout=stdout,
-                          timeout=timeout, process_group=fed.group)
+                          timeout=timeout, process_group=fed.group, own_data=own_data)
         except (FedrsError, subprocess.TimeoutExpired) as exc:
             logs = fed.keep_logs(Path(out) / "flower-logs") if temporary else fed.logs
             raise FedrsError(f"{exc} (Flower logs: {logs})") from exc
@@ -400,5 +468,5 @@ def run_local(params: str | Path, out: str | Path, *, num_clients: int | None = 
 __all__ = [
     "OFFLINE_ENV", "APP_DIR", "LOCAL_CONNECTION", "flower_home", "flower_env", "require_flower", "is_loopback",
     "superlink_command", "node_config_arg", "supernode_command", "write_connection", "register_node",
-    "run_config_arg", "submit", "free_port", "LocalFederation", "run_local",
+    "OwnData", "run_config_arg", "submit", "free_port", "LocalFederation", "node_data_config", "run_local",
 ]

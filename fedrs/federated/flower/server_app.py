@@ -16,6 +16,16 @@ Every train reply passes the server's own privacy check on receipt (:func:`recei
 :func:`~fedrs.federated.server.check_received`): nothing the method's fixed rule keeps on a client
 and no tensor name the server did not send, whatever the client's check said.
 
+With ``client-data = "own"`` (every SuperNode brings its own data, the server holds none) the
+ServerApp loads no dataset: :class:`OwnDataFlowerEngine` measures global accuracy by federated
+evaluation (each client's counts of the global shared tensors on its own test split, summed) and,
+if the operator gives one, on a server-side validation dataset; the run folder is written by
+:func:`~fedrs.federated.flower.own_data.run_own_data`.
+
+Differential privacy (``privacy:``): central DP happens where the in-process engine does it (the
+inherited round), local DP on the SuperNodes; in a simulation the server sends each client the
+seed of its local noise (``dp-noise-seed``), so a Flower DP run equals the in-process one.
+
 Every client takes part in the protocol, so the run waits until exactly one SuperNode per
 partition is connected (``node-wait``) and fails, naming the problem, on too many nodes, a
 missing or duplicated ``partition-id``, an error reply or a missing reply. Client states live on
@@ -33,16 +43,25 @@ from flwr.app import ConfigRecord, Context, Message, MessageType, RecordDict
 from flwr.common.logger import log
 from flwr.serverapp import Grid, ServerApp
 
+import torch
+
 from fedrs.config import dump_yaml
 from fedrs.errors import FedrsError
-from fedrs.federated.client import ClientResult
+from fedrs.evaluate.classification import personalised_summary
 from fedrs.experiment import run_experiment
-from fedrs.federated.engine import FederatedEngine
+from fedrs.federated.client import ClientResult, load_client, predict_counts
+from fedrs.federated.dp import LOCAL_NOISE
+from fedrs.federated.engine import FederatedEngine, derived_seed
 from fedrs.federated.server import check_received
-from fedrs.federated.flower.task import (
-    ARRAYS, CONFIG, METRICS, NUM_EXAMPLES, NUM_PARTITIONS, PARAMS, PARTITION_ID, TERM, from_record,
-    load_run, to_record,
+from fedrs.federated.flower.own_data import (
+    OWN, PARTITION, LabelSpace, build_method, load_node_dataset, placeholder_clients, run_label_space, run_own_data,
+    server_split, validation_data,
 )
+from fedrs.federated.flower.task import (
+    ARRAYS, CLASSES, CLIENT_DATA, CONFIG, GLOBAL_CORRECT, GLOBAL_TOTAL, METRICS, NOISE_SEED, NUM_EXAMPLES,
+    NUM_PARTITIONS, NUM_TRAIN, PARAMS, PARTITION_ID, TERM, AppSettings, from_record, load_run, to_record,
+)
+from fedrs.runs import PrivacyConfig, load_run_config
 
 app = ServerApp()
 
@@ -63,12 +82,20 @@ class FlowerEngine(FederatedEngine):
     ``params`` (the run's params.yaml text) goes with every message."""
 
     name = "flower"
+    #: what the SuperNodes train on (``own``: :class:`OwnDataFlowerEngine`)
+    client_data = PARTITION
 
     def __init__(self, grid: Grid, params: str, method, clients, pooled_test, train, evaluation,
-                 checkpoint=None, *, node_wait: float = 120.0, reply_timeout: float = 3600.0):
+                 checkpoint=None, *, privacy: PrivacyConfig | None = None, node_wait: float = 120.0,
+                 reply_timeout: float = 3600.0):
         super().__init__(method, clients, pooled_test, train, evaluation, checkpoint=None)
         self.grid, self.params, self.node_wait, self.reply_timeout = grid, params, node_wait, reply_timeout
+        self.privacy = privacy or PrivacyConfig()
         self.nodes: dict[int, int] = {}  # partition id -> node id
+
+    def message_config(self) -> dict:
+        """What every message's ConfigRecord carries: the run's YAML and what the clients train on."""
+        return {PARAMS: self.params, CLIENT_DATA: self.client_data}
 
     def initialise(self) -> None:
         super().initialise()
@@ -113,22 +140,92 @@ class FlowerEngine(FederatedEngine):
             self.nodes[pid] = node
         return out
 
-    def evaluate_clients(self) -> list[dict]:
-        """Personalised accuracy counts from every SuperNode (the first call maps partitions to nodes)."""
+    def evaluate_replies(self) -> dict[int, RecordDict]:
+        """Every SuperNode's evaluate reply for the current global tensors, by partition id (the
+        first call maps partitions to nodes)."""
         nodes = list(self.nodes.values()) or self.wait_for_nodes()
-        content = RecordDict({ARRAYS: to_record(self.global_shared), CONFIG: ConfigRecord({PARAMS: self.params})})
-        replies = self.exchange(MessageType.EVALUATE, {node: content for node in nodes})
+        content = RecordDict({ARRAYS: to_record(self.global_shared), CONFIG: ConfigRecord(self.message_config())})
+        return self.exchange(MessageType.EVALUATE, {node: content for node in nodes})
+
+    def evaluate_clients(self) -> list[dict]:
+        """Personalised accuracy counts from every SuperNode."""
+        replies = self.evaluate_replies()
         return [{name: float(replies[k][METRICS][name]) for name in ("correct", "total", "accuracy")}
                 for k in range(len(self.clients))]
+
+    def train_config(self, r: int, lr: float, k: int) -> dict:
+        """The train message's ConfigRecord for client ``k`` in round ``r``: its local config and,
+        in a simulation with local DP, the seed of its noise (a client with its own data draws
+        noise the server cannot know)."""
+        config = {**asdict(self.local_config(r, lr, k)), "server-round": r, **self.message_config()}
+        if self.privacy.mode == "local" and self.client_data == PARTITION:
+            config[NOISE_SEED] = derived_seed(self.train.seed, LOCAL_NOISE, r, k)
+        return config
 
     def train_clients(self, r: int, lr: float, sampled: list[int]) -> list[ClientResult]:
         """Local updates on the sampled SuperNodes; results in partition order, private tensors refused."""
         arrays = to_record(self.global_shared)
-        contents = {self.nodes[k]: RecordDict({ARRAYS: arrays, CONFIG: ConfigRecord(
-            {**asdict(self.local_config(r, lr, k)), "server-round": r, PARAMS: self.params})}) for k in sampled}
+        contents = {self.nodes[k]: RecordDict({ARRAYS: arrays, CONFIG: ConfigRecord(self.train_config(r, lr, k))})
+                    for k in sampled}
         replies = self.exchange(MessageType.TRAIN, contents)
         return [receive_train_reply(self.method, self.clients[k].client_id, replies[k], arrays.keys())
                 for k in sampled]
+
+
+class OwnDataFlowerEngine(FlowerEngine):
+    """:class:`FlowerEngine` for SuperNodes with their own data and a server without any:
+    ``clients`` are placeholders (:func:`~fedrs.federated.flower.own_data.placeholder_clients`);
+    every message carries the label space ``space``; global accuracy is federated (the summed
+    counts of the global tensors on the clients' own test splits) and, with ``validation`` (a
+    data view on the server), also measured there (``validation_acc``)."""
+
+    client_data = OWN
+
+    def __init__(self, grid: Grid, params: str, space: LabelSpace, *args, validation=None, **kwargs):
+        super().__init__(grid, params, *args, **kwargs)
+        self.space, self.validation = space, validation
+        self.sizes: dict[int, tuple[int, int]] = {}  # client -> (training, test images), as reported
+
+    def message_config(self) -> dict:
+        return {**super().message_config(), CLASSES: self.space.to_json()}
+
+    def evaluate(self) -> tuple[dict, list[dict]]:
+        replies = self.evaluate_replies()
+        per_client = []
+        correct = total = 0
+        for k in range(len(self.clients)):
+            m = replies[k][METRICS]
+            per_client.append({name: float(m[name]) for name in ("correct", "total", "accuracy")})
+            correct, total = correct + int(m[GLOBAL_CORRECT]), total + int(m[GLOBAL_TOTAL])
+            self.sizes[k] = (int(m[NUM_TRAIN]), int(m["total"]))
+        summary = personalised_summary([(m["correct"], m["total"]) for m in per_client])
+        row = {"personalised_acc_weighted": summary["weighted"],
+               "personalised_acc_unweighted": summary["unweighted"], "global_acc": correct / max(total, 1)}
+        if self.validation is not None:
+            load_client(self.method, self.global_shared, self.method.initial_private(-1))
+            c, n = predict_counts(self.method, self.validation, self.validation.test_indices, personalised=False,
+                                  batch_size=self.evaluation.batch_size)
+            row["validation_acc"] = c / max(n, 1)
+        return row, per_client
+
+
+def run_own_deployment(grid: Grid, settings: AppSettings, on_round) -> dict:
+    """A run whose SuperNodes bring their own data; the server loads none (but the optional
+    validation dataset)."""
+    started = time.perf_counter()
+    cfg = load_run_config(settings.params_file)
+    space = run_label_space(cfg, settings.classes or None)
+    backbone, method = build_method(cfg, space)
+    validation = None
+    if settings.validation_dir:
+        dataset = load_node_dataset(settings.validation_dir, settings.validation_dataset or None)
+        validation = validation_data(method, backbone, dataset, space, cfg)
+    make_engine = partial(OwnDataFlowerEngine, grid, dump_yaml(cfg), space, validation=validation,
+                          privacy=cfg.privacy, node_wait=settings.node_wait, reply_timeout=settings.reply_timeout)
+    return run_own_data(cfg, settings.out_dir, make_engine, space=space,
+                        clients=placeholder_clients(cfg.data.num_clients), pooled_test=torch.zeros(0, dtype=torch.long),
+                        split=lambda engine: server_split(cfg, space, engine.sizes), backbone=backbone, method=method,
+                        force=settings.force, on_round=on_round, started=started)
 
 
 @app.main()
@@ -136,15 +233,19 @@ def main(grid: Grid, context: Context) -> None:
     settings, cfg, datasets = load_run(context.run_config)
 
     def on_round(r: int, row: dict) -> None:
-        accs = {k: round(row[k], 4) for k in ("personalised_acc_weighted", "global_acc") if k in row}
+        accs = {k: round(row[k], 4) for k in ("personalised_acc_weighted", "global_acc", "validation_acc")
+                if k in row}
         log(INFO, "fedrs round %d/%d done in %.1f s %s", r, cfg.train.rounds, row["time_s"], accs)
 
-    metrics = run_experiment(cfg, settings.out_dir, force=settings.force, progress=False, datasets=datasets,
-                             on_round=on_round, make_engine=partial(FlowerEngine, grid, dump_yaml(cfg),
-                                                                    node_wait=settings.node_wait,
-                                                                    reply_timeout=settings.reply_timeout))
+    if settings.client_data == OWN:
+        metrics = run_own_deployment(grid, settings, on_round)
+    else:
+        metrics = run_experiment(cfg, settings.out_dir, force=settings.force, progress=False, datasets=datasets,
+                                 on_round=on_round, make_engine=partial(
+                                     FlowerEngine, grid, dump_yaml(cfg), privacy=cfg.privacy,
+                                     node_wait=settings.node_wait, reply_timeout=settings.reply_timeout))
     log(INFO, "fedrs run written to %s: personalised %.4f, global %.4f", settings.out_dir,
         metrics["personalised_accuracy"], metrics["global_accuracy"])
 
 
-__all__ = ["app", "FlowerEngine", "receive_train_reply"]
+__all__ = ["app", "FlowerEngine", "OwnDataFlowerEngine", "receive_train_reply", "run_own_deployment"]

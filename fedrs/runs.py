@@ -197,6 +197,11 @@ class RunConfig:
             raise ValueError(f"train.rounds={self.train.rounds}: method {self.method.name!r} trains, so a run "
                              f"needs at least one round (train.rounds >= 1); for the frozen backbone's "
                              f"accuracy use method.name: zeroshot")
+        if self.privacy.mode == "central" and self.train.aggregation != "mean":
+            # central DP's aggregate is the equal-weight mean of clipped updates plus noise (what its
+            # guarantee is computed for); a median or trimmed mean would silently replace it
+            raise ValueError(f"privacy.mode=central averages the clipped updates itself: train.aggregation must be "
+                             f"mean, got {self.train.aggregation!r}")
 
 
 def load_run_config(path: str | Path, overrides: Mapping[str, Any] | None = None) -> RunConfig:

@@ -198,3 +198,10 @@ def test_local_dp_touches_only_the_upload_never_the_private_state(method):
     assert not torch.equal(noised["text_shared"], result.shared["text_shared"])
     assert all(torch.equal(result.client_state[k], kept[k]) for k in kept)
     assert np.isfinite(dp.l2_norm(dp.update_of(before, noised)))
+
+
+def test_central_dp_needs_the_mean_aggregation():
+    base = {"data": {"dataset": "UCMerced"}, "method": {"name": "fedrsclip"}, "privacy": {"mode": "central"}}
+    with pytest.raises(ConfigError, match="train.aggregation must be mean"):
+        run_config({**base, "train": {"aggregation": "median"}})
+    assert run_config({**base, "privacy": {"mode": "local"}, "train": {"aggregation": "median"}}).privacy.mode == "local"

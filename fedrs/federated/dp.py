@@ -118,13 +118,14 @@ def apply_central_dp(global_before: Mapping[str, object], aggregate: Mapping[str
                      results: Sequence, cfg: PrivacyConfig, generator: torch.Generator) -> dict:
     """The new global tensors of a round under ``cfg``.
 
-    ``mode != "central"``: ``aggregate`` (the server's plain FedAvg) unchanged. ``central``:
+    ``mode != "central"``: ``aggregate`` (the server's plain aggregate) unchanged. ``central``:
     ``global_before + mean_k clip(upload_k - global_before, C) + N(0, (z C / m)^2)``, the mean
-    taken with equal weights over the ``m = len(results)`` sampled clients in ascending
-    ``client_id`` order (``results``: :class:`~fedrs.federated.client.ClientResult`, whose
-    ``shared`` must name exactly the global tensors); ``aggregate`` is then only checked for
-    its names. ``generator``: the server's noise generator of this round (see
-    :data:`CENTRAL_NOISE`)."""
+    taken with equal weights over the ``m = len(results)`` clients averaged this round (those the
+    server kept after its checks) in ascending ``client_id`` order (``results``:
+    :class:`~fedrs.federated.client.ClientResult`, whose ``shared`` must name exactly the global
+    tensors); ``aggregate`` is then only checked for its names (central DP replaces the
+    aggregation rule, which a run config therefore requires to be ``mean``). ``generator``: the
+    server's noise generator of this round (``derived_seed(seed, CENTRAL_NOISE, round)``)."""
     if cfg.mode != "central":
         return dict(aggregate)
     if set(aggregate) != set(global_before):

@@ -69,3 +69,40 @@ def test_figures_render_in_the_study_style_whatever_the_global_style():
             assert _png(fig) == plain
     finally:
         plt.close(fig)
+
+
+SUMMARY = pd.DataFrame({
+    "backbone": ["b"] * 3, "dataset": ["UCMerced"] * 3, "split": ["Dir(0.5)"] * 3, "clients": [10] * 3,
+    "participation": [1.0] * 3, "rounds": [20] * 3, "label": ["Local-only", "PromptFL", "FedRSCLIP"],
+    "personalised_acc_mean": [71.0, 62.0, 72.0], "personalised_acc_std": [1.0, 2.0, 2.0],
+    "personalised_acc_diff": [-1.0, -10.0, float("nan")], "personalised_acc_diff_low": [-8.45, -10.0, float("nan")],
+    "personalised_acc_diff_high": [6.45, -10.0, float("nan")],
+    "personalised_acc_distinguishable": [False, True, False],
+})
+PROTOCOL = "10 clients, all every round · 20 rounds (last reported) · 3 seeds (0-2)"
+
+
+def test_paired_differences_fill_only_intervals_that_exclude_zero():
+    fig = plots.paired_differences(SUMMARY, "label", "personalised_acc", "b", "Methods", PROTOCOL)
+    try:
+        ax = fig.axes[0]
+        assert [t.get_text() for t in ax.get_yticklabels()] == ["PromptFL", "Local-only"]  # the reference is left out
+        markers = [line for line in ax.get_lines() if line.get_marker() == "o"]
+        assert [m.get_xdata()[0] for m in markers] == [-1.0, -10.0]
+        assert [m.get_markerfacecolor() for m in markers][0] == "white"  # holds 0: open
+        assert markers[1].get_markerfacecolor() != "white"               # excludes 0: filled
+        title = fig._suptitle.get_text()
+        assert "backbone: b" in title and PROTOCOL in title
+    finally:
+        plt.close(fig)
+
+
+def test_study_figures_name_backbone_and_protocol():
+    fig = plots.grouped_bars(SUMMARY, "label", "personalised_acc", "b", "Methods", PROTOCOL)
+    try:
+        assert "backbone: b" in fig._suptitle.get_text() and PROTOCOL in fig._suptitle.get_text()
+        assert [t.get_text() for t in fig.legends[0].get_texts()] == ["Local-only", "PromptFL", "FedRSCLIP"]
+    finally:
+        plt.close(fig)
+    assert plots.paired_differences(SUMMARY.assign(personalised_acc_diff=float("nan")), "label",
+                                    "personalised_acc", "b", "Methods") is None  # nothing paired: no figure

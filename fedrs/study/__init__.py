@@ -4,15 +4,20 @@
   and their switches, prompt lengths, datasets), shared by ``params/make_studies.py``, the tables,
   the figures and the benchmarks;
 - :mod:`~fedrs.study.sweep`: one executed run notebook per params file (``fedrs sweep``);
-- :mod:`~fedrs.study.collect`: run folders -> one row per run;
-- :mod:`~fedrs.study.tables`: rows -> the study's tables (mean +- std over seeds);
+- :mod:`~fedrs.study.collect`: run folders -> one row per run (its row key, accuracies, test-set counts);
+- :mod:`~fedrs.study.stats`: paired differences over seeds (t-intervals) and Wilson test-set intervals;
+- :mod:`~fedrs.study.tables`: rows -> the study's tables (mean +- std over seeds, paired differences
+  to FedRSCLIP, test-set intervals; headings name the backbone and the protocol);
+- :mod:`~fedrs.study.cost`: a run's estimated cost from measured round times (params/make_studies.py
+  --estimate; a sweep's time left);
 - :mod:`~fedrs.study.plots`: every figure (the notebooks' and the report's);
 - :mod:`~fedrs.study.report`: tables and figures of a results folder written to disk (``fedrs report``);
 - this module: what the notebooks need to start from a fresh clone (:func:`use_project_roots`,
   :func:`find_project_file`, :func:`ensure_ready`).
 
-Imports run one way: ``report`` -> ``tables`` -> ``collect`` -> ``vocabulary`` and ``report`` ->
-``plots`` -> ``vocabulary``; the faces (``commands``, the notebooks, the benchmarks) use ``report``.
+Imports run one way: ``report`` -> ``tables`` -> ``collect`` -> ``vocabulary``, ``tables`` ->
+``stats``, and ``report`` -> ``plots`` -> ``vocabulary``; ``cost`` stands alone; the faces
+(``commands``, the notebooks, the benchmarks) use ``report``.
 """
 
 from __future__ import annotations

@@ -1,12 +1,19 @@
 """Collecting run folders: one row per run, read from what the run wrote.
 
 A run folder is whatever ``fedrs run`` / ``run_experiment`` / ``fedrs sweep`` wrote:
-``params.yaml`` (the full, resolved configuration) and ``metrics.json`` (final metrics), plus
-``rounds.csv`` (one row per round) when it was kept. :func:`collect_runs` reads every run folder
+``params.yaml`` (the full, resolved configuration) and ``metrics.json`` (final metrics), plus,
+when kept, ``rounds.csv`` (one row per round), ``clients.csv`` (one row per client and round) and
+``split.json`` (the partition manifest). :func:`collect_runs` reads every run folder
 under a results folder into one row per run (columns :data:`RUN_COLUMNS`, accuracies in percent),
 sorted in the study's order (:mod:`fedrs.study.vocabulary`); :func:`load_rounds` stacks the
 ``rounds.csv`` of chosen runs for learning curves. The tables are built from these rows
 (:mod:`fedrs.study.tables`).
+
+A run's row is :func:`~fedrs.study.vocabulary.row_identity` of its ``params.yaml`` method
+section, the function the params generator names its files with. Test-set sizes come from
+``clients.csv`` (each client's test images at the last evaluation) and ``split.json`` (pooled
+test images, distinct and exclusive client test images); older run folders without them keep
+those columns empty, and everything else still reads.
 
 A damaged run folder (metrics.json that is not strict JSON or holds a NaN, no or unreadable
 params.yaml, an accuracy outside [0, 1]) is skipped with a warning naming the folder and the
@@ -27,18 +34,32 @@ import yaml
 
 from fedrs.errors import FedrsError
 from fedrs.methods import has_global_model
-from fedrs.study.vocabulary import ABLATION_VARIANTS, DATASET_ORDER, METHODS, SWITCH_KEYS, variant_of
+from fedrs.study.vocabulary import (
+    ABLATION_VARIANTS, DATASET_ORDER, METHODS, ROW_ORDER, SWITCH_KEYS, row_identity,
+)
 
 logger = logging.getLogger(__name__)
 
-#: columns of :func:`collect_runs`, in order
+#: columns of :func:`collect_runs`, in order. ``row`` is the run's row key, ``label`` its name in
+#: tables; ``base``/``ablation``/``sensitivity`` its parts (:class:`~fedrs.study.vocabulary.RowIdentity`,
+#: tags joined by ``+``); ``variant`` its constraint-ablation label (FedRSCLIP at the study
+#: defaults only). ``participation`` is the fraction of clients sampled a round. Test sets:
+#: ``personalised_correct/total`` summed over clients at the last evaluation, ``global_correct/total``
+#: on the pooled test set, ``test_distinct`` distinct client test images, ``test_exclusive`` each
+#: client's test images held by no other client (space-separated). ``config`` is the run's
+#: configuration as canonical JSON (without its name and device), to tell runs apart.
 RUN_COLUMNS = [
-    "backbone", "dataset", "split", "clients", "rounds", "method", "variant", "prompt_length",
-    "seed", "personalised_acc", "personalised_acc_unweighted", "global_acc", "upload_values",
-    "upload_bytes", "wall_s", "study", "run",
+    "backbone", "dataset", "split", "clients", "participation", "rounds", "row", "label", "method", "base",
+    "ablation", "sensitivity", "variant", "prompt_length", "seed", "personalised_acc",
+    "personalised_acc_unweighted", "global_acc", "personalised_correct", "personalised_total", "global_correct",
+    "global_total", "test_distinct", "test_exclusive", "upload_values", "upload_bytes", "wall_s", "study", "run",
+    "config",
 ]
-#: what identifies one configuration apart from its seed
-SETTING = ["backbone", "dataset", "split", "clients", "rounds"]
+#: what identifies one setting (every row of a setting and seed shares the split and initialisation)
+SETTING = ["backbone", "dataset", "split", "clients", "participation", "rounds"]
+#: integer columns (nullable)
+INT_COLUMNS = ("clients", "rounds", "seed", "prompt_length", "personalised_correct", "personalised_total",
+               "global_correct", "global_total", "test_distinct", "upload_values", "upload_bytes")
 
 # Where each run column is found: metrics.json first, then params.yaml. A name matches a dotted
 # key exactly or by its last component(s), so `seed` finds `seed` and `train.seed` alike.
@@ -47,6 +68,7 @@ _FIELDS: dict[str, tuple[str, ...]] = {
     "dataset": ("dataset", "data.dataset"),
     "clients": ("num_clients", "data.num_clients"),
     "rounds": ("rounds", "train.rounds"),
+    "participation": ("train.sample_fraction",),
     "method": ("method", "method.name"),
     "seed": ("seed", "train.seed"),  # the training seed (metrics.json "seed" is train.seed)
     "personalised_acc": ("personalised_accuracy",),
@@ -97,7 +119,8 @@ def lookup(flat: Mapping[str, Any], names: Sequence[str], default: Any = None) -
 
 def method_switches(params: Mapping[str, Any]) -> dict[str, Any]:
     """The ablation switches (:data:`~fedrs.study.vocabulary.SWITCH_KEYS`) of a flattened
-    configuration's ``method`` section; ``None`` for those it does not set (the baselines)."""
+    configuration's ``method`` section; ``None`` for those it does not set (the baselines). Only
+    for a configuration without a method mapping: rows come from the whole section."""
     return {key: lookup(params, (f"method.{key}",)) for key in SWITCH_KEYS}
 
 
@@ -105,7 +128,8 @@ def split_label(value: Any) -> str:
     """A short readable heterogeneity label from a split name or a partition mapping.
 
     ``{"scheme": "dirichlet", "alpha": 0.5}`` -> ``Dir(0.5)``; ``iid`` -> ``IID``;
-    ``pathological`` with ``classes_per_client: 2`` -> ``Path(2 cls)``; few-shot K adds ``, K-shot``.
+    ``pathological`` with ``classes_per_client: 2`` -> ``Path(2 cls)``; few-shot K adds ``, K-shot``;
+    client test splits drawn from a shared pool (``test_scheme: shared_pool``) add ``, shared-pool tests``.
     """
     if value is None:
         return "-"
@@ -122,7 +146,8 @@ def split_label(value: Any) -> str:
     else:
         label = scheme
     shots = lookup(flat, ("few_shot",))
-    return label + (f", {shots}-shot" if shots else "")
+    shared = lookup(flat, ("test_scheme",)) == "shared_pool"
+    return label + (f", {shots}-shot" if shots else "") + (", shared-pool tests" if shared else "")
 
 
 def _num(v: Any) -> str:
@@ -161,23 +186,29 @@ def find_run_dirs(results_dir: str | Path) -> list[Path]:
 
 
 def read_run(run_dir: str | Path, results_dir: str | Path | None = None) -> dict[str, Any]:
-    """One row (see :data:`RUN_COLUMNS`) from a run folder's ``metrics.json`` and ``params.yaml``."""
+    """One row (see :data:`RUN_COLUMNS`) from a run folder's ``metrics.json`` and ``params.yaml``
+    (and ``clients.csv`` / ``split.json`` where present)."""
     run_dir = Path(run_dir)
     metrics = flatten(_read_json(run_dir / "metrics.json"))
     if not (run_dir / "params.yaml").is_file():
         raise ReportError(f"{run_dir}: metrics.json without params.yaml: the tables need the run's "
-                          "configuration (method switches, prompt length); keep params.yaml with metrics.json")
-    params = flatten(_read_yaml(run_dir / "params.yaml"))
-    both = {**params, **metrics}
+                          "configuration (its method section names its row); keep params.yaml with metrics.json")
+    raw_params = _read_yaml(run_dir / "params.yaml")
+    params = flatten(raw_params)
     row: dict[str, Any] = {"split": None}
     for column, names in _FIELDS.items():
         value = lookup(metrics, names)
         row[column] = lookup(params, names) if value is None else value
     row["split"] = split_label(next(
         (v for v in (_section(metrics, "partition"), _section(params, "data"), metrics.get("split")) if v), None))
-    row["variant"] = variant_of(method_switches(both))
-    for column in ("clients", "rounds", "seed", "prompt_length", "upload_values", "upload_bytes"):
-        row[column] = _int_or_none(row[column])
+    section = raw_params.get("method") if isinstance(raw_params.get("method"), Mapping) else \
+        {"name": row["method"], **{k: v for k, v in method_switches(params).items() if v is not None}}
+    identity = row_identity(section)
+    row.update(row=identity.key, label=identity.label, base=identity.base, ablation="+".join(identity.ablation),
+               sensitivity="+".join(identity.sensitivity), variant=identity.variant)
+    for column in INT_COLUMNS:
+        row[column] = _int_or_none(row.get(column))
+    row["participation"] = _float_or_nan(row["participation"]) if row["participation"] is not None else 1.0
     row["wall_s"] = _float_or_nan(row["wall_s"])
     for column in ACCURACY_COLUMNS:
         value = _float_or_nan(row[column])
@@ -187,12 +218,86 @@ def read_run(run_dir: str | Path, results_dir: str | Path | None = None) -> dict
         row[column] = 100.0 * value
     if not has_global_model(str(row["method"])):
         row["global_acc"] = float("nan")  # the server's prompt never trained: not a global model
+    row.update(test_counts(run_dir, row, metrics))
     rel = run_dir.relative_to(results_dir) if results_dir is not None else Path(run_dir.name)
     row["run"] = rel.name
     row["study"] = rel.parent.as_posix() if rel.parent != Path(".") else ""
     for column in ("backbone", "dataset", "method"):
         row[column] = "-" if row[column] is None else str(row[column])
+    row["config"] = run_config_id(raw_params)
     return {c: row.get(c) for c in RUN_COLUMNS}
+
+
+def run_config_id(params: Mapping[str, Any]) -> str:
+    """A run's configuration as canonical JSON, without what does not change its numbers'
+    meaning (its name, the device it ran on)."""
+    clean = {k: v for k, v in params.items() if k != "name"}
+    if isinstance(clean.get("backbone"), Mapping):
+        clean["backbone"] = {k: v for k, v in clean["backbone"].items() if k != "device"}
+    return json.dumps(clean, sort_keys=True, default=str)
+
+
+def test_counts(run_dir: Path, row: Mapping[str, Any], metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """Test-set sizes of a run: correct and total test images behind its personalised accuracy
+    (``clients.csv`` at the last evaluation, else ``split.json``'s client test sizes) and its
+    global accuracy (``split.json``'s pooled test set), distinct and exclusive client test images.
+    Counts a run folder does not hold stay None."""
+    out: dict[str, Any] = {k: None for k in ("personalised_correct", "personalised_total", "global_correct",
+                                              "global_total", "test_distinct", "test_exclusive")}
+    summary = _split_summary(run_dir / "split.json")
+    clients = _last_client_counts(run_dir / "clients.csv", metrics.get("final_round"))
+    personalised = row["personalised_acc"] / 100
+    if clients is not None:
+        out["personalised_correct"], out["personalised_total"] = clients
+    elif summary.get("test_samples_per_client") and math.isfinite(personalised):
+        total = int(sum(summary["test_samples_per_client"]))
+        out["personalised_correct"], out["personalised_total"] = int(round(personalised * total)), total
+    global_ = row["global_acc"] / 100
+    if summary.get("num_test") and math.isfinite(global_):
+        total = int(summary["num_test"])
+        out["global_correct"], out["global_total"] = int(round(global_ * total)), total
+    if summary.get("distinct_test_samples") is not None:
+        out["test_distinct"] = int(summary["distinct_test_samples"])
+    if summary.get("exclusive_test_samples_per_client") is not None:
+        out["test_exclusive"] = " ".join(str(int(n)) for n in summary["exclusive_test_samples_per_client"])
+    return out
+
+
+def _split_summary(path: Path) -> dict[str, Any]:
+    """``split.json``'s summary; empty (with a warning) when missing or unreadable: the test-set
+    counts are extra, the run's accuracies stand without them."""
+    if not path.is_file():
+        return {}
+    try:
+        data = _read_json(path)
+    except (ReportError, OSError) as exc:
+        logger.warning("no test-set counts from %s: %s", path, exc)
+        return {}
+    summary = data.get("summary")
+    return summary if isinstance(summary, dict) else {}
+
+
+def _last_client_counts(path: Path, final_round: Any) -> tuple[int, int] | None:
+    """``(correct, total)`` summed over clients at ``final_round`` (else the last evaluated round)
+    of a ``clients.csv``; None without one or without test sizes."""
+    if not path.is_file():
+        return None
+    try:
+        frame = pd.read_csv(path)
+    except (OSError, ValueError, pd.errors.ParserError) as exc:
+        logger.warning("no per-client test counts from %s: %s", path, exc)
+        return None
+    if not {"round", "personalised_acc", "test_examples"} <= set(frame.columns):
+        return None
+    evaluated = frame.dropna(subset=["personalised_acc", "test_examples"])
+    if evaluated.empty:
+        return None
+    last = int(final_round) if final_round is not None and int(final_round) in set(evaluated["round"]) \
+        else int(evaluated["round"].max())
+    rows = evaluated[evaluated["round"] == last]
+    totals = rows["test_examples"].astype(int)
+    correct = (rows["personalised_acc"].astype(float) * totals).round().astype(int)
+    return int(correct.sum()), int(totals.sum())
 
 
 def _section(flat: Mapping[str, Any], prefix: str) -> dict[str, Any]:
@@ -236,9 +341,10 @@ def read_runs(run_dirs: Sequence[str | Path], results_dir: str | Path | None = N
             skipped.append((str(run_dir), problem))
             logger.warning("skipped a damaged run folder: %s", problem)  # the problem names the folder
     df = pd.DataFrame(rows, columns=RUN_COLUMNS)
-    for column in ("clients", "rounds", "seed", "prompt_length", "upload_values", "upload_bytes"):
+    for column in INT_COLUMNS:
         df[column] = df[column].astype("Int64")
-    df = sort_rows(df, SETTING + ["method", "variant", "prompt_length", "seed", "study", "run"])
+    df["participation"] = df["participation"].astype(float)
+    df = sort_rows(df, SETTING + ["row", "seed", "study", "run"])
     df.attrs["skipped"] = skipped
     return df
 
@@ -250,7 +356,7 @@ def load_rounds(results_dir: str | Path, runs: pd.DataFrame) -> pd.DataFrame:
         path = Path(results_dir) / run["study"] / run["run"] / "rounds.csv"
         if path.is_file():
             frame = pd.read_csv(path)
-            for column in SETTING + ["method", "variant", "prompt_length", "seed"]:
+            for column in SETTING + ["row", "label", "method", "variant", "prompt_length", "seed"]:
                 frame[column] = run[column]
             if "global_acc" in frame and not has_global_model(str(run["method"])):
                 frame["global_acc"] = float("nan")
@@ -266,8 +372,8 @@ def _order_key(column: str, value: Any) -> tuple:
         return (0, DATASET_ORDER.index(value))
     if column == "dataset":
         return (1, str(value))
-    if column in ("method", "variant"):
-        known = METHODS if column == "method" else ABLATION_VARIANTS
+    if column in ("method", "variant", "row"):
+        known = {"method": METHODS, "variant": ABLATION_VARIANTS, "row": ROW_ORDER}[column]
         return (known.index(value), "") if value in known else (len(known), str(value))
     if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
         return (1, "")
@@ -287,6 +393,7 @@ def sort_rows(df: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
 
 
 __all__ = [
-    "ACCURACY_COLUMNS", "RUN_COLUMNS", "SETTING", "ReportError", "collect_runs", "find_run_dirs", "flatten",
-    "load_rounds", "lookup", "method_switches", "read_run", "read_runs", "sort_rows", "split_label",
+    "ACCURACY_COLUMNS", "INT_COLUMNS", "RUN_COLUMNS", "SETTING", "ReportError", "collect_runs", "find_run_dirs",
+    "flatten", "load_rounds", "lookup", "method_switches", "read_run", "read_runs", "run_config_id", "sort_rows",
+    "split_label", "test_counts",
 ]

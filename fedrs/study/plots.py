@@ -23,7 +23,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from fedrs.study.vocabulary import method_label
+from fedrs.study.vocabulary import dataset_label, method_label
 
 #: the study's figure style (matplotlib rcParams), applied by :func:`style`
 STYLE = {"figure.dpi": 100, "axes.grid": True, "grid.alpha": 0.3, "axes.spines.top": False,
@@ -70,8 +70,11 @@ def styled(draw: _Draw) -> _Draw:
     return wrapper  # type: ignore[return-value]
 
 
-def _title(what: str, backbone: str | None) -> str:
-    return f"{what}\nbackbone: {backbone}" if backbone else what
+def _title(what: str, backbone: str | None, protocol: str = "") -> str:
+    """A figure title naming the backbone and, for study figures, the protocol (clients, rounds,
+    seeds), so no figure can be separated from what produced it."""
+    where = " · ".join(p for p in (f"backbone: {backbone}" if backbone else "", protocol) if p)
+    return f"{what}\n{where}" if where else what
 
 
 # --- 00_data ------------------------------------------------------------------------------------
@@ -302,7 +305,17 @@ def per_client_accuracy(clients: pd.DataFrame, backbone: str, title: str = "") -
 # --- 03_ablations / fedrs report ------------------------------------------------------------------
 
 def _setting(row) -> str:
-    return f"{row['dataset']}\n{row['split']}"
+    """The x-axis name of a setting: dataset and split (+ partial participation)."""
+    label = f"{dataset_label(str(row['dataset']))}\n{row['split']}"
+    fraction = row.get("participation") if hasattr(row, "get") else None
+    if fraction is not None and not pd.isna(fraction) and float(fraction) < 1:
+        label += f"\n{row['clients']} clients, {100 * float(fraction):g}%/round"
+    return label
+
+
+def _with_settings(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with a ``_setting`` column (:func:`_setting` of each row)."""
+    return frame.assign(_setting=[_setting(r) for _, r in frame.iterrows()])
 
 
 def _colors(labels: Sequence[str]) -> dict[str, Any]:
@@ -312,33 +325,64 @@ def _colors(labels: Sequence[str]) -> dict[str, Any]:
 
 
 @styled
-def grouped_bars(summary: pd.DataFrame, group: str, labels: Mapping[Any, str] | None, value: str,
-                 backbone: str, title: str) -> plt.Figure:
-    """Mean ± std bars: settings on the x axis, one bar per ``group`` value."""
+def grouped_bars(summary: pd.DataFrame, label: str, value: str, backbone: str, title: str,
+                 protocol: str = "") -> plt.Figure:
+    """Mean ± std bars: settings on the x axis, one bar per value of the ``label`` column."""
     part = summary[summary["backbone"] == backbone]
     settings = list(dict.fromkeys(_setting(r) for _, r in part.iterrows()))
-    groups = list(dict.fromkeys(part[group]))
+    groups = list(dict.fromkeys(part[label]))
     fig, ax = _subplots(figsize=(max(6.0, 1.5 + len(settings) * (0.3 * len(groups) + 0.6)), 3.8),
-                           layout="constrained")
+                        layout="constrained")
     width = 0.8 / max(len(groups), 1)
     x = np.arange(len(settings))
     for k, g in enumerate(groups):
-        rows = part[part[group] == g]
+        rows = part[part[label] == g]
         pos = {_setting(r): (r[f"{value}_mean"], r[f"{value}_std"]) for _, r in rows.iterrows()}
         means = [pos.get(s, (np.nan, np.nan))[0] for s in settings]
         stds = [np.nan_to_num(pos.get(s, (np.nan, np.nan))[1]) for s in settings]
-        ax.bar(x + (k - (len(groups) - 1) / 2) * width, means, width, yerr=stds, capsize=2,
-               label=(labels or {}).get(g, str(g)))
+        ax.bar(x + (k - (len(groups) - 1) / 2) * width, means, width, yerr=stds, capsize=2, label=str(g))
     ax.set_xticks(x, settings)
     ax.set_ylabel(f"{value.replace('_acc', '').replace('_', ' ')} accuracy (%)")
     ax.set_ylim(0, 100)
-    fig.legend(loc="outside right upper", fontsize=7)
-    ax.set_title(_title(title, backbone))
+    fig.legend(loc="outside lower center", ncols=min(len(groups), 4) or 1, fontsize=7)
+    fig.suptitle(_title(title, backbone, protocol))
     return fig
 
 
 @styled
-def prompt_length_curve(summary: pd.DataFrame, backbone: str) -> plt.Figure:
+def paired_differences(summary: pd.DataFrame, label: str, value: str, backbone: str, title: str,
+                       protocol: str = "", reference: str = "FedRSCLIP") -> plt.Figure | None:
+    """Each row's paired difference to the reference (``<value>_diff``) with its 95% interval
+    (``_diff_low`` .. ``_diff_high``), one panel per setting. Filled markers: the interval excludes
+    0 (distinguishable); open markers: it does not; a row with one paired seed has no interval."""
+    part = summary[(summary["backbone"] == backbone) & summary[f"{value}_diff"].notna()]
+    if part.empty:
+        return None
+    part = _with_settings(part)
+    settings = list(dict.fromkeys(part["_setting"]))
+    labels = list(dict.fromkeys(part[label]))
+    fig, axes = _subplots(1, len(settings), figsize=(3.2 * len(settings) + 2.2, 0.32 * len(labels) + 1.6),
+                          squeeze=False, sharey=True, layout="constrained")
+    y = {name: i for i, name in enumerate(reversed(labels))}
+    for ax, setting in zip(axes[0], settings):
+        rows = part[part["_setting"] == setting]
+        for _, r in rows.iterrows():
+            d, lo, hi = float(r[f"{value}_diff"]), float(r[f"{value}_diff_low"]), float(r[f"{value}_diff_high"])
+            err = [[d - lo], [hi - d]] if np.isfinite(lo) else None
+            filled = bool(r[f"{value}_distinguishable"])
+            ax.errorbar(d, y[r[label]], xerr=err, fmt="o", capsize=2, color="tab:blue",
+                        markerfacecolor="tab:blue" if filled else "white")
+        ax.axvline(0, color="k", lw=0.8, ls="--")
+        ax.set_title(setting.replace("\n", " · "), fontsize=8)
+        ax.set_xlabel(f"Δ {value.replace('_acc', '').replace('_', ' ')} accuracy vs {reference} (points)")
+    axes[0][0].set_yticks(list(y.values()), list(y.keys()))
+    fig.suptitle(_title(f"{title}: paired difference to {reference}, 95% t-interval over seeds "
+                        "(filled: excludes 0)", backbone, protocol))
+    return fig
+
+
+@styled
+def prompt_length_curve(summary: pd.DataFrame, backbone: str, protocol: str = "") -> plt.Figure:
     """Accuracy and uploaded values against prompt length (FedRSCLIP, full)."""
     part = summary[summary["backbone"] == backbone]
     fig, (a, b) = _subplots(1, 2, figsize=(10, 3.4), layout="constrained")
@@ -347,7 +391,8 @@ def prompt_length_curve(summary: pd.DataFrame, backbone: str) -> plt.Figure:
     for (dataset, split), rows in part.groupby(["dataset", "split"], sort=False):
         name = f"{dataset} · {split}"
         lengths = rows["prompt_length"].astype(float)
-        a.errorbar(lengths, rows["personalised_acc_mean"], yerr=np.nan_to_num(rows["personalised_acc_std"].astype(float)),
+        a.errorbar(lengths, rows["personalised_acc_mean"],
+                   yerr=np.nan_to_num(rows["personalised_acc_std"].astype(float)),
                    marker="o", capsize=2, color=colors[name], label=f"{name}, personalised")
         a.errorbar(lengths, rows["global_acc_mean"], yerr=np.nan_to_num(rows["global_acc_std"].astype(float)),
                    marker="s", ls="--", capsize=2, color=colors[name], label=f"{name}, global")
@@ -363,20 +408,20 @@ def prompt_length_curve(summary: pd.DataFrame, backbone: str) -> plt.Figure:
     b.set_ylabel("uploaded values / client / round")
     a.set_title("accuracy (solid: personalised, dashed: global)")
     b.set_title("communication")
-    fig.suptitle(_title("FedRSCLIP: prompt length", backbone))
+    fig.suptitle(_title("FedRSCLIP: prompt length", backbone, protocol))
     return fig
 
 
 @styled
-def accuracy_vs_communication(summary: pd.DataFrame, backbone: str) -> plt.Figure:
+def accuracy_vs_communication(summary: pd.DataFrame, backbone: str, protocol: str = "") -> plt.Figure:
     """Personalised accuracy against uploaded values per client per round (symlog x: 0 = local)."""
-    part = summary[summary["backbone"] == backbone]
-    settings = list(dict.fromkeys(zip(part["dataset"], part["split"])))
+    part = _with_settings(summary[summary["backbone"] == backbone])
+    settings = list(dict.fromkeys(part["_setting"]))
     colors = _colors(list(part["label"]))
     fig, axes = _subplots(1, len(settings), figsize=(4.0 * len(settings) + 2, 3.4), squeeze=False,
-                             layout="constrained")
+                          layout="constrained")
     for ax, setting in zip(axes[0], settings):
-        rows = part[(part["dataset"] == setting[0]) & (part["split"] == setting[1])]
+        rows = part[part["_setting"] == setting]
         for _, r in rows.iterrows():
             xval = np.nan if pd.isna(r["upload_values"]) else float(r["upload_values"])
             ax.errorbar(xval, r["personalised_acc_mean"], yerr=np.nan_to_num(r["personalised_acc_std"]),
@@ -384,38 +429,41 @@ def accuracy_vs_communication(summary: pd.DataFrame, backbone: str) -> plt.Figur
         ax.set_xscale("symlog", linthresh=100)
         ax.set_xlabel("uploaded values / client / round")
         ax.set_ylabel("personalised accuracy (%)")
-        ax.set_title(" · ".join(map(str, setting)))
+        ax.set_title(setting.replace("\n", " · "), fontsize=8)
     handles = [plt.Line2D([], [], color=c, marker="o", ls="", label=label) for label, c in colors.items()]
     fig.legend(handles=handles, loc="outside right upper", fontsize=7)
-    fig.suptitle(_title("Accuracy against communication (0 = nothing uploaded)", backbone))
+    fig.suptitle(_title("Accuracy against communication (0 = nothing uploaded)", backbone, protocol))
     return fig
 
 
 @styled
-def mean_learning_curves(rounds: pd.DataFrame, backbone: str, value: str) -> plt.Figure | None:
-    """Mean over seeds of ``value`` per round, one line per method, one panel per setting."""
+def mean_learning_curves(rounds: pd.DataFrame, backbone: str, value: str, protocol: str = "") -> plt.Figure | None:
+    """Mean over seeds of ``value`` per round, one line per row (its ``label``, else its method's),
+    one panel per setting."""
     part = rounds[rounds["backbone"] == backbone] if "backbone" in rounds else rounds
     if part.empty or value not in part or "round" not in part:
         return None
-    settings = list(dict.fromkeys(zip(part["dataset"], part["split"])))
+    part = _with_settings(part)
+    settings = list(dict.fromkeys(part["_setting"]))
     fig, axes = _subplots(1, len(settings), figsize=(4.0 * len(settings) + 2, 3.4), squeeze=False,
-                             layout="constrained")
-    colors = _colors([method_label(m) for m in part["method"]])
+                          layout="constrained")
+    part = part.assign(_label=part["label"] if "label" in part else part["method"].map(method_label))
+    colors = _colors(list(part["_label"]))
     for ax, setting in zip(axes[0], settings):
-        rows = part[(part["dataset"] == setting[0]) & (part["split"] == setting[1])]
-        for method, m in rows.groupby("method", sort=False):
+        rows = part[part["_setting"] == setting]
+        for name, m in rows.groupby("_label", sort=False):
             curve = m.groupby("round")[value].agg(["mean", "std"]).reset_index()
-            color = colors[method_label(method)]
+            color = colors[name]
             ax.plot(curve["round"], 100 * curve["mean"], marker="o", ms=3, color=color)
             ax.fill_between(curve["round"], 100 * (curve["mean"] - curve["std"].fillna(0)),
                             100 * (curve["mean"] + curve["std"].fillna(0)), alpha=0.15, color=color)
         ax.set_xlabel("round (0 = before training)")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(f"{value.replace('_', ' ')} (%)")
-        ax.set_title(" · ".join(map(str, setting)))
+        ax.set_title(setting.replace("\n", " · "), fontsize=8)
     handles = [plt.Line2D([], [], color=c, marker="o", label=label) for label, c in colors.items()]
     fig.legend(handles=handles, loc="outside right upper", fontsize=7)
-    fig.suptitle(_title("Learning curves (mean ± std over seeds)", backbone))
+    fig.suptitle(_title("Learning curves (mean ± std over seeds)", backbone, protocol))
     return fig
 
 

@@ -4,12 +4,19 @@
 :func:`write_report`, which collects the run folders (:mod:`fedrs.study.collect`), builds the
 tables (:mod:`fedrs.study.tables`), draws the figures (:mod:`fedrs.study.plots`) and writes
 
-* ``tables/methods.{csv,md}``        methods x datasets x heterogeneity (personalised, global)
+* ``tables/methods.{csv,md}``        methods and controls x datasets x heterogeneity (personalised, global)
 * ``tables/constraints.{csv,md}``    the alignment-constraint ablation (FedRSCLIP variants)
 * ``tables/prompt_length.{csv,md}``  prompt length 4/8/16 against uploaded values
+* ``tables/sensitivity.{csv,md}``    DPA kind and loss weights
 * ``tables/communication.{csv,md}``  accuracy against values/bytes uploaded per client
-* ``tables/runs.csv``                one row per run (without wall times)
-* ``figures/<table>.{png,pdf}``      one figure per table (+ ``learning_curves`` from rounds.csv)
+* ``tables/test_sets.{csv,md}``      pooled, client and distinct test images per split
+* ``tables/runs.csv``                one row per run (without wall times; Wilson intervals)
+* ``figures/<table>.{png,pdf}``      one figure per table, ``<table>_paired`` the paired
+  differences to FedRSCLIP with their intervals (+ ``learning_curves`` from rounds.csv)
+
+Every table (mean ± std, paired difference to FedRSCLIP with its 95% t-interval over seeds,
+test-set Wilson interval) names the backbone and the protocol in its headings, and every figure
+in its title, read from the run folders.
 
 Output is deterministic: rows sorted by fixed orders, floats printed with two decimals, figures
 written without timestamps, so regenerated files equal committed ones byte for byte.
@@ -26,8 +33,8 @@ import pandas as pd
 from fedrs.io import atomic_path, write_text_atomic
 from fedrs.study import plots
 from fedrs.study.collect import ReportError, collect_runs, load_rounds
-from fedrs.study.tables import Table, build_tables, methods_runs
-from fedrs.study.vocabulary import METHOD_LABELS
+from fedrs.study.stats import wilson_interval
+from fedrs.study.tables import REFERENCE_LABEL, Table, build_tables, methods_runs, protocol_label
 
 
 @dataclass
@@ -49,11 +56,22 @@ def write_tables(tables: Mapping[str, Table], out_dir: str | Path) -> list[Path]
 
 
 def write_runs_table(runs: pd.DataFrame, out_dir: str | Path) -> Path:
-    """``<out_dir>/tables/runs.csv``: one row per run, without wall times (they differ between
-    machines, so they stay out of committed tables)."""
-    runs_table = runs.drop(columns=["wall_s"])
+    """``<out_dir>/tables/runs.csv``: one row per run, with the Wilson 95% interval of each
+    accuracy where the run's test counts are known, without wall times (they differ between
+    machines, so they stay out of committed tables) and the configuration fingerprint."""
+    runs_table = runs.drop(columns=["wall_s", "config"], errors="ignore")
+    for value, (correct, total) in (("personalised", ("personalised_correct", "personalised_total")),
+                                    ("global", ("global_correct", "global_total"))):
+        if correct in runs_table:
+            intervals = [wilson_interval(_num(c), _num(t)) for c, t in zip(runs_table[correct], runs_table[total])]
+            runs_table[f"{value}_wilson_low"] = [lo for lo, _ in intervals]
+            runs_table[f"{value}_wilson_high"] = [hi for _, hi in intervals]
     return write_text_atomic(Path(out_dir) / "tables" / "runs.csv",
                              runs_table.to_csv(index=False, float_format="%.2f", lineterminator="\n"))
+
+
+def _num(v: Any) -> float:
+    return float("nan") if v is None or v is pd.NA else float(v)
 
 
 def save_figure(fig, stem: Path) -> list[Path]:
@@ -70,33 +88,44 @@ def save_figure(fig, stem: Path) -> list[Path]:
 
 def report_figures(tables: Mapping[str, Table], runs: pd.DataFrame,
                    results_dir: str | Path) -> dict[str, Any]:
-    """Every figure of the report, by file stem (one per table and backbone, + learning curves
-    from the methods runs' ``rounds.csv`` under ``results_dir``)."""
+    """Every figure of the report, by file stem (one per table and backbone, the paired
+    differences of the methods and the ablation, + learning curves from the methods runs'
+    ``rounds.csv`` under ``results_dir``). Every title names the backbone and the protocol."""
     backbones = sorted(runs["backbone"].unique())
 
     def stem(name: str, backbone: str) -> str:
         return name if len(backbones) == 1 else f"{name}__{backbone.replace('/', '__')}"
 
+    def protocol(name: str, backbone: str) -> str:
+        frame = tables[name].frame
+        return protocol_label(frame[frame["backbone"] == backbone])
+
     figs: dict[str, Any] = {}
     for b in backbones:
-        if "methods" in tables:
-            figs[stem("methods", b)] = plots.grouped_bars(
-                tables["methods"].frame, "method", METHOD_LABELS, "personalised_acc", b,
-                "Methods: personalised accuracy (mean ± std over seeds)")
-        if "constraints" in tables:
-            figs[stem("constraints", b)] = plots.grouped_bars(
-                tables["constraints"].frame, "variant", None, "personalised_acc", b,
-                "FedRSCLIP: alignment-constraint ablation")
+        for name, label, what in (("methods", "label", "Methods"),
+                                  ("constraints", "variant", "FedRSCLIP: alignment-constraint ablation")):
+            if name not in tables:
+                continue
+            figs[stem(name, b)] = plots.grouped_bars(
+                tables[name].frame, label, "personalised_acc", b,
+                f"{what}: personalised accuracy (mean ± std over seeds)", protocol(name, b))
+            figs[stem(f"{name}_paired", b)] = plots.paired_differences(
+                tables[name].frame, label, "personalised_acc", b, what, protocol(name, b), REFERENCE_LABEL)
+        if "sensitivity" in tables:
+            figs[stem("sensitivity_paired", b)] = plots.paired_differences(
+                tables["sensitivity"].frame, "label", "personalised_acc", b, "FedRSCLIP: DPA kind and loss weights",
+                protocol("sensitivity", b), REFERENCE_LABEL)
         if "prompt_length" in tables:
-            figs[stem("prompt_length", b)] = plots.prompt_length_curve(tables["prompt_length"].frame, b)
+            figs[stem("prompt_length", b)] = plots.prompt_length_curve(
+                tables["prompt_length"].frame, b, protocol("prompt_length", b))
         if "communication" in tables:
             figs[stem("accuracy_vs_communication", b)] = plots.accuracy_vs_communication(
-                tables["communication"].frame, b)
+                tables["communication"].frame, b, protocol("communication", b))
     figs = {k: v for k, v in figs.items() if v is not None}
     if "methods" in tables:
         rounds = load_rounds(results_dir, methods_runs(runs))
         for b in backbones if "personalised_acc_weighted" in rounds else []:
-            fig = plots.mean_learning_curves(rounds, b, "personalised_acc_weighted")
+            fig = plots.mean_learning_curves(rounds, b, "personalised_acc_weighted", protocol("methods", b))
             if fig is not None:
                 figs[stem("learning_curves", b)] = fig
     return figs

@@ -1,59 +1,123 @@
 """The study's tables, built from the rows of :func:`fedrs.study.collect.collect_runs`.
 
-The table builders group runs by what was varied (method, ablation variant, prompt length) and by
-the setting (backbone, dataset, heterogeneity split, clients, rounds), and report mean +- sample
-standard deviation over seeds (:func:`summarise`):
+Every table groups runs by their row (:func:`~fedrs.study.vocabulary.row_identity` of the run's
+method section) and by the setting (backbone, dataset, heterogeneity split, clients, participation,
+rounds), and reports for each row and accuracy (:func:`summarise`):
 
-* ``methods``        methods x datasets x heterogeneity (personalised, global)
+* mean ± sample standard deviation (ddof 1) over seeds;
+* the **paired difference to FedRSCLIP** (the same setting and seed: the same split and
+  initialisation) with its 95% t-interval over seeds, marked ``*`` and "yes" when the interval
+  excludes 0 (:func:`fedrs.study.stats.paired_difference`);
+* the **test-set uncertainty** of one run: the Wilson 95% half-width of correct / total test images
+  (mean over seeds) and the test images behind it; run folders keep no per-image predictions, so
+  this binomial interval stands where a bootstrap over images would.
+
+The tables:
+
+* ``methods``        every method and control x datasets x heterogeneity (personalised, global)
 * ``constraints``    the alignment-constraint ablation (FedRSCLIP variants)
 * ``prompt_length``  prompt length 4/8/16 against uploaded values
+* ``sensitivity``    DPA kind and the loss weights of DPA and CMA
 * ``communication``  accuracy against values/bytes uploaded per client
+* ``test_sets``      each split's pooled, client and distinct test images (per seed)
 
-A :class:`Table` holds its data (written as CSV) and a readable Markdown view; rows follow fixed
-orders and floats print with two decimals, so the same runs always give the same text.
+Every section heading and every table's protocol line name the backbone, clients, participation,
+rounds and seeds, read from the run folders. A :class:`Table` holds its data (written as CSV) and a
+readable Markdown view; rows follow fixed orders and floats print with two decimals, so the same
+runs always give the same text.
 """
 
 from __future__ import annotations
 
 import math
+import statistics
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import pandas as pd
 
 from fedrs.methods import has_global_model
-from fedrs.study.collect import ACCURACY_COLUMNS, SETTING, sort_rows
-from fedrs.study.vocabulary import DEFAULT_PROMPT_LENGTH, MAIN_METHOD, PROMPT_LENGTHS, method_label
+from fedrs.study.collect import ACCURACY_COLUMNS, SETTING, ReportError, sort_rows
+from fedrs.study.stats import CONFIDENCE, mean_finite, paired_difference, wilson_interval
+from fedrs.study.vocabulary import (
+    DEFAULT_PROMPT_LENGTH, MAIN_METHOD, METHOD_ROWS, PROMPT_LENGTHS, REFERENCE_ROW, dataset_label, row_identity,
+)
 
 #: the accuracies every table reports: run column -> its name in headings
 ACCURACIES = {"personalised_acc": "personalised", "global_acc": "global"}
+#: accuracy column -> the run columns of its correct and total test images
+TEST_COUNTS = {"personalised_acc": ("personalised_correct", "personalised_total"),
+               "global_acc": ("global_correct", "global_total")}
 #: the cell of a global accuracy that does not exist (a method without a global model)
 NOT_APPLICABLE = "n/a"
+#: what every paired difference is taken to, as tables name it
+REFERENCE_LABEL = row_identity({"name": REFERENCE_ROW}).label
+#: the row keys of the methods table (controls that are FedRSCLIP configurations included)
+METHOD_ROW_KEYS = frozenset(r.key for r in METHOD_ROWS)
 
 # --- aggregation ------------------------------------------------------------------------------
 
 def dedupe(runs: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
-    """One run per (configuration, seed): the same run kept in two studies counts once."""
-    return runs.drop_duplicates(subset=list(by) + ["seed"], keep="first")
+    """One run per (``by``, seed): the same run kept in two studies counts once. Two runs of one
+    row, setting and seed whose configurations differ are an error (the row key would hide a
+    difference)."""
+    if runs.empty:
+        return runs
+    key = list(dict.fromkeys(list(SETTING) + ["row", "seed"]))
+    if "config" in runs:
+        for _, group in runs.groupby(key, dropna=False, sort=False):
+            if group["config"].nunique(dropna=False) > 1:
+                where = ", ".join(f"{s}/{r}" if s else r for s, r in zip(group["study"], group["run"]))
+                raise ReportError(f"runs {where} share row {group['row'].iloc[0]!r}, setting and seed but differ in "
+                                  "configuration: the tables would mix them; move one out of the results folder "
+                                  "or give it a row of its own (fedrs.study.vocabulary.row_identity)")
+    return runs.drop_duplicates(subset=list(dict.fromkeys(list(by) + ["seed"])), keep="first")
 
 
-def summarise(runs: pd.DataFrame, by: Sequence[str],
-              values: Sequence[str] = ("personalised_acc", "global_acc")) -> pd.DataFrame:
-    """Mean and sample standard deviation (ddof 1) over seeds of ``values``, per ``by`` group."""
-    columns = list(by) + ["seeds"] + [f"{v}_{s}" for v in values for s in ("mean", "std")]
+def summarise(runs: pd.DataFrame, by: Sequence[str], values: Sequence[str] = tuple(ACCURACIES),
+              reference: str | None = REFERENCE_ROW) -> pd.DataFrame:
+    """Per ``by`` group: seeds, mean and sample std (ddof 1) over seeds of each of ``values``, the
+    paired difference to the ``reference`` row of the same setting (``<v>_diff``, ``_diff_low``,
+    ``_diff_high``, ``_pairs``, ``_distinguishable``) and the test-set interval (``<v>_test_images``:
+    mean test images behind one run's accuracy; ``<v>_test_halfwidth``: mean Wilson half-width)."""
+    per_value = ["mean", "std", "diff", "diff_low", "diff_high", "pairs", "distinguishable", "test_images",
+                 "test_halfwidth"]
+    columns = list(by) + ["seeds", "seed_list"] + [f"{v}_{s}" for v in values for s in per_value]
     extra = ["upload_values", "upload_bytes"]
     if runs.empty:
         return pd.DataFrame(columns=columns + extra)
     runs = dedupe(runs, by)
+    setting = [c for c in SETTING if c in runs]
+    ref_runs = runs[runs["row"] == reference] if reference is not None else runs.iloc[0:0]
+    ref_values = {v: {tuple(k if isinstance(k, tuple) else (k,)): dict(zip(g["seed"], g[v].astype(float)))
+                      for k, g in ref_runs.groupby(setting, dropna=False, sort=False)} for v in values}
     rows = []
     for key, group in runs.groupby(list(by), dropna=False, sort=False):
         key = key if isinstance(key, tuple) else (key,)
         row = dict(zip(by, key))
-        row["seeds"] = int(group["seed"].notna().sum()) or len(group)
+        seeds = sorted(int(s) for s in group["seed"].dropna())
+        row["seeds"] = len(seeds) or len(group)
+        row["seed_list"] = " ".join(map(str, seeds))
+        setting_key = tuple(group.iloc[0][c] for c in setting)
         for v in values:
             col = group[v].astype(float).dropna()
-            row[f"{v}_mean"] = float(col.mean()) if len(col) else float("nan")
-            row[f"{v}_std"] = float(col.std(ddof=1)) if len(col) > 1 else float("nan")
+            row[f"{v}_mean"] = float(col.mean()) if len(col) else math.nan
+            row[f"{v}_std"] = float(col.std(ddof=1)) if len(col) > 1 else math.nan
+            mine = dict(zip(group["seed"], group[v].astype(float)))
+            is_reference = reference is not None and group["row"].iloc[0] == reference and "row" in by
+            d = paired_difference(mine, ref_values[v].get(setting_key, {})) if not is_reference else None
+            row[f"{v}_diff"] = d.mean if d else math.nan
+            row[f"{v}_diff_low"] = d.low if d else math.nan
+            row[f"{v}_diff_high"] = d.high if d else math.nan
+            row[f"{v}_pairs"] = d.pairs if d else 0
+            row[f"{v}_distinguishable"] = bool(d and d.distinguishable)
+            correct, total = TEST_COUNTS.get(v, (None, None))
+            if correct in group and total in group:
+                intervals = [wilson_interval(c, t) for c, t in zip(_floats(group[correct]), _floats(group[total]))]
+                row[f"{v}_test_images"] = mean_finite(_floats(group[total]))
+                row[f"{v}_test_halfwidth"] = mean_finite([(hi - lo) / 2 for lo, hi in intervals])
+            else:
+                row[f"{v}_test_images"] = row[f"{v}_test_halfwidth"] = math.nan
         for v in extra:
             col = group[v].dropna()
             row[v] = int(col.iloc[0]) if len(col) else None
@@ -61,7 +125,13 @@ def summarise(runs: pd.DataFrame, by: Sequence[str],
     out = pd.DataFrame(rows, columns=columns + extra)
     for v in extra:
         out[v] = out[v].astype("Int64")
+    for v in values:
+        out[f"{v}_pairs"] = out[f"{v}_pairs"].astype(int)
     return sort_rows(out, by)
+
+
+def _floats(column: pd.Series) -> list[float]:
+    return [math.nan if v is None or v is pd.NA else float(v) for v in column]
 
 
 def fmt_mean_std(mean: float, std: float, digits: int = 2) -> str:
@@ -71,6 +141,43 @@ def fmt_mean_std(mean: float, std: float, digits: int = 2) -> str:
     if std is None or (isinstance(std, float) and math.isnan(std)):
         return f"{mean:.{digits}f}"
     return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def fmt_seeds(seeds: Sequence[int]) -> str:
+    """``0-4`` for consecutive seeds, else ``0, 2, 5``."""
+    seeds = sorted(set(int(s) for s in seeds))
+    if not seeds:
+        return "?"
+    if len(seeds) > 2 and seeds == list(range(seeds[0], seeds[-1] + 1)):
+        return f"{seeds[0]}-{seeds[-1]}"
+    return ", ".join(map(str, seeds))
+
+
+def protocol_label(part: pd.DataFrame) -> str:
+    """The protocol of a set of runs or summary rows, e.g. ``10 clients, all every round · 20 rounds
+    (last reported) · seeds 0-4``; values that vary are listed with ``/``."""
+    def values(column: str) -> list:
+        return sorted({v for v in part[column] if v is not None and v is not pd.NA and not
+                       (isinstance(v, float) and math.isnan(v))}) if column in part else []
+
+    clients = "/".join(str(int(c)) for c in values("clients")) or "?"
+    fractions = values("participation")
+    every = "all every round" if fractions in ([], [1.0]) else \
+        "/".join(f"{100 * f:g}%" for f in fractions) + " sampled a round"
+    rounds = "/".join(str(int(r)) for r in values("rounds")) or "?"
+    if "seed_list" in part:
+        seeds = [int(s) for cell in part["seed_list"] for s in str(cell).split()]
+    else:
+        seeds = [int(s) for s in part["seed"].dropna()] if "seed" in part else []
+    n = len(set(seeds))
+    seed_note = f"{n} seed{'s' * (n != 1)} ({fmt_seeds(seeds)})"
+    return f"{clients} clients, {every} · {rounds} rounds (last reported) · {seed_note}"
+
+
+def backbone_protocol(part: pd.DataFrame) -> str:
+    """``backbone `B` · <protocol>`` (one line naming the model and the protocol)."""
+    backbones = ", ".join(f"`{b}`" for b in sorted(set(part["backbone"]))) if "backbone" in part else "?"
+    return f"backbone {backbones} · {protocol_label(part)}"
 
 
 # --- the study's tables -----------------------------------------------------------------------
@@ -87,6 +194,8 @@ class Table:
 
     def to_markdown(self) -> str:
         parts = [f"# {self.title}\n"]
+        if not self.frame.empty and "backbone" in self.frame:
+            parts.append(f"Protocol: {backbone_protocol(self.frame)}.\n")
         if self.caption:
             parts.append(self.caption + "\n")
         for heading, frame in self.markdown_sections:
@@ -99,150 +208,197 @@ class Table:
         return self.frame.to_csv(index=False, float_format="%.2f", lineterminator="\n")
 
 
-
-def _is_default_length(s: pd.Series) -> pd.Series:
-    return s.isna() | (s == DEFAULT_PROMPT_LENGTH)
-
-
-def methods_runs(runs: pd.DataFrame) -> pd.DataFrame:
-    """The runs of the methods comparison: every method in its full form at the default prompt length."""
-    return runs[(runs["variant"] == "full") & _is_default_length(runs["prompt_length"])]
-
-
-def _setting_label(row: Mapping[str, Any], with_size: bool) -> str:
-    label = f"{row['dataset']} · {row['split']}"
-    if with_size:
-        label += f" · {_na(row['clients'])} clients · {_na(row['rounds'])} rounds"
-    return label
-
-
 def _na(v: Any) -> str:
     return "?" if v is None or v is pd.NA else str(v)
 
 
-def _size_note(frame: pd.DataFrame) -> tuple[bool, str]:
-    """Whether clients/rounds vary within a backbone section; otherwise a note naming them."""
-    sizes = frame[["clients", "rounds"]].drop_duplicates()
-    if len(sizes) == 1:
-        c, r = sizes.iloc[0]
-        return False, f"{_na(c)} clients, {_na(r)} rounds"
-    return True, ""
+def setting_label(row: Mapping[str, Any]) -> str:
+    """``UCMerced · Dir(0.5)`` (+ the clients when the participation is partial)."""
+    label = f"{dataset_label(str(row['dataset']))} · {row['split']}"
+    fraction = row.get("participation")
+    if fraction is not None and not (isinstance(fraction, float) and math.isnan(fraction)) and fraction < 1:
+        label += f" · {_na(row['clients'])} clients, {100 * fraction:g}% a round"
+    return label
 
 
-def _pivot(summary: pd.DataFrame, row_key: str, row_label, value: str) -> list[tuple[str, pd.DataFrame]]:
-    """Markdown sections (one per backbone): rows ``row_key``, columns the settings."""
-    sections = []
-    for backbone, part in summary.groupby("backbone", sort=True):
-        with_size, note = _size_note(part)
-        columns: list[str] = []
-        cells: dict[tuple[str, str], str] = {}
-        rows: list[str] = []
-        for _, r in part.iterrows():
-            col = _setting_label(r, with_size)
-            label = row_label(r[row_key])
-            if col not in columns:
-                columns.append(col)
-            if label not in rows:
-                rows.append(label)
-            n = f" (n={r['seeds']})" if r["seeds"] != _modal_seeds(part) else ""
-            cell = _accuracy_cell(value, r.get("method"), r[f"{value}_mean"], r[f"{value}_std"])
-            cells[(label, col)] = cell if cell == NOT_APPLICABLE else cell + n
-        table = pd.DataFrame(
-            [[label] + [cells.get((label, c), "-") for c in columns] for label in rows],
-            columns=[row_key.replace("_", " ").capitalize()] + columns,
-        )
-        heading = f"backbone `{backbone}`" + (f" · {note}" if note else "")
-        sections.append((heading, table))
-    return sections
+def _settings(summary: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """The summary's settings in order, each with a heading naming dataset, split, backbone and
+    protocol."""
+    keys = list(dict.fromkeys(tuple(r[c] for c in SETTING) for _, r in summary.iterrows()))
+    out = []
+    for key in keys:
+        mask = pd.Series(True, index=summary.index)
+        for c, v in zip(SETTING, key):
+            mask &= summary[c].isna() if (v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v))) \
+                else summary[c] == v
+        part = summary[mask]
+        out.append((f"{setting_label(part.iloc[0])} · {backbone_protocol(part)}", part))
+    return out
 
 
-def _modal_seeds(part: pd.DataFrame) -> int:
-    counts = part["seeds"].value_counts()
-    return int(sorted(counts.index, key=lambda n: (-counts[n], n))[0])
+def _is_global_na(value: str, row: Mapping[str, Any]) -> bool:
+    method = row.get("method")
+    return value == "global_acc" and method is not None and not has_global_model(str(method))
 
 
-def _accuracy_sections(summary: pd.DataFrame, row_key: str, row_label) -> list[tuple[str, pd.DataFrame]]:
-    """Pivot sections for personalised, then global accuracy (one per backbone each)."""
-    return [(f"{name.capitalize()} accuracy · {heading}", frame)
-            for value, name in ACCURACIES.items()
-            for heading, frame in _pivot(summary, row_key, row_label, value)]
+def _diff_cells(value: str, r: Mapping[str, Any], reference: str | None) -> list[str]:
+    """Δ, its 95% CI and whether it is distinguishable, as Markdown cells."""
+    if _is_global_na(value, r):
+        return [NOT_APPLICABLE, "", ""]
+    if reference is not None and r.get("row") == reference:
+        return ["reference", "", ""]
+    d, pairs = r[f"{value}_diff"], int(r[f"{value}_pairs"])
+    if pairs == 0 or math.isnan(d):
+        return ["-", "-", "-"]
+    if pairs == 1:
+        return [f"{d:+.2f}", "-", "no (1 seed)"]
+    mark = "*" if r[f"{value}_distinguishable"] else ""
+    return [f"{d:+.2f}{mark}", f"[{r[f'{value}_diff_low']:+.2f}, {r[f'{value}_diff_high']:+.2f}]",
+            "yes" if mark else "no"]
 
 
-def _detail_sections(summary: pd.DataFrame, columns) -> list[tuple[str, pd.DataFrame]]:
-    """One section per backbone: ``Setting``, then ``columns(part)`` (a dict of columns), then the
-    two accuracies as mean ± std."""
-    sections = []
-    for backbone, part in summary.groupby("backbone", sort=True):
-        with_size, note = _size_note(part)
-        frame = pd.DataFrame({
-            "Setting": [_setting_label(r, with_size) for _, r in part.iterrows()],
-            **columns(part),
-            **{f"{name.capitalize()} (%)": [_accuracy_cell(v, r.get("method"), r[f"{v}_mean"], r[f"{v}_std"])
-                                            for _, r in part.iterrows()]
-               for v, name in ACCURACIES.items()},
-        })
-        sections.append((f"backbone `{backbone}`" + (f" · {note}" if note else ""), frame))
-    return sections
-
-
-def _accuracy_cell(value: str, method: Any, mean: float, std: float) -> str:
-    """``mean ± std``, or n/a for the global accuracy of a method without a global model."""
-    if value == "global_acc" and method is not None and not has_global_model(str(method)):
+def _test_cell(value: str, r: Mapping[str, Any]) -> str:
+    if _is_global_na(value, r):
         return NOT_APPLICABLE
-    return fmt_mean_std(mean, std)
+    half, n = r[f"{value}_test_halfwidth"], r[f"{value}_test_images"]
+    if half is None or math.isnan(half):
+        return "-"
+    return f"±{half:.2f} ({n:.0f} img)"
+
+
+def _paired_sections(summary: pd.DataFrame, row_header: str, label: Callable[[Mapping[str, Any]], str],
+                     reference: str | None = REFERENCE_ROW,
+                     extra: Callable[[pd.DataFrame], dict[str, list]] | None = None) -> list[tuple[str, pd.DataFrame]]:
+    """Markdown sections per accuracy and setting: mean ± std, seeds, paired Δ to the reference with
+    its 95% CI, distinguishable, test-set interval (+ ``extra`` columns)."""
+    sections = []
+    for value, name in ACCURACIES.items():
+        if value not in {c.removesuffix("_mean") for c in summary.columns if c.endswith("_mean")}:
+            continue
+        for heading, part in _settings(summary):
+            records = []
+            for _, r in part.iterrows():
+                acc = NOT_APPLICABLE if _is_global_na(value, r) else fmt_mean_std(r[f"{value}_mean"], r[f"{value}_std"])
+                records.append([label(r), acc, str(r["seeds"]), *_diff_cells(value, r, reference),
+                                _test_cell(value, r)])
+            frame = pd.DataFrame(records, columns=[
+                row_header, "Accuracy (%)", "Seeds", f"Δ vs {REFERENCE_LABEL} (points)",
+                f"{100 * CONFIDENCE:g}% CI of Δ (paired t)", "Distinguishable",
+                f"Test set {100 * CONFIDENCE:g}% (Wilson, ±)"])
+            if extra is not None:
+                for column, cells in extra(part).items():
+                    frame[column] = cells
+            sections.append((f"{name.capitalize()} accuracy · {heading}", frame))
+    return sections
 
 
 def _caption(what: str, extra: str = "") -> str:
-    return (f"{what}, top-1 accuracy (%) as mean ± sample std (ddof 1) over seeds; "
-            f"n = seeds per cell when it differs from the rest of the table. {extra}").strip()
+    return (f"{what}. Top-1 accuracy (%) at the last round as mean ± sample std (ddof 1) over seeds; "
+            f"a seed fixes the split and the initialisation of every row of a setting. "
+            f"Δ: the paired difference to {REFERENCE_LABEL} of the same setting, mean over the seeds both "
+            f"have, with its {100 * CONFIDENCE:g}% t-interval (n - 1 degrees of freedom, scipy.stats.t); "
+            f"`*` and 'yes': the interval excludes 0; 'no': not distinguishable. Test set: the Wilson "
+            f"{100 * CONFIDENCE:g}% score half-width of one run's correct / total test images (mean over seeds; "
+            f"personalised: every client's own test images, global: the pooled test set). Runs store "
+            f"per-client counts, not per-image predictions, so this binomial interval stands in for a "
+            f"bootstrap over test images. {extra}").strip()
+
+
+def methods_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs of the methods comparison: every row of the methods table (and any other method
+    in its own form), without ablation or sensitivity variants."""
+    plain = (runs["ablation"].fillna("") == "") & (runs["sensitivity"].fillna("") == "")
+    return runs[plain | runs["row"].isin(METHOD_ROW_KEYS)]
 
 
 def methods_table(runs: pd.DataFrame) -> Table:
-    """Methods x datasets x heterogeneity: all methods in their full form at the default prompt length."""
-    s = summarise(methods_runs(runs), SETTING + ["method"])
-    s.insert(s.columns.get_loc("method") + 1, "method_label", s["method"].map(method_label))
+    """Every method and control x datasets x heterogeneity, paired against FedRSCLIP."""
+    s = summarise(methods_runs(runs), SETTING + ["row"])
+    s.insert(s.columns.get_loc("row") + 1, "label", [_first(runs, k, "label") for k in s["row"]])
+    s.insert(s.columns.get_loc("row") + 1, "method", [_first(runs, k, "method") for k in s["row"]])
     return Table("methods", "Methods × datasets × heterogeneity", s,
-                 _caption("Personalised (each client's own test split with its shared + private "
-                          "prompts, weighted by test images) and global (the server's shared prompts "
-                          "only, pooled test set) accuracy",
-                          f"Prompt length {DEFAULT_PROMPT_LENGTH}. {NOT_APPLICABLE}: the method has no "
-                          "global model (local-only uploads nothing, so the server's prompt never trains)."),
-                 _accuracy_sections(s, "method", method_label))
+                 _caption("Personalised (each client's own test split with its own model, weighted by test images) "
+                          "and global (the server's shared parameters only, pooled test set) accuracy of every "
+                          "method and control",
+                          f"Each method at its own published defaults (FedRSCLIP: prompt length "
+                          f"{DEFAULT_PROMPT_LENGTH}). {NOT_APPLICABLE}: the method has no global model "
+                          "(nothing is uploaded, so the server's parameters never train)."),
+                 _paired_sections(s, "Method", lambda r: r["label"]))
+
+
+def _fedrsclip(runs: pd.DataFrame) -> pd.Series:
+    return runs["base"] == MAIN_METHOD
 
 
 def constraints_table(runs: pd.DataFrame) -> Table:
-    """The alignment-constraint ablation of FedRSCLIP with the difference to the full model."""
-    rows = runs[(runs["method"] == MAIN_METHOD) & _is_default_length(runs["prompt_length"])]
-    s = summarise(rows, SETTING + ["variant"])
-    for value in ACCURACIES:
-        full = s[s["variant"] == "full"].set_index(SETTING)[f"{value}_mean"]
-        keyed = s.set_index(SETTING).index
-        s[f"{value}_delta"] = [m - full.get(k, float("nan")) if k in full.index else float("nan")
-                               for k, m in zip(keyed, s[f"{value}_mean"])]
+    """The alignment-constraint ablation of FedRSCLIP, paired against the full model."""
+    rows = runs[_fedrsclip(runs) & (runs["sensitivity"].fillna("") == "")]
+    s = compared_settings(summarise(rows, SETTING + ["row"]))
+    s.insert(s.columns.get_loc("row") + 1, "variant", [_first(rows, k, "variant") for k in s["row"]])
+    s.insert(s.columns.get_loc("row") + 1, "method", MAIN_METHOD)
+    s = sort_rows(s, SETTING + ["variant"])  # the ablation's order (full first)
     return Table("constraints", "Alignment-constraint ablation (FedRSCLIP)", s,
-                 _caption("FedRSCLIP without Dual Prompt Alignment (λ_dpa = 0), without Cross-Modal "
-                          "Alignment (λ_cma = 0), without both, without private prompts (shared only) "
-                          "and without visual prompts",
-                          f"Prompt length {DEFAULT_PROMPT_LENGTH}; `*_delta` columns of the CSV are "
-                          "differences to the full model in accuracy points."), _accuracy_sections(s, "variant", str))
+                 _caption("FedRSCLIP without Dual Prompt Alignment (λ_DPA = 0), without Cross-Modal Alignment "
+                          "(λ_CMA = 0), without both, with the shared text prompt only (no private and no visual "
+                          "prompts), without visual prompts, and uploading its shared visual prompt V_s too "
+                          "(text+visual shared); 'w/o private prompts (local visual prompt kept)', where present, "
+                          "keeps V_s trained on each client and never uploaded",
+                          f"Prompt length {DEFAULT_PROMPT_LENGTH}. The full model is the reference."),
+                 _paired_sections(s, "Variant", lambda r: r["variant"]))
+
+
+def compared_settings(summary: pd.DataFrame, reference: str = REFERENCE_ROW) -> pd.DataFrame:
+    """The summary rows of settings that hold a row besides the reference (a setting with the
+    reference alone compares nothing in an ablation or sensitivity table)."""
+    if summary.empty:
+        return summary
+    others = summary[summary["row"] != reference]
+    keep = set(map(tuple, others[SETTING].astype(str).values))
+    mask = [tuple(v) in keep for v in summary[SETTING].astype(str).values]
+    return summary[mask].reset_index(drop=True)
+
+
+def _first(frame: pd.DataFrame, key: str, column: str) -> Any:
+    values = frame.loc[frame["row"] == key, column]
+    return values.iloc[0] if len(values) else None
+
+
+def _single_tag(sensitivity: pd.Series, prefixes: tuple[str, ...]) -> pd.Series:
+    """Rows whose sensitivity is empty (the default) or one tag starting with one of ``prefixes``."""
+    tags = sensitivity.fillna("")
+    return (tags == "") | (~tags.str.contains(r"\+", regex=True) & tags.str.startswith(prefixes))
 
 
 def prompt_length_table(runs: pd.DataFrame) -> Table:
     """FedRSCLIP (full) at each prompt length, with the values it uploads per client per round."""
-    rows = runs[(runs["method"] == MAIN_METHOD) & (runs["variant"] == "full") & runs["prompt_length"].notna()]
-    s = summarise(rows, SETTING + ["prompt_length"])
-    sections = _detail_sections(s, lambda part: {
-        "Prompt length (tokens)": part["prompt_length"].astype(str).values,
+    rows = runs[_fedrsclip(runs) & (runs["ablation"].fillna("") == "")
+                & _single_tag(runs["sensitivity"], ("m",)) & runs["prompt_length"].notna()]
+    s = compared_settings(summarise(rows, SETTING + ["row", "prompt_length"]))
+    extra = lambda part: {  # noqa: E731
         "Uploaded values / client / round": [_na(v) for v in part["upload_values"]],
         "Uploaded KiB / client / round": [_kib(v) for v in part["upload_bytes"]],
-        "Seeds": part["seeds"].astype(str).values,
-    })
+    }
     return Table("prompt_length", "Prompt length against uploaded values (FedRSCLIP)", s,
                  _caption(f"FedRSCLIP (full) with {', '.join(map(str, PROMPT_LENGTHS[:-1]))} and "
                           f"{PROMPT_LENGTHS[-1]} context tokens per text prompt",
-                          "Uploaded values per client per round as metrics.json records them (for FedRSCLIP's "
-                          "shared text prompt: M tokens × the text width)."),
-                 sections)
+                          f"The reference is FedRSCLIP at its default length {DEFAULT_PROMPT_LENGTH}. Uploaded values "
+                          "per client per round as metrics.json records them (FedRSCLIP's shared text prompt: "
+                          "M tokens × the text width)."),
+                 _paired_sections(s, "Prompt length (tokens)", lambda r: str(r["prompt_length"]), extra=extra))
+
+
+def sensitivity_table(runs: pd.DataFrame) -> Table:
+    """FedRSCLIP (full) with another DPA kind or another weight of DPA or CMA."""
+    rows = runs[_fedrsclip(runs) & (runs["ablation"].fillna("") == "")
+                & _single_tag(runs["sensitivity"], ("dpa-", "lambda_"))]
+    s = compared_settings(summarise(rows, SETTING + ["row"]))
+    s.insert(s.columns.get_loc("row") + 1, "label", [_first(rows, k, "label") for k in s["row"]])
+    return Table("sensitivity", "Sensitivity to the DPA kind and the loss weights (FedRSCLIP)", s,
+                 _caption("FedRSCLIP (full) with the DPA kinds cosine/kl/contrastive and λ_DPA, λ_CMA in "
+                          "{0.1, 1, 10}, one change at a time",
+                          "The reference is FedRSCLIP at its defaults (DPA cosine, λ_DPA = λ_CMA = 1)."),
+                 _paired_sections(s, "FedRSCLIP", lambda r: "defaults" if r["row"] == REFERENCE_ROW
+                                  else str(r["label"]).removeprefix(f"{REFERENCE_LABEL} (").removesuffix(")")))
 
 
 def _kib(v: Any) -> str:
@@ -250,39 +406,81 @@ def _kib(v: Any) -> str:
 
 
 def communication_table(runs: pd.DataFrame) -> Table:
-    """Accuracy against communication: every method (full, default length) and FedRSCLIP's lengths."""
-    methods = summarise(methods_runs(runs), SETTING + ["method", "prompt_length"])
-    lengths = summarise(runs[(runs["method"] == MAIN_METHOD) & (runs["variant"] == "full")
-                             & ~_is_default_length(runs["prompt_length"])],
-                        SETTING + ["method", "prompt_length"])
-    s = sort_rows(pd.concat([f for f in (methods, lengths) if not f.empty] or [methods], ignore_index=True),
-                  SETTING + ["method", "prompt_length"])
-    s.insert(s.columns.get_loc("method") + 1, "label", [
-        method_label(m) + ("" if _is_default_or_na(n) else f" (M={n})")
-        for m, n in zip(s["method"], s["prompt_length"])])
-    total = [None if (b is pd.NA or b is None or r is pd.NA or r is None) else int(b) * int(r)
-             for b, r in zip(s["upload_bytes"], s["rounds"])]
+    """Accuracy against communication: every method (its own defaults) and FedRSCLIP's lengths."""
+    chosen = methods_runs(runs)
+    lengths = runs[_fedrsclip(runs) & (runs["ablation"].fillna("") == "")
+                   & (runs["sensitivity"].fillna("") != "") & _single_tag(runs["sensitivity"], ("m",))]
+    s = summarise(pd.concat([chosen, lengths]), SETTING + ["row"])
+    s.insert(s.columns.get_loc("row") + 1, "label", [_first(runs, k, "label") for k in s["row"]])
+    s.insert(s.columns.get_loc("row") + 1, "method", [_first(runs, k, "method") for k in s["row"]])
+    total = [None if (b is pd.NA or b is None or r is pd.NA or r is None) else round(int(b) * int(r) * float(f))
+             for b, r, f in zip(s["upload_bytes"], s["rounds"], s["participation"])]
     s["upload_bytes_total"] = pd.array(total, dtype="Int64")
-    sections = _detail_sections(s, lambda part: {
-        "Method": part["label"].values,
-        "Uploaded values / client / round": [_na(v) for v in part["upload_values"]],
-        "Uploaded KiB / client (whole run)": [_kib(v) for v in part["upload_bytes_total"]],
-    })
+    sections = []
+    for heading, part in _settings(s):
+        sections.append((heading, pd.DataFrame({
+            "Method": part["label"].values,
+            "Uploaded values / client / round": [_na(v) for v in part["upload_values"]],
+            "Uploaded KiB / client (whole run)": [_kib(v) for v in part["upload_bytes_total"]],
+            **{f"{name.capitalize()} (%)": [NOT_APPLICABLE if _is_global_na(v, r) else
+                                            fmt_mean_std(r[f"{v}_mean"], r[f"{v}_std"]) for _, r in part.iterrows()]
+               for v, name in ACCURACIES.items()},
+        })))
     return Table("communication", "Accuracy against communication", s,
                  _caption("Accuracy against values and bytes uploaded per client",
-                          "Whole run = per round × rounds (every client sampled every round)."),
+                          "Whole run = per round × rounds × the fraction of clients sampled a round (the "
+                          "expected uploads of one client)."),
                  sections)
 
 
-def _is_default_or_na(n: Any) -> bool:
-    return n is None or n is pd.NA or n == DEFAULT_PROMPT_LENGTH
+def test_sets_table(runs: pd.DataFrame) -> Table:
+    """Each setting and seed's test images: the pooled test set (global accuracy), the clients'
+    test splits (personalised accuracy), distinct and exclusive client test images."""
+    columns = SETTING + ["seed", "pooled_test_images", "client_test_images", "distinct_client_test_images",
+                         "exclusive_per_client"]
+    rows = []
+    have = runs[runs["test_exclusive"].notna() | runs["global_total"].notna() | runs["personalised_total"].notna()]
+    for key, group in have.groupby(SETTING + ["seed"], dropna=False, sort=False):
+        first = {c: next((v for v in group[c] if v is not None and v is not pd.NA), None)
+                 for c in ("global_total", "personalised_total", "test_distinct", "test_exclusive")}
+        rows.append({**dict(zip(SETTING + ["seed"], key)), "pooled_test_images": first["global_total"],
+                     "client_test_images": first["personalised_total"],
+                     "distinct_client_test_images": first["test_distinct"],
+                     "exclusive_per_client": first["test_exclusive"]})
+    frame = sort_rows(pd.DataFrame(rows, columns=columns), SETTING + ["seed"])
+    for c in ("pooled_test_images", "client_test_images", "distinct_client_test_images"):
+        frame[c] = frame[c].astype("Int64")
+    sections = []
+    for heading, part in _settings(frame):
+        sections.append((heading, pd.DataFrame({
+            "Seed": part["seed"].astype(str).values,
+            "Pooled test images (global)": [_na(v) for v in part["pooled_test_images"]],
+            "Client test images (personalised)": [_na(v) for v in part["client_test_images"]],
+            "Distinct client test images": [_na(v) for v in part["distinct_client_test_images"]],
+            "Exclusive per client (min / median / max)": [_spread(v) for v in part["exclusive_per_client"]],
+        })))
+    return Table("test_sets", "Test sets: pooled, per client and distinct", frame,
+                 "Test images behind each split (a seed fixes the split of every row of a setting), from the runs' "
+                 "split.json and clients.csv: the pooled test set scores the global model; each client's own test "
+                 "split scores its personalised model. Exclusive: a client's test images held by no other client "
+                 "(the CSV lists every client). '?': an older run folder without split.json.",
+                 sections)
 
 
-TABLE_BUILDERS = {
+def _spread(cell: Any) -> str:
+    if cell is None or cell is pd.NA or (isinstance(cell, float) and math.isnan(cell)):
+        return "?"
+    counts = sorted(int(x) for x in str(cell).split())
+    return f"{counts[0]} / {statistics.median(counts):g} / {counts[-1]} ({len(counts)} clients)"
+
+
+TABLE_BUILDERS: dict[str, Callable[[pd.DataFrame], Table]] = {
     "methods": methods_table,
     "constraints": constraints_table,
     "prompt_length": prompt_length_table,
+    "sensitivity": sensitivity_table,
     "communication": communication_table,
+    "test_sets": test_sets_table,
 }
 
 
@@ -294,7 +492,9 @@ def build_tables(runs: pd.DataFrame) -> dict[str, Table]:
 
 
 __all__ = [
-    "ACCURACIES", "NOT_APPLICABLE", "TABLE_BUILDERS", "Table", "build_tables", "communication_table",
-    "constraints_table", "dedupe", "fmt_mean_std", "methods_runs", "methods_table", "prompt_length_table",
-    "summarise",
+    "ACCURACIES", "METHOD_ROW_KEYS", "NOT_APPLICABLE", "REFERENCE_LABEL", "TABLE_BUILDERS", "TEST_COUNTS", "Table",
+    "backbone_protocol", "build_tables", "communication_table", "compared_settings", "constraints_table", "dedupe",
+    "fmt_mean_std",
+    "fmt_seeds", "methods_runs", "methods_table", "prompt_length_table", "protocol_label", "sensitivity_table",
+    "setting_label", "summarise", "test_sets_table",
 ]

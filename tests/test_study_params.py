@@ -1,7 +1,9 @@
-"""params/studies: generated files are current, load as run configs, and the report recognises them."""
+"""params/studies: the generator's tiers (quick a strict subset of full, the issue's five parts in
+order), every file a valid run config named by its row key, and the rows of the controls."""
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -13,31 +15,224 @@ from fedrs.study import vocabulary
 
 REPO = Path(__file__).resolve().parents[1]
 STUDIES = REPO / "params" / "studies"
-FILES = sorted(p for p in STUDIES.rglob("*.yaml") if not any(s.startswith("_") for s in p.relative_to(STUDIES).parts))
+OFFLINE = REPO / "params" / "offline"
+
+
+def _tier(tier: str) -> dict[str, dict]:
+    """``{"<part>/<name>": config}`` of a tier's files on disk."""
+    root = STUDIES / tier
+    return {p.relative_to(root).with_suffix("").as_posix(): yaml.safe_load(p.read_text())
+            for p in sorted(root.rglob("*.yaml"))}
+
+
+@pytest.fixture(scope="module")
+def quick() -> dict[str, dict]:
+    return _tier("quick")
+
+
+@pytest.fixture(scope="module")
+def full() -> dict[str, dict]:
+    return _tier("full")
+
+
+@pytest.fixture(scope="module")
+def make_studies():
+    spec = importlib.util.spec_from_file_location("make_studies", REPO / "params" / "make_studies.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["make_studies"] = module  # its dataclasses look their module up
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.modules.pop("make_studies", None)
 
 
 def test_generated_files_equal_the_generator():
+    """--check: every file as generated (and each loads as a RunConfig), none stale."""
     out = subprocess.run([sys.executable, str(REPO / "params" / "make_studies.py"), "--check"],
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
 
 
-@pytest.mark.parametrize("path", FILES, ids=lambda p: p.relative_to(STUDIES).as_posix())
-def test_every_params_file_is_a_valid_run_config(path):
-    from fedrs.runs import load_run_config
+def test_check_reports_a_hand_edited_and_a_stale_file(make_studies, tmp_path, monkeypatch):
+    """--check fails on a file that differs from the generator and on one it no longer writes."""
+    files = make_studies.generate()
+    monkeypatch.setattr(make_studies, "STUDIES", tmp_path)
+    for f in files:
+        f.path.parent.mkdir(parents=True, exist_ok=True)  # File.path reads the patched STUDIES
+        f.path.write_text(f.render(), encoding="utf-8")
+    monkeypatch.setattr(make_studies, "validate", lambda files: None)
+    assert make_studies.main(["--check"]) == 0
+    (tmp_path / "quick" / "1_methods" / "old__run.yaml").write_text("name: old\n")
+    assert make_studies.main(["--check"]) == 1
+    (tmp_path / "quick" / "1_methods" / "old__run.yaml").unlink()
+    edited = files[0].path
+    edited.write_text(edited.read_text() + "# edited\n")
+    assert make_studies.main(["--check"]) == 1
 
-    cfg = load_run_config(path)
-    assert cfg.name == path.stem
+
+def test_every_file_loads_as_a_run_config_named_by_its_row_key(quick, full):
+    from fedrs.config import from_dict
+    from fedrs.runs import RunConfig
+
+    for tier, files in (("quick", quick), ("full", full)):
+        for name, cfg in files.items():
+            run = from_dict(RunConfig, cfg, f"{tier}/{name}")
+            stem = name.split("/")[1]
+            assert run.name == stem
+            assert stem.split("__")[0] == vocabulary.row_key(cfg["method"]), name
+            assert cfg["train"]["seed"] == cfg["data"]["seed"]  # a seed fixes split and initialisation
 
 
-def test_study_folders_hold_what_their_tables_need():
-    def variants(folder):
-        return {vocabulary.variant_of(yaml.safe_load(p.read_text())["method"])
-                for p in (STUDIES / "offline" / folder).glob("*.yaml")}
+def test_quick_is_a_strict_subset_of_full(quick, full):
+    assert quick and set(quick) < set(full)
+    for name, cfg in quick.items():
+        assert cfg == full[name], name  # the same run, so the quick tier's numbers are the full tier's
 
-    assert variants("methods") == {"full"}
-    assert variants("constraints") == set(vocabulary.ABLATION_VARIANTS) - {"full"}
-    lengths = {yaml.safe_load(p.read_text())["method"]["n_ctx"] for p in (STUDIES / "offline" / "prompt_length").glob("*.yaml")}
-    assert lengths | {vocabulary.DEFAULT_PROMPT_LENGTH} == set(vocabulary.PROMPT_LENGTHS)
-    methods = {yaml.safe_load(p.read_text())["method"]["name"] for p in (STUDIES / "offline" / "methods").glob("*.yaml")}
-    assert methods == set(vocabulary.METHOD_LABELS)
+
+def test_quick_tier_is_the_methods_table_and_the_ablation_on_ucmerced(quick):
+    assert {n.split("/")[0] for n in quick} == {"1_methods", "2_constraints"}
+    assert {c["data"]["dataset"] for c in quick.values()} == {"UCMerced"}
+    assert {(c["data"]["scheme"], c["data"]["alpha"]) for c in quick.values()} == {("dirichlet", 0.5)}
+    assert {c["train"]["seed"] for c in quick.values()} == {0, 1, 2}
+    keys = {n.split("/")[1].split("__")[0] for n in quick}
+    ablation = {v.key for v in vocabulary.ABLATIONS if v.in_study}
+    assert keys == {r.key for r in vocabulary.METHOD_ROWS} | ablation
+    assert len(quick) == 3 * len(keys)
+
+
+def _parts(full):
+    parts: dict[str, list[dict]] = {}
+    for name, cfg in full.items():
+        parts.setdefault(name.split("/")[0], []).append(cfg)
+    return parts
+
+
+def _keys(cfgs):
+    return {vocabulary.row_key(c["method"]) for c in cfgs}
+
+
+def test_full_tier_has_the_issue_s_five_parts_in_order(full):
+    parts = _parts(full)
+    assert sorted(parts) == ["1_methods", "2_constraints", "3_heterogeneity", "4_realism", "5_sensitivity"]
+    seeds = {part: {c["train"]["seed"] for c in cfgs} for part, cfgs in parts.items()}
+    assert seeds == {"1_methods": {0, 1, 2, 3, 4}, "2_constraints": {0, 1, 2, 3, 4},
+                     "3_heterogeneity": {0, 1, 2}, "4_realism": {0, 1, 2}, "5_sensitivity": {0, 1, 2}}
+    six = {"fedrsclip", "promptfl", "fedpgp", "fedotp", "local", "fedrsclip-local"}
+
+    methods = parts["1_methods"]
+    assert _keys(methods) == {r.key for r in vocabulary.METHOD_ROWS}
+    assert {c["data"]["dataset"] for c in methods} == set(vocabulary.STUDY_DATASETS)
+    assert len(methods) == len(vocabulary.METHOD_ROWS) * 4 * 5
+
+    constraints = parts["2_constraints"]
+    # the full model and "V_s uploaded" run once, in part 1
+    assert _keys(constraints) == {"fedrsclip-no-dpa", "fedrsclip-no-cma", "fedrsclip-no-dpa-cma",
+                                  "fedrsclip-shared-only", "fedrsclip-no-visual"}
+    assert {c["data"]["dataset"] for c in constraints} == {"UCMerced", "EuroSAT"}
+
+    heterogeneity = parts["3_heterogeneity"]
+    assert _keys(heterogeneity) == six
+    assert {(c["data"]["dataset"], c["data"]["scheme"], c["data"].get("alpha")) for c in heterogeneity} == {
+        ("UCMerced", "iid", None), ("UCMerced", "dirichlet", 0.1), ("EuroSAT", "iid", None),
+        ("EuroSAT", "dirichlet", 0.1)}
+
+    realism = parts["4_realism"]
+    assert _keys(realism) == six
+    partial = [c for c in realism if c["train"]["sample_fraction"] < 1]
+    assert {(c["data"]["num_clients"], c["train"]["sample_fraction"]) for c in partial} == {(20, 0.25)}
+    assert {c["data"]["few_shot"] for c in realism if c["data"].get("few_shot")} == {16}
+    cross = [c for c in realism if c["data"].get("cross_domain")]
+    assert {c["data"]["dataset"] for c in cross} == {vocabulary.CROSS_DOMAIN}
+    assert set(cross[0]["data"]["cross_domain"]) == set(vocabulary.STUDY_DATASETS)
+    assert len(realism) == 6 * 5 * 3  # partial and few-shot on two datasets, cross-domain: 5 settings
+
+    sensitivity = parts["5_sensitivity"]
+    assert {c["data"]["dataset"] for c in sensitivity} == {"UCMerced"}
+    methods_of = [c["method"] for c in sensitivity]
+    assert {m["dpa"] for m in methods_of} == set(vocabulary.DPA_KINDS)
+    assert {m["n_ctx"] for m in methods_of} | {4} == set(vocabulary.PROMPT_LENGTHS)
+    assert {m["lambda_dpa"] for m in methods_of} == {m["lambda_cma"] for m in methods_of} == set(vocabulary.LAMBDAS)
+    assert "fedrsclip" not in _keys(sensitivity)  # the defaults are part 1's run
+
+
+def test_both_tiers_share_one_base_with_rounds_in_one_place(quick, full):
+    base = yaml.safe_load((STUDIES / "_base" / "study.yaml").read_text())
+    assert "pilot" in (STUDIES / "_base" / "study.yaml").read_text()  # the comment says who decides R
+    for cfg in [*quick.values(), *full.values()]:
+        assert cfg["train"]["rounds"] == base["train"]["rounds"] >= 20
+        assert cfg["train"]["lr_schedule"] == "cosine"
+        assert cfg["eval"]["every"] == 2
+        assert cfg["backbone"] == base["backbone"]
+
+
+def test_the_stale_offline_grid_is_gone():
+    assert not (STUDIES / "offline").exists()
+    assert not (STUDIES / "_base" / "offline.yaml").exists()
+    assert (STUDIES / "smoke" / "fedrsclip_tiny.yaml").is_file()
+
+
+@pytest.mark.parametrize("source, key, label", [
+    ("fedrsclip_local", "fedrsclip-local", "FedRSCLIP-local"),
+    ("promptfl_vpt", "promptfl-vpt", "PromptFL+VPT"),
+    ("fedrsclip_visual_shared", "fedrsclip-visual-shared", "FedRSCLIP (text+visual shared)"),
+    ("fedrsclip_shared_only", "fedrsclip-shared-only", "FedRSCLIP (shared text prompt only)"),
+    ("centralised_matched", "centralised-matched", "Pooled data, matched steps"),
+    ("centralised", "centralised", "Pooled-data reference"),
+    ("promptfl", "promptfl", "PromptFL"),
+    ("fedpgp", "fedpgp", "FedPGP"),
+    ("fedotp", "fedotp", "FedOTP"),
+    ("fedrsclip", "fedrsclip", "FedRSCLIP"),
+])
+def test_row_keys_of_the_controls_and_baselines(source, key, label):
+    section = yaml.safe_load((OFFLINE / f"{source}_ucmerced.yaml").read_text())["method"]
+    identity = vocabulary.row_identity(section)
+    assert (identity.key, identity.label) == (key, label)
+
+
+def test_rows_that_share_a_registry_name_differ_only_by_their_section():
+    main = yaml.safe_load((OFFLINE / "fedrsclip_ucmerced.yaml").read_text())["method"]
+    ensemble = vocabulary.row_identity({"name": "fedotp", "matching": "ensemble"})
+    assert (ensemble.key, ensemble.label) == ("fedotp-ensemble", "FedOTP (global+local ensemble)")
+    assert vocabulary.row_key({"name": "fedotp", "matching": "average"}) == "fedotp-ensemble"  # older runs
+    assert vocabulary.row_key({"name": "promptfl", "visual_tokens": 0}) == "promptfl"
+    private = vocabulary.row_identity({**main, "private_prompts": False})
+    assert private.variant == "w/o private prompts (local visual prompt kept)"
+    shared = vocabulary.row_identity({**main, "private_prompts": False, "visual_prompts": False})
+    assert (shared.key, shared.variant) == ("fedrsclip-shared-only", "shared text prompt only")
+    assert vocabulary.row_identity({**main, "n_ctx": 8}).key == "fedrsclip-m8"
+    assert vocabulary.row_identity({**main, "lambda_cma": 10.0}).label == "FedRSCLIP (λ_CMA = 10)"
+    assert vocabulary.row_identity({**main, "dpa": "kl"}).variant is None  # not an ablation row
+
+
+def test_the_constraint_ablation_is_the_issue_s_list():
+    generated = [v.label for v in vocabulary.ABLATIONS if v.in_study]
+    assert generated == ["full", "w/o DPA", "w/o CMA", "w/o DPA & CMA", "shared text prompt only",
+                         "w/o visual prompts", "V_s uploaded"]
+    assert vocabulary.ABLATION_SWITCHES["shared text prompt only"] == {"private_prompts": False,
+                                                                      "visual_prompts": False}
+
+
+def test_estimate_prints_every_tier_and_part():
+    out = subprocess.run([sys.executable, str(REPO / "params" / "make_studies.py"), "--estimate"],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "quick: 48 runs" in out.stdout
+    for part in ("1_methods", "2_constraints", "3_heterogeneity", "4_realism", "5_sensitivity"):
+        assert part in out.stdout
+
+
+def test_cost_model_scales_with_images_participation_and_encoder():
+    from fedrs.study.cost import estimate_run_seconds
+
+    base = {"data": {"dataset": "UCMerced", "num_clients": 10}, "train": {"rounds": 20}, "eval": {"every": 2},
+            "method": {"name": "fedrsclip"}}
+    text = {**base, "method": {"name": "promptfl"}}
+    vpt = {**base, "method": {"name": "promptfl", "visual_tokens": 4}}
+    eurosat = {**base, "data": {"dataset": "EuroSAT", "num_clients": 10}}
+    partial = {**base, "train": {"rounds": 20, "sample_fraction": 0.25}}
+    matched = {**base, "method": {"name": "centralised", "steps_per_round": "matched"}}
+    ucm = estimate_run_seconds(base)
+    assert estimate_run_seconds(text) < estimate_run_seconds(vpt) == pytest.approx(ucm)
+    assert estimate_run_seconds(eurosat) == pytest.approx(ucm * 6000 / 2100)
+    assert estimate_run_seconds(matched) < estimate_run_seconds(partial) < ucm

@@ -1,5 +1,5 @@
 # fedrs: one command to set up and run the study, one to run the tests.
-#   make study   # venv + data + offline backbone (if missing) + zero-shot + offline study grid + report
+#   make study   # venv + data + offline backbone (if missing) + zero-shot + the study's quick tier + report
 #   make test    # venv + the whole test suite (unit, integration on ../shared/data, notebooks)
 PYTHON      ?= python3
 VENV        ?= .venv
@@ -12,10 +12,14 @@ export FEDRS_SOURCE
 export PYDEVD_DISABLE_FILE_VALIDATION=1
 export FLWR_TELEMETRY_ENABLED=0
 
-.PHONY: setup lab data backbone backbone-tiny zeroshot sweep report study test test-fast clean-cache help
+.PHONY: setup lab data backbone backbone-tiny zeroshot sweep report study study-full test test-fast clean-cache help
 # parallel runs of the study grid; one torch thread each is fastest on 2 cores
 JOBS        ?= 2
-STUDY       ?= params/studies/offline
+# the study tier `make study` runs (params/make_studies.py writes both tiers); its run folders
+# and report go to results/<tier>/
+STUDY       ?= params/studies/quick
+RESULTS     ?= $(patsubst params/studies/%,results/%,$(STUDY))
+FULL_STUDY  ?= params/studies/full
 
 help:
 	@sed -n '2,3p' Makefile
@@ -55,13 +59,21 @@ zeroshot: backbone
 sweep: backbone
 	OMP_NUM_THREADS=1 $(BIN)/fedrs sweep $(STUDY) --jobs $(JOBS)
 
+# tables and figures of the tier's run folders, into $(RESULTS)/tables and $(RESULTS)/figures
 report: setup
-	$(BIN)/fedrs report results/offline --out results
+	$(BIN)/fedrs report $(RESULTS)
 
 study: zeroshot sweep report
-	@echo "make study: results/ regenerated. Tables and figures against the committed ones (nothing listed = identical;"
+	@echo "make study: $(RESULTS) regenerated. Tables and figures against the committed ones (nothing listed = identical;"
 	@echo "run folders and the model card also record wall times, which differ):"
-	@git status --short --untracked-files=all -- results/tables results/figures results/zero_shot 2>/dev/null || true
+	@git status --short --untracked-files=all -- $(RESULTS)/tables $(RESULTS)/figures results/zero_shot 2>/dev/null || true
+
+# the full study (issue 16's five parts in order; hours on 2 cores, see params/make_studies.py
+# --estimate): resumable, a finished run is skipped and an interrupted one resumed, so re-run it
+# after any interruption; then its report into results/full/{tables,figures}
+study-full: zeroshot
+	OMP_NUM_THREADS=1 $(BIN)/fedrs sweep $(FULL_STUDY) --jobs $(JOBS)
+	$(BIN)/fedrs report $(patsubst params/studies/%,results/%,$(FULL_STUDY))
 
 test: setup
 	$(BIN)/python -m pytest -q tests

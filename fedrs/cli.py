@@ -41,8 +41,17 @@ class UserError(Exception):
     """An error caused by the user's input; printed without a traceback."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors read like every other fedrs error: one line,
+    ``fedrs: error: <what>: see 'fedrs <command> --help'``, exit status 2 (argparse's own
+    format is the usage text then ``fedrs run: error: ...``). Sub-parsers are of this class too."""
+
+    def error(self, message: str):
+        self.exit(2, f"fedrs: error: {message}: see '{self.prog} --help'\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="fedrs",
         description="Federated vision-language learning on remote sensing imagery "
         "(FedRSCLIP, PE-RSITR, Fed-RSIC).",

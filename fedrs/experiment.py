@@ -32,7 +32,7 @@ from fedrs.errors import FedrsError
 from fedrs.federated.engine import FederatedEngine
 from fedrs.io import write_json_atomic
 from fedrs.methods import create_method, get_method_class, task_runner
-from fedrs.runs import METRICS, RunConfig, RunFolder, write_env
+from fedrs.runs import ENV, METRICS, PARAMS, RunConfig, RunFolder, write_env
 
 
 def run_experiment(cfg: RunConfig, out_dir: str | Path, resume: bool = False, progress: bool = True,
@@ -56,6 +56,7 @@ def run_experiment(cfg: RunConfig, out_dir: str | Path, resume: bool = False, pr
     elif make_engine is not None:
         raise FedrsError(f"method {cfg.method.name!r} runs only on the in-process engine")
     folder = RunFolder(out_dir)
+    kept = {name: (folder / name).read_bytes() for name in (PARAMS, ENV) if (folder / name).is_file()}
     if folder.prepare(cfg, resume=resume, force=force):
         return folder.read_metrics()
     try:
@@ -64,6 +65,9 @@ def run_experiment(cfg: RunConfig, out_dir: str | Path, resume: bool = False, pr
         write_json_atomic(folder / METRICS, metrics)  # strict JSON: a NaN in the metrics fails the run here
     except BaseException as exc:
         folder.discard()
+        if folder.status == "interrupted":  # a failed --resume leaves the run as it found it
+            for name, content in kept.items():
+                (folder / name).write_bytes(content)
         if isinstance(exc, OSError) and exc.filename is None:
             exc.filename = str(folder.path)  # a full disk reports no path: name the run's folder
         raise

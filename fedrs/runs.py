@@ -309,10 +309,11 @@ class RunFolder:
         try:
             self.path.mkdir(parents=True, exist_ok=True)
             write_text_atomic(self / PARAMS, dump_yaml(cfg))
-        except OSError as exc:
+        except OSError as exc:  # read-only, full disk: the CLI names the path and the fix
             self.discard()
-            raise FedrsError(f"cannot write the run folder ({exc.filename or self.path}): "
-                             f"{(exc.strerror or str(exc)).lower()}; choose a writable --out") from None
+            if exc.filename is None:
+                exc.filename = str(self.path)
+            raise
         return False
 
     def discard(self) -> None:

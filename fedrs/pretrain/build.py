@@ -11,6 +11,7 @@ import logging
 from pathlib import Path
 
 from fedrs.backbone.factory import CHECKPOINT_NAME
+from fedrs.errors import BackboneError
 from fedrs.paths import models_root, results_root
 
 from .training import load_recipe, pretrain
@@ -40,6 +41,8 @@ def build_offline_backbone(model: str, *, recipe: str | Path | None = None,
     """
     cfg = load_recipe(model, recipe, overrides)
     out_dir = Path(out_dir) if out_dir else models_root() / cfg.model
+    if out_dir.exists() and not out_dir.is_dir():
+        raise BackboneError(f"the backbone's output folder is a file ({out_dir}): give --out a folder path")
     ckpt = out_dir / CHECKPOINT_NAME
     state_file = out_dir / "pretrain_state.pt"
     if if_missing and ckpt.is_file():

@@ -345,6 +345,10 @@ def read_runs(run_dirs: Sequence[str | Path], results_dir: str | Path | None = N
         df[column] = df[column].astype("Int64")
     df["participation"] = df["participation"].astype(float)
     df = sort_rows(df, SETTING + ["row", "seed", "study", "run"])
+    if skipped and df.empty:
+        where = f" under {results_dir}" if results_dir is not None else ""
+        raise ReportError(f"every run folder{where} is damaged ({len(skipped)} skipped, see the notes above): "
+                          f"re-run those runs or delete their folders")
     df.attrs["skipped"] = skipped
     return df
 

@@ -7,6 +7,22 @@ import json
 import sys
 
 
+def _positive(kind):
+    """An argparse type: a number of ``kind`` greater than 0."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, "
+                                             f"got {text!r}") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be greater than 0, got {text}")
+        return value
+
+    return parse
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
     from fedrs.study.sweep import sweep
 
@@ -56,11 +72,11 @@ def register(sub) -> None:
                    help="params YAML files or folders (folders: every *.yaml below, except _* bases)")
     p.add_argument("--study", help="results sub-folder (default: the YAML's folder below params/studies/)")
     p.add_argument("--results", metavar="DIR", help="results root (default: $FEDRS_RESULTS or results/)")
-    p.add_argument("--jobs", "-j", type=int, default=1, help="runs in parallel, one process each (default 1)")
+    p.add_argument("--jobs", "-j", type=_positive(int), default=1, help="runs in parallel, one process each (default 1)")
     p.add_argument("--notebook", help="run notebook (default: notebooks/02_federated_run.ipynb)")
     p.add_argument("--kernel", default="python3",
                    help="Jupyter kernel (default python3: this interpreter, i.e. the project's venv)")
-    p.add_argument("--timeout", type=float, default=None, help="seconds per notebook cell (default: none)")
+    p.add_argument("--timeout", type=_positive(float), default=None, help="seconds per notebook cell (default: none)")
     p.add_argument("--force", action="store_true", help="rerun the given runs from scratch, even complete ones")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="also print the outcomes as JSON")

@@ -120,6 +120,8 @@ def plan(params: Sequence[str | Path], study: str | None = None, results: str | 
     from fedrs.paths import results_root
 
     root = Path(results) if results is not None else results_root()
+    if root.exists() and not root.is_dir():
+        raise SweepError(f"the results folder is a file ({root}): give --results a folder path")
     specs = []
     for p in expand_params(params):
         s = study if study is not None else study_of(p)

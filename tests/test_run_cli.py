@@ -67,3 +67,30 @@ def test_bad_config_is_one_line_naming_key_and_file(tmp_path, capsys):
     assert main(["describe", str(path), "--no-weights"]) == 2
     err = capsys.readouterr().err
     assert str(path) in err and "method.lambda_dpa: expected a number" in err and err.count("\n") == 1
+
+
+def test_describe_does_not_warn_about_the_random_weights_it_asked_for(tiny_yaml):
+    """Every sweep log used to show open_clip's "No pretrained weights loaded ... initialized
+    randomly" from the run notebook's describe call; fedrs asks for random weights on purpose."""
+    import os
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "fedrs.cli", "describe", str(tiny_yaml), "--no-weights"],
+                          capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr
+    assert "initialized randomly" not in done.stdout + done.stderr
+    assert "WARNING:root" not in done.stderr  # and no stderr handler was installed on the root logger
+
+
+def test_a_run_whose_final_metrics_are_not_finite_fails_without_metrics_json(tiny_yaml, tmp_path, monkeypatch, capsys):
+    synth = make_dataset(tmp_path / "img")
+    monkeypatch.setattr(classification, "load_datasets", lambda data_cfg: [synth])
+    monkeypatch.setenv("FEDRS_CACHE", str(tmp_path / "cache"))
+    real = classification.summarise
+    monkeypatch.setattr(classification, "summarise", lambda *a, **k: {**real(*a, **k), "final_train_loss": float("nan")})
+    out = tmp_path / "run"
+    assert main(["run", str(tiny_yaml), "--out", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("fedrs: error: ") and "final_train_loss is nan" in err and "Traceback" not in err
+    assert not (out / "metrics.json").exists() and (out / "checkpoint.pt").is_file()  # kept: the rounds ran

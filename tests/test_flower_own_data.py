@@ -215,6 +215,30 @@ def test_app_settings_and_run_config_of_own_data(sites):
             f'validation-dataset="Validation" datasets=""') in arg
 
 
+@pytest.mark.parametrize("argv, message", [
+    (["supernode", "--data", "{empty}"], "holds no imported dataset: import yours first"),
+    (["supernode", "--data", "{site}", "--dataset", "Nope"], "unknown dataset 'Nope'"),
+    (["supernode", "--dataset", "SiteA"], "--dataset names a dataset in this SuperNode's own data root"),
+    (["local", "{params}", "--out", "{out}", "--node-data", "{site}", "{site}"],
+     "2 node data folders but the run has data.num_clients=3"),
+    (["local", "{params}", "--out", "{out}", "--classes", "{classes}"], "--classes apply to SuperNodes with their own"),
+    (["local", "{params}", "--out", "{out}", "--node-data", "{site}", "{empty}", "{out}"], "is not a folder"),
+])
+def test_fedrs_flower_refuses_bad_own_data_in_one_line(sites, tmp_path, capsys, argv, message):
+    """Each refusal is one 'fedrs: error:' line before anything starts (no deployment, no Flower)."""
+    from fedrs.cli import main
+
+    (tmp_path / "empty").mkdir()
+    names = {"empty": tmp_path / "empty", "site": sites.roots[0], "params": sites.params, "out": tmp_path / "none",
+             "classes": sites.classes}
+    head = ["flower"] + (["supernode", "--superlink", "127.0.0.1:9", "--insecure", "--partition-id", "0",
+                          "--num-partitions", "3"] if argv[0] == "supernode" else [argv[0]])
+    assert main(head + [a.format(**names) for a in argv[1:]]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("fedrs: error: ") and message in err[0], err
+    assert not (tmp_path / "none").exists()
+
+
 # --- FlowerEngine over an in-process grid ----------------------------------------------------------
 
 class OwnDataGrid:

@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from fedrs.backbone.templates import template_text_features
 from fedrs.config import to_dict
 from fedrs.evaluate.classification import accuracy_counts, personalised_summary
+from fedrs.federated.dp import privacy_summary
 from fedrs.federated.engine import FederatedEngine
 from fedrs.methods import create_method
 from fedrs.methods.base import ClientData, Method
@@ -203,7 +204,8 @@ def run_classification(cfg: RunConfig, folder: RunFolder, *, resume: bool = Fals
     setup = prepare_run(cfg, datasets, progress)
     backbone, partition, names, method = setup.backbone, setup.partition, setup.classnames, setup.method
     folder.write_split(partition.to_json(), resume)
-    engine = make_engine(method, setup.clients, setup.pooled_test, cfg.train, cfg.eval, folder / CHECKPOINT)
+    engine = make_engine(method, setup.clients, setup.pooled_test, cfg.train, cfg.eval, folder / CHECKPOINT,
+                         privacy=cfg.privacy)
     setup_s = time.perf_counter() - started
 
     def after_round(r: int, row: dict) -> None:
@@ -227,6 +229,9 @@ def run_classification(cfg: RunConfig, folder: RunFolder, *, resume: bool = Fals
         zeroshot["template"] = cfg.eval.zeroshot_template
     metrics = summarise(cfg, method, backbone, partition, history, zeroshot, engine.elapsed)
     metrics["engine"] = engine.name
+    metrics["privacy"] = privacy_summary(cfg.privacy, history)
+    # clients left out of a round for a non-finite update (also in rounds.csv and clients.csv)
+    metrics["excluded_updates"] = engine.excluded_updates
     metrics["setup_time_s"] = setup_s
     metrics["wall_time_s"] = setup_s + engine.elapsed
     return metrics

@@ -44,6 +44,7 @@ from tqdm.auto import tqdm
 
 from fedrs.errors import FedrsError
 from fedrs.evaluate.classification import personalised_summary
+from fedrs.federated import dp
 from fedrs.federated.client import (
     ClientResult, client_evaluate, client_update, initial_client_state, load_client, predict_counts,
 )
@@ -52,7 +53,7 @@ from fedrs.federated.server import (
 )
 from fedrs.io import save_torch_atomic
 from fedrs.methods.base import ClientData, Method
-from fedrs.runs import EvalConfig, LocalTrainConfig, TrainConfig
+from fedrs.runs import EvalConfig, LocalTrainConfig, PrivacyConfig, TrainConfig
 
 CHECKPOINT_FORMAT = "fedrs-checkpoint-v1"
 #: what a checkpoint must hold (``excluded`` is optional: checkpoints before it had none)
@@ -116,7 +117,8 @@ class FederatedEngine:
     name = "inprocess"
 
     def __init__(self, method: Method, clients: Sequence[ClientData], pooled_test: torch.Tensor,
-                 train: TrainConfig, evaluation: EvalConfig, checkpoint: str | Path | None = None):
+                 train: TrainConfig, evaluation: EvalConfig, checkpoint: str | Path | None = None,
+                 privacy: PrivacyConfig | None = None):
         if not clients:
             raise FedrsError("the federated engine needs at least one client")
         self.method, self.clients = method, method.arrange_clients(clients)
@@ -124,6 +126,7 @@ class FederatedEngine:
         self.server_data = ClientData(-1, first.labels, first.train_indices[:0], pooled_test,
                                       first.features, first.images)
         self.train, self.evaluation = train, evaluation
+        self.privacy = privacy or PrivacyConfig()
         self.checkpoint = Path(checkpoint) if checkpoint is not None else None
         self.global_shared: dict[str, torch.Tensor] = {}
         self.client_states: list[dict[str, torch.Tensor]] = []
@@ -189,6 +192,9 @@ class FederatedEngine:
             result = client_update(self.method, self.global_shared, self.client_states[k], self.clients[k],
                                    self.local_config(r, lr, k))
             self.client_states[k] = result.client_state
+            if self.privacy.mode == "local":  # the client clips and noises its upload (simulated: seeded)
+                result.shared = dp.client_dp(self.global_shared, result.shared, self.privacy,
+                                             dp.noise_generator(derived_seed(self.train.seed, dp.LOCAL_NOISE, r, k)))
             results.append(result)
         return results
 
@@ -220,8 +226,10 @@ class FederatedEngine:
             check_received(res.client_id, res.shared, names, self.method)
         kept, excluded = screen_results(results, r)
         check_divergence(excluded, len(results), self.train.max_diverged_fraction, r)
-        self.global_shared = aggregate(kept, names, method=self.method, rule=self.train.aggregation,
-                                       trim_fraction=self.train.trim_fraction)
+        aggregated = aggregate(kept, names, method=self.method, rule=self.train.aggregation,
+                               trim_fraction=self.train.trim_fraction)
+        self.global_shared = dp.apply_central_dp(self.global_shared, aggregated, kept, self.privacy,
+                                                 dp.noise_generator(derived_seed(self.train.seed, dp.CENTRAL_NOISE, r)))
         check_finite_global(self.global_shared, r)
         self.excluded_updates.extend({"round": e.round, "client": e.client, "reason": e.reason} for e in excluded)
         why = {e.client: e.reason for e in excluded}
@@ -237,6 +245,9 @@ class FederatedEngine:
                          **{f"train_{t}": res.metrics.get(t, float("nan")) for t in terms},
                          **({"excluded": why[res.client_id]} if res.client_id in why else {})})
         row = {"round": r, "lr": lr, "clients_sampled": len(sampled)}
+        epsilon = dp.epsilon_spent(self.privacy, len(self.clients), len(sampled), r)
+        if epsilon is not None:
+            row["epsilon"] = epsilon
         # the round's loss terms over the clients that were averaged (a diverged one would be NaN)
         row.update({f"train_{t}": sum(res.metrics.get(t, 0.0) * res.num_examples for res in kept) / total
                     for t in terms})

@@ -351,7 +351,7 @@ def run_own_data(cfg: RunConfig, out_dir: str | Path, make_engine: Callable[...,
     if folder.prepare(cfg, resume=False, force=force):
         return folder.read_metrics()
     write_env(folder)
-    engine = make_engine(method, clients, pooled_test, cfg.train, cfg.eval, None)
+    engine = make_engine(method, clients, pooled_test, cfg.train, cfg.eval, None, privacy=cfg.privacy)
     setup_s = time.perf_counter() - started
     columns = _round_columns()
 

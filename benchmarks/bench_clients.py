@@ -11,6 +11,17 @@ Each client count runs in its own process (so peak RSS is that run's own) throug
 run's process CPU time (setup included), the load-independent figure on a shared machine. Falls
 back to the tiny random-init backbone when the offline backbone has not been built yet (the
 table says which backbone was used).
+
+What grows with the number of clients is small: a client's state is a few KiB of prompts and its
+data are index tensors into one shared pool. The peak RSS difference between 100 and 10 clients
+(+62 to +69 MiB before exact text truncation, +17 MiB after, on fedrs-rsclip-s) is not live data:
+it is glibc's allocator keeping freed activation buffers in a fragmented heap (its dynamic mmap
+threshold rises after the first large frees, so later activations come from the heap); 100 small
+clients allocate batches of many more sizes (the likely reason it grows with the client count).
+The same pre-truncation run with
+``MALLOC_MMAP_THRESHOLD_=131072`` (large blocks always mmapped and returned) peaks at 1278 MiB
+with 10 clients and 1276 MiB with 100, but costs CPU (45 instead of 24 CPU s for the 10-client run
+here: every large activation is a fresh mmap); see benchmarks/README.md.
 """
 
 from __future__ import annotations

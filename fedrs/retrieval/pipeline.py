@@ -35,7 +35,7 @@ from fedrs.evaluate.retrieval import TIES, RetrievalScores, tie_row
 from fedrs.federated.client import load_client
 from fedrs.federated.engine import FederatedEngine
 from fedrs.methods.base import ClientData
-from fedrs.retrieval.config import RetrievalConfig
+from fedrs.retrieval.config import FEDERATED_SGD_LR, RetrievalConfig
 from fedrs.retrieval.data import RetrievalSet, split_clients, zeroshot_note
 from fedrs.retrieval.method import PERSITR, PERSITRConfig
 from fedrs.retrieval.model import RetrievalModel
@@ -115,7 +115,7 @@ def concat_pool(train: RetrievalSet, test: RetrievalSet) -> tuple[RetrievalSet, 
 
 def federated_retrieval(backbone, train: RetrievalSet, test: RetrievalSet,
                         cfg: PERSITRConfig | RetrievalConfig | None = None, *, num_clients: int = 5,
-                        rounds: int = 10, local_epochs: int = 1, lr: float = 0.1,
+                        rounds: int = 10, local_epochs: int = 1, lr: float = FEDERATED_SGD_LR,
                         train_cfg: TrainConfig | None = None, eval_cfg: EvalConfig | None = None,
                         split_seed: int = 0, split: PartitionConfig | None = None,
                         shards: list[list[int]] | None = None,

@@ -126,15 +126,34 @@ def test_centralised_reference_is_one_client(tiny):
     assert out.upload_values_per_client_round == out.trainable_params
 
 
-def test_describe_paper_config_reports_161088(capsys):
+@pytest.mark.parametrize("name", ["pe_rsitr_ucm.yaml", "pe_rsitr_rsicd.yaml"])
+def test_describe_paper_config_reports_161088(capsys, name):
     from pathlib import Path
 
     from fedrs.cli import main
 
-    params = Path(__file__).resolve().parents[1] / "params" / "paper" / "pe_rsitr_ucm.yaml"
+    params = Path(__file__).resolve().parents[1] / "params" / "paper" / name
     assert main(["describe", str(params), "--no-weights"]) == 0
     out = capsys.readouterr().out
     assert '"trainable_params": 161088' in out and '"method": "pe-rsitr"' in out
+
+
+def test_retrieval_params_files_state_the_published_loss_and_the_validation_split():
+    from fedrs.runs import load_run_config
+
+    root = Path(__file__).resolve().parents[1] / "params"
+    files = sorted(root.glob("offline/pe_rsitr_*.yaml")) + sorted(root.glob("paper/pe_rsitr_*.yaml"))
+    assert len(files) >= 7
+    for path in files:
+        cfg = load_run_config(path)
+        m = cfg.method
+        assert (m.loss.form, m.loss.margin, m.loss.negatives, m.loss.duplicate_captions) == \
+            ("hinge", 0.2, "hardest", "mask"), path
+        assert m.validation.fraction == 0.2, path
+        # RSICD ships train and test only; its validation split comes out of train
+        assert m.train_split == ("train" if cfg.data.dataset == "RSICD" else "train+val"), path
+        if path.parent.name == "paper":
+            assert (cfg.train.batch_size, cfg.train.rounds, cfg.backbone.pretrained) == (16, 30, "openai"), path
 
 
 def write_retrieval_params(path: Path, data: str, method_extra: str = "") -> Path:

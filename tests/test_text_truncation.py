@@ -14,7 +14,8 @@ from torch import nn
 
 from fedrs.backbone.factory import create_backbone
 from fedrs.backbone.text_tower import (
-    TextTowerError, encode_text_embeddings, encode_text_tokens, resolve_text_tower, text_run_length,
+    TextTowerError, encode_text_embeddings, encode_text_tokens, full_context_passes, resolve_text_tower,
+    text_run_length,
 )
 
 NAMES = ["airplane", "dense residential", "golf course", "storage tanks"]
@@ -168,3 +169,19 @@ def test_unsupported_towers(tiny):
     tower = resolve_text_tower(model)
     with pytest.raises(ValueError, match="cannot run"):
         encode_text_embeddings(tower, tower.token_embedding(ids)[:, :3], ids)
+
+
+def test_full_context_switch_is_scoped(tiny):
+    """full_context_passes() (benchmarks' 'before truncation') answers the full context inside the
+    block only, also when the block raises."""
+    model, tokenizer = tiny
+    tower = resolve_text_tower(model)
+    ids = tokenizer([f"a satellite photo of a {name}." for name in NAMES])
+    cut = text_run_length(tower, ids)
+    assert cut < ids.shape[1]
+    with pytest.raises(RuntimeError, match="inside"):
+        with full_context_passes():
+            assert text_run_length(tower, ids) == ids.shape[1]
+            assert encode_text_tokens(model, ids).tokens_run == ids.shape[1]
+            raise RuntimeError("inside")
+    assert text_run_length(tower, ids) == cut

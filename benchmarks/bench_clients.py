@@ -49,7 +49,7 @@ def _one(params: str, clients: int, rounds: int, overrides: dict, queue) -> None
     import torch
 
     from fedrs.backbone.factory import OFFLINE_DEFAULT, offline_checkpoint_path
-    from fedrs.federated import run_experiment
+    from fedrs.experiment import run_experiment
     from fedrs.runs import load_run_config
 
     settings = {"data.num_clients": clients, "train.rounds": rounds, **overrides}

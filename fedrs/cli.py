@@ -34,6 +34,7 @@ COMMAND_MODULES = [
     "fedrs.federated.commands",  # fedrs run ; fedrs describe
     "fedrs.federated.flower.commands",  # fedrs flower local|submit
     "fedrs.study.commands",      # fedrs sweep ; fedrs report
+    "fedrs.retrieval.commands",  # fedrs retrieval select-lr
 ]
 
 

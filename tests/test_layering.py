@@ -26,6 +26,16 @@ LAYERS = [
     ("fedrs.backbone", "fedrs.evaluate"),
     ("fedrs.backbone", "fedrs.pretrain"),
     ("fedrs.evaluate", "fedrs.pretrain"),
+    # the method contract sits below the engines, run folders and the retrieval wing
+    ("fedrs.methods", "fedrs.federated"),
+    ("fedrs.methods", "fedrs.runs"),
+    ("fedrs.methods", "fedrs.retrieval"),
+    ("fedrs.methods", "fedrs.experiment"),
+    # the client update, aggregation, DP and the round loop sit below the one-YAML-to-one-run-folder
+    # layer (the Flower apps in fedrs.federated.flower run whole experiments, so they sit above it)
+    *[(f"fedrs.federated.{m}", upper) for m in ("client", "server", "dp", "engine")
+      for upper in ("fedrs.experiment", "fedrs.classification", "fedrs.federated.flower")],
+    ("fedrs.runs", "fedrs.experiment"),
 ]
 
 

@@ -19,18 +19,7 @@ from fedrs.federated.engine import FederatedEngine
 from fedrs.federated.server import aggregate, payload_size
 
 
-def __getattr__(name: str):
-    # ``fedrs.federated.run_experiment`` was this package's entry point before it moved up to
-    # fedrs.experiment (which imports this package's modules, so it is resolved on first use,
-    # never at import time)
-    if name == "run_experiment":
-        from fedrs.experiment import run_experiment
-
-        return run_experiment
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 __all__ = [
     "ClientData", "ClientResult", "LocalTrainConfig", "client_update", "client_evaluate",
-    "initial_client_state", "aggregate", "payload_size", "FederatedEngine", "run_experiment",
+    "initial_client_state", "aggregate", "payload_size", "FederatedEngine",
 ]

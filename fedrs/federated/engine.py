@@ -44,7 +44,7 @@ from tqdm.auto import tqdm
 
 from fedrs.errors import FedrsError
 from fedrs.evaluate.classification import personalised_summary
-from fedrs.federated import dp
+import fedrs.federated.dp as dp
 from fedrs.federated.client import (
     ClientResult, client_evaluate, client_update, initial_client_state, load_client, predict_counts,
 )

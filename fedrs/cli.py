@@ -17,8 +17,8 @@ loggers it names with ``set_defaults(console_loggers=("fedrs.data",))`` as plain
 from __future__ import annotations
 
 import argparse
-import importlib
 import errno
+import importlib
 import logging
 import os
 import re

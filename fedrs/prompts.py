@@ -48,7 +48,11 @@ from torch import nn
 
 from fedrs.backbone.templates import DEFAULT_INIT_PHRASE
 from fedrs.backbone.text_tower import (
-    SUPPORTED_TEXT, TextTowerError, encode_text_embeddings, resolve_text_tower, text_run_length,
+    SUPPORTED_TEXT,
+    TextTowerError,
+    encode_text_embeddings,
+    resolve_text_tower,
+    text_run_length,
 )
 from fedrs.errors import FedrsError
 

@@ -46,14 +46,22 @@ import copy
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import yaml
 
 from fedrs.study.cost import estimate_run_seconds
 from fedrs.study.vocabulary import (
-    ABLATIONS, CROSS_DOMAIN, DPA_KINDS, LAMBDAS, MAIN_METHOD, METHOD_ROWS, PROMPT_LENGTHS, STUDY_DATASETS,
-    STUDY_DEFAULTS, row_key,
+    ABLATIONS,
+    CROSS_DOMAIN,
+    DPA_KINDS,
+    LAMBDAS,
+    MAIN_METHOD,
+    METHOD_ROWS,
+    PROMPT_LENGTHS,
+    STUDY_DATASETS,
+    STUDY_DEFAULTS,
+    row_key,
 )
 
 HERE = Path(__file__).resolve().parent

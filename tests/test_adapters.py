@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from fedrs.retrieval.adapters import AdapterError, BottleneckAdapter, MRSAdapter, tower_widths
 from fedrs.backbone.factory import create_backbone
+from fedrs.retrieval.adapters import AdapterError, BottleneckAdapter, MRSAdapter, tower_widths
 from fedrs.retrieval.model import RetrievalModel
 
 

@@ -18,8 +18,7 @@ import hashlib
 import json
 import os
 import pathlib
-import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 

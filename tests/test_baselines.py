@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_federated import CLASSES, make_dataset, tiny_config
+from test_methods_registry import check_client_update, check_privacy, classification_data
 
 from fedrs.backbone.factory import create_backbone
 from fedrs.backbone.templates import template_text_features
@@ -22,8 +24,6 @@ from fedrs.federated import ClientData
 from fedrs.federated.engine import FederatedEngine
 from fedrs.methods import create_method
 from fedrs.runs import EvalConfig, TrainConfig, load_run_config, run_config
-from test_federated import CLASSES, make_dataset, tiny_config
-from test_methods_registry import check_client_update, check_privacy, classification_data
 
 OFFLINE = Path(__file__).resolve().parents[1] / "params" / "offline"
 BASELINES = ("zeroshot", "local", "promptfl", "fedpgp", "fedotp", "centralised")

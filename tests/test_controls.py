@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_federated import CLASSES, make_dataset, tiny_config
+from test_methods_registry import check_client_update, check_privacy, classification_data
 
 from fedrs.backbone.factory import create_backbone
 from fedrs.experiment import describe_run, run_experiment
@@ -19,8 +21,6 @@ from fedrs.federated.engine import FederatedEngine
 from fedrs.methods import Batch, create_method, has_global_model
 from fedrs.methods.centralised import MatchedStepClientData
 from fedrs.runs import EvalConfig, TrainConfig, load_run_config, run_config
-from test_federated import CLASSES, make_dataset, tiny_config
-from test_methods_registry import check_client_update, check_privacy, classification_data
 
 OFFLINE = Path(__file__).resolve().parents[1] / "params" / "offline"
 PROMPTS = ("text_shared", "text_private", "visual_shared", "visual_private")

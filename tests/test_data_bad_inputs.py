@@ -22,7 +22,7 @@ from typing import Callable
 
 import pytest
 
-from fedrs.data import download, importing, import_sources
+from fedrs.data import download, import_sources, importing
 from fedrs.data.registry import SPECS
 
 REPO = Path(__file__).resolve().parents[1]

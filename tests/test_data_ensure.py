@@ -24,10 +24,14 @@ from pathlib import Path
 import pytest
 
 from fedrs.data import (
-    STUDY_DATASETS, download, ensure_datasets, load_caption_set, load_scene_dataset,
+    STUDY_DATASETS,
+    download,
+    ensure_datasets,
+    load_caption_set,
+    load_scene_dataset,
 )
 from fedrs.data.importing import files_in_place
-from fedrs.data.registry import MANIFEST_NAME, SPECS, AID_HOLDOUT
+from fedrs.data.registry import AID_HOLDOUT, MANIFEST_NAME, SPECS
 from fedrs.errors import DataError
 
 REPO = Path(__file__).resolve().parents[1]

@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from fedrs.data import import_sources, load_scene_dataset
-from fedrs.data import workdirs
+from fedrs.data import import_sources, load_scene_dataset, workdirs
 from fedrs.data.registry import MANIFEST_NAME
 
 REPO = Path(__file__).resolve().parents[1]

@@ -14,8 +14,7 @@ import torch
 from fedrs.backbone.factory import create_backbone
 from fedrs.config import ConfigError
 from fedrs.errors import FedrsError
-from fedrs.federated import ClientData, ClientResult, LocalTrainConfig, client_update
-from fedrs.federated import dp
+from fedrs.federated import ClientData, ClientResult, LocalTrainConfig, client_update, dp
 from fedrs.methods import create_method
 from fedrs.runs import PrivacyConfig, run_config
 
@@ -147,7 +146,12 @@ def test_epsilon_matches_flowers_own_rdp_accountant():
     """The same backend as Flower's RdpAccountant: identical numbers for the Gaussian mechanism."""
     pytest.importorskip("flwr")
     from flwr.supercore.privacy_accounting import (
-        GaussianPrivacyEvent, NeighboringRelation, PrivacyConfig as FlowerPrivacy, SamplingMethod,
+        GaussianPrivacyEvent,
+        NeighboringRelation,
+        SamplingMethod,
+    )
+    from flwr.supercore.privacy_accounting import (
+        PrivacyConfig as FlowerPrivacy,
     )
     from flwr.supercore.privacy_accounting.rdp_accountant import RdpAccountant
 

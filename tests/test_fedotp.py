@@ -12,6 +12,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from test_federated import CLASSES, make_dataset
 
 from fedrs.backbone import features
 from fedrs.backbone.factory import create_backbone
@@ -24,7 +25,6 @@ from fedrs.methods.base import Batch
 from fedrs.methods.fedotp import partial_sinkhorn, transport_scores
 from fedrs.prompts import VisualPromptEncoder
 from fedrs.runs import EvalConfig, TrainConfig
-from test_federated import CLASSES, make_dataset
 
 EPS = 0.1
 

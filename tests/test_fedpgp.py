@@ -13,12 +13,12 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from test_federated import CLASSES
 
 from fedrs.backbone.factory import create_backbone
 from fedrs.config import ConfigError
 from fedrs.methods import create_method, method_config
 from fedrs.methods.fedpgp import prompt_wise_contrastive_loss
-from test_federated import CLASSES
 
 E1, E2 = torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 1.0]])
 

@@ -26,6 +26,7 @@ import yaml
 
 pytest.importorskip("flwr", reason="flwr is not installed (pip install 'fedrs[flower]')")
 
+from flower_study import CLIENTS, SYNTH, make_study, processes_carrying  # noqa: E402
 from flwr.app import ConfigRecord, Context, MessageType, RecordDict  # noqa: E402
 
 from fedrs.config import ConfigError, dump_yaml  # noqa: E402
@@ -35,14 +36,25 @@ from fedrs.federated import FederatedEngine, client_update  # noqa: E402
 from fedrs.federated.flower.client_app import evaluate_step, reply_content, respond, train_step  # noqa: E402
 from fedrs.federated.flower.credentials import generate_dev_credentials, write_node_key  # noqa: E402
 from fedrs.federated.flower.deploy import (  # noqa: E402
-    LocalFederation, free_port, run_config_arg, submit, supernode_command, write_connection,
+    LocalFederation,
+    free_port,
+    run_config_arg,
+    submit,
+    supernode_command,
+    write_connection,
 )
 from fedrs.federated.flower.server_app import FlowerEngine  # noqa: E402
 from fedrs.federated.flower.task import (  # noqa: E402
-    ARRAYS, CONFIG, PARAMS, STATE, app_settings, client_task, from_record, to_record,
+    ARRAYS,
+    CONFIG,
+    PARAMS,
+    STATE,
+    app_settings,
+    client_task,
+    from_record,
+    to_record,
 )
 from fedrs.runs import LocalTrainConfig, load_run_config  # noqa: E402
-from flower_study import CLIENTS, SYNTH, make_study, processes_carrying  # noqa: E402
 
 TIMING = ("time_s",)
 #: the in-process engine applies the privacy: section (fedrs.federated.dp) once it takes ``privacy``

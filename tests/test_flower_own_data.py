@@ -39,12 +39,28 @@ from fedrs.errors import DataError, FedrsError  # noqa: E402
 from fedrs.federated.flower.client_app import respond  # noqa: E402
 from fedrs.federated.flower.deploy import OwnData, run_config_arg, run_local  # noqa: E402
 from fedrs.federated.flower.own_data import (  # noqa: E402
-    LabelSpace, build_method, load_node_dataset, match_classes, own_split, placeholder_clients, run_label_space,
-    run_own_data, run_own_data_inprocess, server_split, validation_data,
+    LabelSpace,
+    build_method,
+    load_node_dataset,
+    match_classes,
+    own_split,
+    placeholder_clients,
+    run_label_space,
+    run_own_data,
+    run_own_data_inprocess,
+    server_split,
+    validation_data,
 )
 from fedrs.federated.flower.server_app import OwnDataFlowerEngine  # noqa: E402
 from fedrs.federated.flower.task import (  # noqa: E402
-    ARRAYS, CLASSES, CLIENT_DATA, CONFIG, PARAMS, app_settings, client_task, to_record,
+    ARRAYS,
+    CLASSES,
+    CLIENT_DATA,
+    CONFIG,
+    PARAMS,
+    app_settings,
+    client_task,
+    to_record,
 )
 from fedrs.runs import load_run_config, run_config  # noqa: E402
 

@@ -28,7 +28,11 @@ from fedrs.cli import build_parser, main
 from fedrs.errors import FedrsError
 from fedrs.federated.flower.credentials import generate_dev_credentials, write_node_key
 from fedrs.federated.flower.deploy import (
-    is_loopback, node_config_arg, superlink_command, supernode_command, write_connection,
+    is_loopback,
+    node_config_arg,
+    superlink_command,
+    supernode_command,
+    write_connection,
 )
 
 

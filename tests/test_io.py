@@ -15,7 +15,11 @@ import torch
 
 from fedrs.errors import FedrsError
 from fedrs.io import (
-    NonFiniteJSONError, atomic_path, json_text, save_torch_atomic, write_json_atomic,
+    NonFiniteJSONError,
+    atomic_path,
+    json_text,
+    save_torch_atomic,
+    write_json_atomic,
     write_text_atomic,
 )
 

@@ -43,8 +43,9 @@ def test_project_kernel_is_registered_and_imports_fedrs():
             timeout=120, output_hook=lambda msg: outputs.append(msg))
         assert reply["content"]["status"] == "ok", reply["content"]
         text = "".join(m["content"].get("text", "") for m in outputs if m["msg_type"] == "stream")
-        import fedrs
         import torch
+
+        import fedrs
 
         version, torch_version, location = text.split()
         assert (version, torch_version) == (fedrs.__version__, torch.__version__)

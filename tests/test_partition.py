@@ -11,8 +11,15 @@ import pytest
 
 from fedrs.config import ConfigError, from_dict
 from fedrs.data.partition import (
-    DEFAULT_LABEL_MAP, FED_RSIC_CONFIGS, Partition, PartitionConfig, build_cross_domain_partition,
-    build_partition, fed_rsic_config, harmonised_classnames, partition_dataset,
+    DEFAULT_LABEL_MAP,
+    FED_RSIC_CONFIGS,
+    Partition,
+    PartitionConfig,
+    build_cross_domain_partition,
+    build_partition,
+    fed_rsic_config,
+    harmonised_classnames,
+    partition_dataset,
 )
 from fedrs.data.registry import SPECS
 from fedrs.errors import DataError

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from test_federated import CLASSES, make_dataset, tiny_config
 
 from fedrs.backbone.factory import create_backbone, resolve_device
 from fedrs.config import ConfigError
@@ -18,7 +19,6 @@ from fedrs.methods import create_method
 from fedrs.methods.base import Batch
 from fedrs.prompts import PromptError, set_tower_precision
 from fedrs.runs import run_config
-from test_federated import CLASSES, make_dataset, tiny_config
 
 
 @pytest.fixture(scope="module")

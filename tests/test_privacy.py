@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from test_federated import CLASSES, tiny_config
+from test_methods_registry import TINY_CONFIG
 from torch import nn
 
 from fedrs.backbone.factory import create_backbone
@@ -24,8 +26,6 @@ from fedrs.methods.base import NEVER_SHARED, Method, MethodConfig, matches
 from fedrs.methods.fedrsclip import FedRSCLIP
 from fedrs.methods.local import LocalOnly
 from fedrs.runs import run_config
-from test_federated import CLASSES, tiny_config
-from test_methods_registry import TINY_CONFIG
 
 PRIVATE = ("text_private", "visual_private")
 

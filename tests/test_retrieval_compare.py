@@ -2,12 +2,11 @@
 
 import pytest
 import torch
+from test_retrieval_variants import tiny_set
 
 from fedrs.backbone.factory import create_backbone
 from fedrs.retrieval import AdapterConfig, RetrievalConfig, RetrievalTrainConfig, evaluate
 from fedrs.retrieval.compare import COLUMN_LABELS, compare_federated, compare_variants, comparison_table
-
-from test_retrieval_variants import tiny_set
 
 RECALLS = ["i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10", "mR"]
 

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_retrieval_variants import tiny_set
 
 from fedrs.backbone.factory import create_backbone
 from fedrs.config import ConfigError
@@ -12,8 +13,6 @@ from fedrs.methods import create_method, method_config
 from fedrs.retrieval.config import AdapterConfig
 from fedrs.retrieval.method import PERSITRConfig
 from fedrs.retrieval.pipeline import federated_retrieval
-
-from test_retrieval_variants import tiny_set
 
 PRIVATE = ["adapter.up.vision", "adapter.up.text"]
 

@@ -7,8 +7,14 @@ import torch
 
 from fedrs.config import ConfigError, from_dict
 from fedrs.losses.retrieval import (
-    HMMCConfig, HMMCLoss, bidirectional_hinge, caption_groups, hinge_on_similarity, info_nce,
-    normalise_caption, same_caption_matrix,
+    HMMCConfig,
+    HMMCLoss,
+    bidirectional_hinge,
+    caption_groups,
+    hinge_on_similarity,
+    info_nce,
+    normalise_caption,
+    same_caption_matrix,
 )
 
 # rows: anchors a_i (positive sim[i, i]); columns: anchors b_j (positive sim[j, j]); margin 0.2

@@ -3,6 +3,7 @@ with repeated caption strings, validation splits and the learning-rate sweep."""
 
 import pytest
 import torch
+from test_retrieval_variants import TINY_CFG, tiny_set
 
 from fedrs.backbone.factory import create_backbone
 from fedrs.config import ConfigError, dump_yaml, from_dict, to_dict
@@ -12,8 +13,6 @@ from fedrs.retrieval.data import RetrievalSet
 from fedrs.retrieval.method import PERSITR, PERSITRConfig
 from fedrs.retrieval.train import train_epochs
 from fedrs.retrieval.variants import build_variant
-
-from test_retrieval_variants import TINY_CFG, tiny_set
 
 
 @pytest.fixture(scope="module")

@@ -7,11 +7,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from test_federated import make_dataset, tiny_config
 
 import fedrs.classification as classification
 from fedrs.cli import main
-
-from test_federated import make_dataset, tiny_config
 
 REPO = Path(__file__).resolve().parents[1]
 

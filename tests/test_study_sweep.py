@@ -4,7 +4,6 @@ validate every params file first, make shared inputs ready once, lock runs being
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import sys

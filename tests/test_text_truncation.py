@@ -14,7 +14,11 @@ from torch import nn
 
 from fedrs.backbone.factory import create_backbone
 from fedrs.backbone.text_tower import (
-    TextTowerError, encode_text_embeddings, encode_text_tokens, full_context_passes, resolve_text_tower,
+    TextTowerError,
+    encode_text_embeddings,
+    encode_text_tokens,
+    full_context_passes,
+    resolve_text_tower,
     text_run_length,
 )
 

@@ -13,11 +13,15 @@ metrics = run_experiment(load_run_config("params/offline/fedrsclip_ucmerced.yaml
 """
 
 from fedrs.federated.client import (
-    ClientData, ClientResult, LocalTrainConfig, client_evaluate, client_update, initial_client_state,
+    ClientData,
+    ClientResult,
+    LocalTrainConfig,
+    client_evaluate,
+    client_update,
+    initial_client_state,
 )
 from fedrs.federated.engine import FederatedEngine
 from fedrs.federated.server import aggregate, payload_size
-
 
 __all__ = [
     "ClientData", "ClientResult", "LocalTrainConfig", "client_update", "client_evaluate",

@@ -42,14 +42,24 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+import fedrs.federated.dp as dp
 from fedrs.errors import FedrsError
 from fedrs.evaluate.classification import personalised_summary
-import fedrs.federated.dp as dp
 from fedrs.federated.client import (
-    ClientResult, client_evaluate, client_update, initial_client_state, load_client, predict_counts,
+    ClientResult,
+    client_evaluate,
+    client_update,
+    initial_client_state,
+    load_client,
+    predict_counts,
 )
 from fedrs.federated.server import (
-    aggregate, check_divergence, check_finite_global, check_received, payload_size, screen_results,
+    aggregate,
+    check_divergence,
+    check_finite_global,
+    check_received,
+    payload_size,
+    screen_results,
 )
 from fedrs.io import save_torch_atomic
 from fedrs.methods.base import ClientData, Method

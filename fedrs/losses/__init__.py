@@ -3,10 +3,19 @@
 false-negative masking)."""
 
 from fedrs.losses.classification import (
-    CMA_KINDS, DPA_KINDS, classification_loss, cross_modal_alignment_loss, dual_prompt_alignment_loss,
+    CMA_KINDS,
+    DPA_KINDS,
+    classification_loss,
+    cross_modal_alignment_loss,
+    dual_prompt_alignment_loss,
 )
 from fedrs.losses.retrieval import (
-    HMMCConfig, HMMCLoss, bidirectional_hinge, caption_groups, hinge_on_similarity, info_nce,
+    HMMCConfig,
+    HMMCLoss,
+    bidirectional_hinge,
+    caption_groups,
+    hinge_on_similarity,
+    info_nce,
 )
 
 __all__ = [

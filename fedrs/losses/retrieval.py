@@ -230,7 +230,7 @@ class HMMCLoss(HMMCConfig):
     cross-modal term alone (the ``mrs-adapter`` and other PETL baselines)."""
 
     @classmethod
-    def from_config(cls, cfg: HMMCConfig, **changes) -> "HMMCLoss":
+    def from_config(cls, cfg: HMMCConfig, **changes) -> HMMCLoss:
         """The loss of ``cfg`` (any object with the :class:`HMMCConfig` fields, e.g. a subclass with
         more), with ``changes`` (e.g. ``lambda_v=0.0``) applied."""
         values = {f.name: getattr(cfg, f.name) for f in fields(HMMCConfig)}

@@ -45,7 +45,6 @@ from torch import nn
 
 from fedrs.errors import FedrsError
 
-
 #: name patterns that never leave a client, whatever a method shares or declares: private and local
 #: tensors by name, and a client's optimiser state (``client_update`` keeps SGD momentum buffers as
 #: ``"momentum.<name>"``, :data:`fedrs.federated.client.MOMENTUM`)

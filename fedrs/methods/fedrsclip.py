@@ -35,7 +35,9 @@ import torch
 
 from fedrs.backbone.templates import DEFAULT_TEMPLATE, template_text_features
 from fedrs.losses.classification import (
-    classification_loss, cross_modal_alignment_loss, dual_prompt_alignment_loss,
+    classification_loss,
+    cross_modal_alignment_loss,
+    dual_prompt_alignment_loss,
 )
 from fedrs.methods.base import Batch, Method
 from fedrs.methods.text_prompt import TextPromptConfig

@@ -32,12 +32,16 @@ import torch.nn.functional as F
 from open_clip.loss import ClipLoss
 from tqdm.auto import tqdm
 
-from fedrs.hardware import cpu_identity
 from fedrs.backbone.factory import (
-    CHECKPOINT_NAME, MODEL_CONFIG_DIR, OFFLINE_MODELS, clear_backbone_cache, expected_random_init,
+    CHECKPOINT_NAME,
+    MODEL_CONFIG_DIR,
+    OFFLINE_MODELS,
+    clear_backbone_cache,
+    expected_random_init,
 )
 from fedrs.config import ConfigError, dump_yaml, load_config, to_dict
 from fedrs.errors import BackboneError
+from fedrs.hardware import cpu_identity
 from fedrs.io import save_torch_atomic, write_json_atomic, write_text_atomic
 from fedrs.paths import cache_root, models_root
 

@@ -25,7 +25,13 @@ Federated: :func:`federated_retrieval` (``fedrs.retrieval.pipeline``) or ``fedrs
 
 from fedrs.retrieval.adapters import BottleneckAdapter, MRSAdapter
 from fedrs.retrieval.config import (
-    VARIANTS, AdapterConfig, LossConfig, PromptConfig, RetrievalConfig, RetrievalTrainConfig, TrainConfig,
+    VARIANTS,
+    AdapterConfig,
+    LossConfig,
+    PromptConfig,
+    RetrievalConfig,
+    RetrievalTrainConfig,
+    TrainConfig,
     ValidationConfig,
 )
 from fedrs.retrieval.data import RetrievalSet, split_clients, split_disjoint, zeroshot_note

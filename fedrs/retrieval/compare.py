@@ -29,8 +29,14 @@ from fedrs.data import load_caption_set
 from fedrs.data.partition import PartitionConfig
 from fedrs.evaluate.retrieval import retrieval_scores
 from fedrs.retrieval import (
-    PERSITRConfig, RetrievalConfig, RetrievalModel, RetrievalSet, build_variant, encode_set,
-    federated_retrieval, train_epochs,
+    PERSITRConfig,
+    RetrievalConfig,
+    RetrievalModel,
+    RetrievalSet,
+    build_variant,
+    encode_set,
+    federated_retrieval,
+    train_epochs,
 )
 
 logger = logging.getLogger(__name__)

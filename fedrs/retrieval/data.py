@@ -49,7 +49,7 @@ class RetrievalSet:
 
     @classmethod
     def from_items(cls, name: str, items: Sequence, backbone: Backbone,
-                   limit: int | None = None, threads: int = 2) -> "RetrievalSet":
+                   limit: int | None = None, threads: int = 2) -> RetrievalSet:
         """From ``CaptionedImage`` items with image paths (``limit``: the first N, for smoke runs)."""
         items = [it for it in items if it.path is not None][:limit]
         if not items:
@@ -66,7 +66,7 @@ class RetrievalSet:
 
     @classmethod
     def load(cls, dataset: str, split: str, backbone: Backbone, limit: int | None = None,
-             root=None) -> "RetrievalSet":
+             root=None) -> RetrievalSet:
         """``load_caption_set(dataset, split)`` with its images, preprocessed for ``backbone``.
 
         ``split`` may join several with ``+`` (``"train+val"``: the paper's 1,890 UCM training images).
@@ -86,7 +86,7 @@ class RetrievalSet:
             out.description += f", first {len(out):,} only"
         return out
 
-    def subset(self, indices: Sequence[int], name: str | None = None) -> "RetrievalSet":
+    def subset(self, indices: Sequence[int], name: str | None = None) -> RetrievalSet:
         """The given images with all their captions (a client's shard)."""
         idx = torch.as_tensor(list(indices), dtype=torch.long)
         remap = torch.full((len(self),), -1, dtype=torch.long)
@@ -97,7 +97,7 @@ class RetrievalSet:
                             remap[self.caption_image[keep]],
                             None if self.labels is None else [self.labels[i] for i in idx.tolist()])
 
-    def split_validation(self, fraction: float, seed: int = 0) -> tuple["RetrievalSet", "RetrievalSet | None"]:
+    def split_validation(self, fraction: float, seed: int = 0) -> tuple[RetrievalSet, RetrievalSet | None]:
         """``(train, val)``: :func:`validation_indices` as two subsets (``val`` None for fraction 0)."""
         train_idx, val_idx = validation_indices(len(self), fraction, seed)
         if not val_idx:

@@ -48,13 +48,18 @@ from fedrs.errors import FedrsError
 from fedrs.losses.retrieval import caption_groups
 from fedrs.methods.base import Batch, Method, MethodConfig
 from fedrs.retrieval.config import (
-    VARIANTS, AdapterConfig, LossConfig, PromptConfig, RetrievalConfig, RetrievalTrainConfig, ValidationConfig,
+    VARIANTS,
+    AdapterConfig,
+    LossConfig,
+    PromptConfig,
+    RetrievalConfig,
+    RetrievalTrainConfig,
+    ValidationConfig,
 )
 from fedrs.retrieval.data import RetrievalSet
 from fedrs.retrieval.model import RetrievalModel
 from fedrs.retrieval.train import batch_terms
 from fedrs.retrieval.variants import build_variant
-
 
 #: ``federate`` choices: average every non-private trainable tensor, or only the cross-modal shared part
 FEDERATE = ("all", "cross-modal")

@@ -25,8 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fedrs.retrieval.adapters import AdapterError, adapted_block, count_parameters, tower_widths
 from fedrs.backbone.factory import Backbone
+from fedrs.retrieval.adapters import AdapterError, adapted_block, count_parameters, tower_widths
 
 
 class TextPrompt(nn.Module):

@@ -45,7 +45,7 @@ from fedrs.retrieval.method import PERSITRConfig
 from fedrs.retrieval.pipeline import federated_retrieval
 from fedrs.retrieval.train import train_epochs, validation_summary
 from fedrs.retrieval.variants import build_variant
-from fedrs.runs import EvalConfig, RunConfig
+from fedrs.runs import RunConfig
 
 logger = logging.getLogger(__name__)
 

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import torch
 
-from fedrs.retrieval.adapters import BottleneckAdapter, MRSAdapter, tower_widths
 from fedrs.backbone.factory import Backbone
 from fedrs.losses.retrieval import HMMCLoss
+from fedrs.retrieval.adapters import BottleneckAdapter, MRSAdapter, tower_widths
 from fedrs.retrieval.config import VARIANTS, RetrievalConfig
 from fedrs.retrieval.model import RetrievalModel, TextPrompt, VisualPrompt
 

@@ -26,7 +26,6 @@ import os
 from pathlib import Path
 from typing import Sequence
 
-
 #: the environment variables of fedrs.paths and their folders in the checkout
 ROOT_VARIABLES = {"FEDRS_DATA": "data", "FEDRS_CACHE": "cache", "FEDRS_MODELS": "models",
                   "FEDRS_RESULTS": "results"}

@@ -35,7 +35,12 @@ import yaml
 from fedrs.errors import FedrsError
 from fedrs.methods import has_global_model
 from fedrs.study.vocabulary import (
-    ABLATION_VARIANTS, DATASET_ORDER, METHODS, ROW_ORDER, SWITCH_KEYS, row_identity,
+    ABLATION_VARIANTS,
+    DATASET_ORDER,
+    METHODS,
+    ROW_ORDER,
+    SWITCH_KEYS,
+    row_identity,
 )
 
 logger = logging.getLogger(__name__)

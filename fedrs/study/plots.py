@@ -19,7 +19,6 @@ from typing import Any, Callable, Iterator, Mapping, Sequence, TypeVar
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 

@@ -55,7 +55,7 @@ from typing import Iterable, Iterator, Literal, Sequence
 from fedrs.errors import FedrsError
 from fedrs.io import json_text, write_json_atomic
 from fedrs.procs import MARKER_VAR, Watchdog, process_alive, process_start_time
-from fedrs.study import find_project_file, project_root, use_project_roots
+from fedrs.study import project_root, use_project_roots
 
 NOTEBOOK_NAME = "02_federated_run.ipynb"
 STATUS_FILE = "sweep.json"
@@ -245,7 +245,7 @@ def release_lock(spec: RunSpec) -> None:
         lock_path(spec).unlink(missing_ok=True)
 
 
-def _busy(spec: RunSpec, owner: dict) -> "RunOutcome":
+def _busy(spec: RunSpec, owner: dict) -> RunOutcome:
     return RunOutcome(spec.label, "busy", str(spec.out_dir),
                       error=f"being executed by pid {owner.get('pid')} on host {owner.get('host')} "
                             f"(lock {lock_path(spec)}): re-run once that sweep is done")

@@ -40,7 +40,13 @@ from fedrs.methods import has_global_model
 from fedrs.study.collect import ACCURACY_COLUMNS, SETTING, ReportError, sort_rows
 from fedrs.study.stats import CONFIDENCE, mean_finite, paired_difference, wilson_interval
 from fedrs.study.vocabulary import (
-    DEFAULT_PROMPT_LENGTH, MAIN_METHOD, METHOD_ROWS, PROMPT_LENGTHS, REFERENCE_ROW, dataset_label, row_identity,
+    DEFAULT_PROMPT_LENGTH,
+    MAIN_METHOD,
+    METHOD_ROWS,
+    PROMPT_LENGTHS,
+    REFERENCE_ROW,
+    dataset_label,
+    row_identity,
 )
 
 #: the accuracies every table reports: run column -> its name in headings

@@ -35,8 +35,25 @@ from fedrs.federated.client import client_evaluate, client_update, initial_clien
 from fedrs.federated.dp import client_dp, noise_generator
 from fedrs.federated.flower.own_data import PARTITION
 from fedrs.federated.flower.task import (
-    ARRAYS, CLASSES, CLIENT_DATA, CONFIG, GLOBAL_CORRECT, GLOBAL_TOTAL, METRICS, NOISE_SEED, NUM_EXAMPLES,
-    NUM_PARTITIONS, NUM_TRAIN, PARAMS, PARTITION_ID, STATE, TERM, ClientTask, client_task, from_record, to_record,
+    ARRAYS,
+    CLASSES,
+    CLIENT_DATA,
+    CONFIG,
+    GLOBAL_CORRECT,
+    GLOBAL_TOTAL,
+    METRICS,
+    NOISE_SEED,
+    NUM_EXAMPLES,
+    NUM_PARTITIONS,
+    NUM_TRAIN,
+    PARAMS,
+    PARTITION_ID,
+    STATE,
+    TERM,
+    ClientTask,
+    client_task,
+    from_record,
+    to_record,
 )
 from fedrs.runs import LocalTrainConfig
 

@@ -30,11 +30,27 @@ from pathlib import Path
 
 from fedrs.errors import FedrsError
 from fedrs.federated.flower.credentials import (
-    CA_CERT, SERVER_CERT, SERVER_KEY, TLSFiles, generate_dev_credentials, write_node_key,
+    CA_CERT,
+    SERVER_CERT,
+    SERVER_KEY,
+    TLSFiles,
+    generate_dev_credentials,
+    write_node_key,
 )
 from fedrs.federated.flower.deploy import (
-    APP_DIR, LOOPBACK, OwnData, flower_env, flower_home, node_data_config, register_node, require_flower, run_local,
-    submit, superlink_command, supernode_command, write_connection,
+    APP_DIR,
+    LOOPBACK,
+    OwnData,
+    flower_env,
+    flower_home,
+    node_data_config,
+    register_node,
+    require_flower,
+    run_local,
+    submit,
+    superlink_command,
+    supernode_command,
+    write_connection,
 )
 from fedrs.federated.flower.own_data import load_node_dataset
 

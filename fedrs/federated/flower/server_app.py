@@ -39,11 +39,10 @@ from dataclasses import asdict
 from functools import partial
 from logging import INFO
 
+import torch
 from flwr.app import ConfigRecord, Context, Message, MessageType, RecordDict
 from flwr.common.logger import log
 from flwr.serverapp import Grid, ServerApp
-
-import torch
 
 from fedrs.config import dump_yaml
 from fedrs.errors import FedrsError
@@ -52,15 +51,39 @@ from fedrs.experiment import run_experiment
 from fedrs.federated.client import ClientResult, load_client, predict_counts
 from fedrs.federated.dp import LOCAL_NOISE
 from fedrs.federated.engine import FederatedEngine, derived_seed
-from fedrs.federated.server import check_received
 from fedrs.federated.flower.own_data import (
-    OWN, PARTITION, LabelSpace, build_method, load_node_dataset, placeholder_clients, run_label_space, run_own_data,
-    server_split, validation_data,
+    OWN,
+    PARTITION,
+    LabelSpace,
+    build_method,
+    load_node_dataset,
+    placeholder_clients,
+    run_label_space,
+    run_own_data,
+    server_split,
+    validation_data,
 )
 from fedrs.federated.flower.task import (
-    ARRAYS, CLASSES, CLIENT_DATA, CONFIG, GLOBAL_CORRECT, GLOBAL_TOTAL, METRICS, NOISE_SEED, NUM_EXAMPLES,
-    NUM_PARTITIONS, NUM_TRAIN, PARAMS, PARTITION_ID, TERM, AppSettings, from_record, load_run, to_record,
+    ARRAYS,
+    CLASSES,
+    CLIENT_DATA,
+    CONFIG,
+    GLOBAL_CORRECT,
+    GLOBAL_TOTAL,
+    METRICS,
+    NOISE_SEED,
+    NUM_EXAMPLES,
+    NUM_PARTITIONS,
+    NUM_TRAIN,
+    PARAMS,
+    PARTITION_ID,
+    TERM,
+    AppSettings,
+    from_record,
+    load_run,
+    to_record,
 )
+from fedrs.federated.server import check_received
 from fedrs.runs import PrivacyConfig, load_run_config
 
 app = ServerApp()

@@ -47,7 +47,14 @@ from fedrs.config import ConfigError, from_dict
 from fedrs.errors import FedrsError
 from fedrs.federated.client import ClientData
 from fedrs.federated.flower.own_data import (
-    DATA_DIR, DATASET, OWN, PARTITION, LabelSpace, build_method, load_node_dataset, own_data_clients,
+    DATA_DIR,
+    DATASET,
+    OWN,
+    PARTITION,
+    LabelSpace,
+    build_method,
+    load_node_dataset,
+    own_data_clients,
 )
 from fedrs.methods import Method
 from fedrs.runs import PrivacyConfig, RunConfig, load_run_config, run_config

@@ -100,8 +100,8 @@ def main(argv: list[str] | None = None) -> int:
         row["process_s"] = round(time.perf_counter() - started, 1)
         rows.append(row)
         print(f"{n} clients done in {row['process_s']} s", file=sys.stderr)
-    cols = ["clients", "round_time_s", "cpu_s", "load_avg_1min", "peak_rss_mib", "client_state_kib", "setup_s", "process_s",
-            "personalised_acc", "global_acc", "upload_values_per_client_round"]
+    cols = ["clients", "round_time_s", "cpu_s", "load_avg_1min", "peak_rss_mib", "client_state_kib", "setup_s",
+            "process_s", "personalised_acc", "global_acc", "upload_values_per_client_round"]
     print(f"backbone {rows[0]['backbone']}, dataset {rows[0]['dataset']}, {args.rounds} rounds, "
           f"torch threads {rows[0]['torch_threads']}, overrides {overrides or 'none'}")
     print("| " + " | ".join(cols) + " |")

@@ -114,7 +114,7 @@ def run_precision(setup, cfg, precision: str) -> dict:
     eval_images = (sum(int(c.test_indices.numel()) for c in engine.clients)
                    + int(engine.server_data.test_indices.numel()))
     for r in range(1, cfg.train.rounds + 1):
-        (row, client_rows), train_s = clock(lambda: engine.run_round(r))
+        (row, client_rows), train_s = clock(lambda r=r: engine.run_round(r))
         (accs, _), eval_s = clock(engine.evaluate)
         train_images = sum(c["num_examples"] for c in client_rows) * cfg.train.local_epochs
         rounds.append({"round": r, "train_s": train_s, "eval_s": eval_s, "train_images": train_images,

@@ -352,7 +352,7 @@ def patch_embedding(repeats: int) -> None:
         images = torch.randn(batch, 3, backbone.image_size, backbone.image_size)
         prompts = (torch.randn(1, 4, encoder.width) * 0.02).requires_grad_()
 
-        def embed(x):  # what VisualPromptEncoder does before the prompts enter
+        def embed(x, v=v):  # what VisualPromptEncoder does before the prompts enter
             x = v.conv1(x)
             x = x.reshape(x.shape[0], x.shape[1], -1).permute(0, 2, 1)
             cls = v.class_embedding.reshape(1, 1, -1).expand(x.shape[0], -1, -1)
@@ -361,18 +361,18 @@ def patch_embedding(repeats: int) -> None:
         with torch.no_grad():
             cached = embed(images)
 
-        def from_images():
+        def from_images(encoder=encoder, images=images, prompts=prompts):
             prompts.grad = None
             encoder(images, prompts).sum().backward()
 
-        def from_cache():
+        def from_cache(v=v, encoder=encoder, cached=cached, prompts=prompts):
             prompts.grad = None
             x = v.ln_pre(encoder._insert(cached, prompts[0], replace=False))
             x = v.transformer(x)
             pooled, _ = v._pool(torch.cat([x[:, :1], x[:, 1 + prompts.shape[1]:]], dim=1))
             (pooled @ v.proj).sum().backward()
 
-        def embedding_only():
+        def embedding_only(embed=embed, images=images):
             with torch.no_grad():
                 embed(images)
 

@@ -27,7 +27,9 @@ from fedrs.backbone.text_tower import encode_text_embeddings, resolve_text_tower
 from fedrs.data.registry import SPECS, prompt_names
 
 
-def prompted_batch(backbone, names: list[str], n_ctx: int, sets: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def prompted_batch(
+    backbone, names: list[str], n_ctx: int, sets: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(ctx [S, M, W] requiring grad, frozen class embeddings [C, L, W], ids [S*C, L]) as fedrs.prompts builds them."""
     tower = resolve_text_tower(backbone.model)
     ids = backbone.tokenizer([" ".join(["X"] * n_ctx) + f" {n}." for n in names]).long()

@@ -410,7 +410,8 @@ def write_env(folder: RunFolder) -> None:
 
 
 __all__ = [
-    "BackboneConfig", "LocalTrainConfig", "TrainConfig", "EvalConfig", "PrivacyConfig", "RunConfig", "load_run_config", "run_config",
+    "BackboneConfig", "LocalTrainConfig", "TrainConfig", "EvalConfig", "PrivacyConfig", "RunConfig", "load_run_config",
+    "run_config",
     "RunFolder", "environment", "write_env", "ConfigError",
     "PARAMS", "SPLIT", "ROUNDS", "CLIENTS", "METRICS", "ENV", "CHECKPOINT", "RUN_FILES",
 ]

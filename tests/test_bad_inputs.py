@@ -209,7 +209,8 @@ RUN_SETUP = [
     Case("run-checkpoint-file-missing", lambda c: c.run(backbone={"pretrained": str(c.tmp / "w.pt")}),
          [], lambda c: c.tmp / "w.pt"),
     Case("run-checkpoint-file-garbage",
-         lambda c: (c.tmp / "w.pt").write_bytes(os.urandom(4096)) and c.run(backbone={"pretrained": str(c.tmp / "w.pt")}),
+         lambda c: ((c.tmp / "w.pt").write_bytes(os.urandom(4096))
+                    and c.run(backbone={"pretrained": str(c.tmp / "w.pt")})),
          ["damaged"], lambda c: c.tmp / "w.pt",
          known="fedrs/backbone/factory.py read_checkpoint quotes torch's multi-line message and calls random "
                "bytes 'pickled Python objects'"),
@@ -236,12 +237,14 @@ RUN_SETUP = [
     Case("run-resume-with-other-params",
          lambda c: c.stored_run({"checkpoint.pt": {"format": "x"}}, train={"rounds": 3}) and c.run("--resume"),
          ["other parameters"], lambda c: c.out / "params.yaml"),
-    Case("run-resume-garbage-checkpoint", lambda c: c.interrupted(b"not a checkpoint") and c.run("--resume", train={"rounds": 2}),
+    Case("run-resume-garbage-checkpoint",
+         lambda c: c.interrupted(b"not a checkpoint") and c.run("--resume", train={"rounds": 2}),
          ["not a readable checkpoint", "--force"], lambda c: c.out / "checkpoint.pt"),
     Case("run-resume-empty-dict-checkpoint", lambda c: c.interrupted({}) and c.run("--resume", train={"rounds": 2}),
          ["not a fedrs run checkpoint", "--force"], lambda c: c.out / "checkpoint.pt"),
     Case("run-resume-incomplete-checkpoint",
-         lambda c: c.interrupted({"format": "fedrs-checkpoint-v1", "round": 1}) and c.run("--resume", train={"rounds": 2}),
+         lambda c: (c.interrupted({"format": "fedrs-checkpoint-v1", "round": 1})
+                    and c.run("--resume", train={"rounds": 2})),
          ["incomplete", "--force"], lambda c: c.out / "checkpoint.pt"),
     Case("run-disk-full-at-params", lambda c: c.disk_full_on("params.yaml") or c.run(),
          ["no space left on device", "free space"], lambda c: c.out, rc=1),
@@ -252,7 +255,8 @@ RUN_SETUP = [
 # --- fedrs describe ------------------------------------------------------------------------------------
 
 DESCRIBE = [
-    Case("describe-params-missing", lambda c: ["describe", str(c.tmp / "nope.yaml")], [], lambda c: c.tmp / "nope.yaml"),
+    Case("describe-params-missing", lambda c: ["describe", str(c.tmp / "nope.yaml")], [],
+         lambda c: c.tmp / "nope.yaml"),
     Case("describe-unknown-method", lambda c: ["describe", str(c.params(method={"name": "x"})), "--no-weights"],
          ["unknown method 'x'"]),
     Case("describe-set-without-value", lambda c: ["describe", str(c.params()), "--set", "method"], ["KEY=VALUE"]),
@@ -326,7 +330,8 @@ def _run_folder(c: Ctx, name: str, metrics: str, params: bool = True) -> Path:
 REPORT = [
     Case("report-results-missing", lambda c: ["report", str(c.tmp / "nope"), "--out", str(c.out)],
          ["no results folder", "fedrs sweep"], lambda c: c.tmp / "nope"),
-    Case("report-no-runs", lambda c: (c.tmp / "results").mkdir() or ["report", str(c.tmp / "results"), "--out", str(c.out)],
+    Case("report-no-runs",
+         lambda c: (c.tmp / "results").mkdir() or ["report", str(c.tmp / "results"), "--out", str(c.out)],
          ["no run folders", "fedrs sweep"], lambda c: c.tmp / "results"),
     Case("report-out-is-a-file",
          lambda c: _run_folder(c, "a", '{"personalised_accuracy": 0.5}') and c.out.write_text("mine")

@@ -162,7 +162,8 @@ def test_offline_config_runs_through_fedrs_run(name, synth, tmp_path):
         pytest.skip(f"{path} is not written yet")
     cfg = load_run_config(path)
     assert cfg.method.name == name and cfg.backbone.model == "fedrs-rsclip-s"
-    assert (cfg.data.dataset, cfg.data.scheme, cfg.data.alpha, cfg.data.num_clients) == ("UCMerced", "dirichlet", 0.5, 10)
+    assert ((cfg.data.dataset, cfg.data.scheme, cfg.data.alpha, cfg.data.num_clients)
+            == ("UCMerced", "dirichlet", 0.5, 10))
     # text width 128; FedPGP and FedOTP at their own published prompt length (16 tokens)
     expected = {"zeroshot": 0, "local": 0, "promptfl": 4 * 128, "fedpgp": 16 * 128, "fedotp": 16 * 128}
     if name in expected:

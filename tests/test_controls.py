@@ -133,7 +133,8 @@ def test_true_shared_only_fedrsclip_has_nothing_private(backbone):
 
 def test_matched_step_data_draws_an_average_clients_steps_from_the_pool(backbone):
     clients = three_clients(backbone, sizes=(3, 9, 14))
-    pooled = create_method({"name": "centralised", "steps_per_round": "matched"}, backbone, CLASSES).arrange_clients(clients)
+    pooled = create_method({"name": "centralised", "steps_per_round": "matched"}, backbone,
+                           CLASSES).arrange_clients(clients)
     assert len(pooled) == 1 and isinstance(pooled[0], MatchedStepClientData)
     data = pooled[0]
     assert data.client_sizes == (3, 9, 14) and data.num_train == 26
@@ -149,7 +150,8 @@ def test_matched_step_centralised_takes_an_average_clients_steps(backbone):
     clients = three_clients(backbone, sizes=(3, 9, 14))
     method = create_method({"name": "centralised", "steps_per_round": "matched"}, backbone, CLASSES)
     pooled = method.arrange_clients(clients)[0]
-    res = client_update(method, method.initial_global(), {}, pooled, LocalTrainConfig(lr=0.05, batch_size=4, local_epochs=2))
+    res = client_update(method, method.initial_global(), {}, pooled,
+                        LocalTrainConfig(lr=0.05, batch_size=4, local_epochs=2))
     assert res.metrics["steps"] == 2 * 3
     full = create_method({"name": "centralised"}, backbone, CLASSES)
     res = client_update(full, full.initial_global(), {}, full.arrange_clients(clients)[0],
@@ -175,7 +177,8 @@ def test_control_params_describe_and_run(stem, synth, tmp_path):
     cfg = load_run_config(OFFLINE / f"{stem}_ucmerced.yaml")
     assert cfg.method.name == name and all(getattr(cfg.method, k) == v for k, v in keys.items())
     assert cfg.backbone.model == "fedrs-rsclip-s"
-    assert (cfg.data.dataset, cfg.data.scheme, cfg.data.alpha, cfg.data.num_clients) == ("UCMerced", "dirichlet", 0.5, 10)
+    assert ((cfg.data.dataset, cfg.data.scheme, cfg.data.alpha, cfg.data.num_clients)
+            == ("UCMerced", "dirichlet", 0.5, 10))
     sizes = describe_run(cfg, no_weights=True)
     if upload is not None:
         assert sizes["upload_values_per_client_round"] == upload

@@ -208,4 +208,5 @@ def test_central_dp_needs_the_mean_aggregation():
     base = {"data": {"dataset": "UCMerced"}, "method": {"name": "fedrsclip"}, "privacy": {"mode": "central"}}
     with pytest.raises(ConfigError, match="train.aggregation must be mean"):
         run_config({**base, "train": {"aggregation": "median"}})
-    assert run_config({**base, "privacy": {"mode": "local"}, "train": {"aggregation": "median"}}).privacy.mode == "local"
+    assert run_config({**base, "privacy": {"mode": "local"},
+                       "train": {"aggregation": "median"}}).privacy.mode == "local"

@@ -131,7 +131,8 @@ def test_upload_never_contains_private_tensors(backbone, upload):
     assert not set(res.shared) & {"text_private", "visual_private"}
     private = set(method.private_names)
     assert {k for k in res.client_state if not k.startswith("momentum.")} == private
-    assert {k for k in res.client_state if k.startswith("momentum.")} == {f"momentum.{n}" for n in method.trainable_names}
+    assert ({k for k in res.client_state if k.startswith("momentum.")}
+            == {f"momentum.{n}" for n in method.trainable_names})
     assert res.num_examples == 12 and res.metrics["steps"] == 3
     with pytest.raises(FedrsError, match="privacy check failed"):
         method.check_upload({**res.shared, "text_private": torch.zeros(1)})

@@ -123,7 +123,8 @@ def test_killed_mid_run_leaves_no_process_and_no_flwr_home(study, tmp_path, sig,
         assert proc.poll() is None, f"fedrs flower local ended early:\n{(tmp_path / 'fedrs.log').read_text()[-3000:]}"
         tree = processes_carrying(str(tmp))
         homes = list(tmp.glob("fedrs-flower-*"))
-        assert len(homes) == 1 and len(tree) >= 7, tree  # watchdog, SuperLink + SuperExec, 2 x (SuperNode + SuperExec), apps
+        # watchdog, SuperLink + SuperExec, 2 x (SuperNode + SuperExec), apps
+        assert len(homes) == 1 and len(tree) >= 7, tree
         proc.send_signal(sig)
         assert proc.wait(timeout=120) == code
     finally:

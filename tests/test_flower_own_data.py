@@ -146,7 +146,8 @@ def test_label_space_from_the_registry_or_a_classes_file(sites):
     ucm = run_label_space(cfg)
     assert len(ucm.names) == 21 and ucm.names[0] == "agricultural land" and ucm.spellings[0] == ("agricultural",)
     assert LabelSpace.from_json(ucm.to_json()) == ucm
-    cross = run_label_space(run_config({"data": {"dataset": "X", "num_clients": 2, "cross_domain": ["UCMerced", "RSSCN7"]},
+    cross = run_label_space(run_config({"data": {"dataset": "X", "num_clients": 2,
+                                                 "cross_domain": ["UCMerced", "RSSCN7"]},
                                         "method": {"name": "fedrsclip"}}))
     assert list(cross.names) == sorted(cross.names) and "parking lot" in cross.names
     assert set(cross.spellings[cross.names.index("parking lot")]) == {"parkinglot", "gParking"}
@@ -320,7 +321,8 @@ def test_flower_engine_with_own_data_equals_the_inprocess_engine(sites, referenc
 def test_classes_file_and_server_validation(sites, tmp_path):
     metrics = flower_own_run(sites, tmp_path / "flower", classes=sites.classes, validation=True)
     rows = read_csv(tmp_path / "flower" / "rounds.csv")
-    assert all(bool(r["validation_acc"]) == bool(r["global_acc"]) for r in rows) and metrics["validation_accuracy"] == float(rows[-1]["validation_acc"])
+    assert (all(bool(r["validation_acc"]) == bool(r["global_acc"]) for r in rows)
+            and metrics["validation_accuracy"] == float(rows[-1]["validation_acc"]))
     assert json.loads((tmp_path / "flower" / "split.json").read_text())["classnames"] == ["airplane", "beach", "forest",
                                                                                          "river"]
     ref = run_own_data_inprocess(load_run_config(sites.params), tmp_path / "inprocess", sites.datasets,
@@ -333,7 +335,8 @@ def test_a_train_message_without_the_label_space_is_refused(sites):
     """A SuperNode with its own data cannot be used by a server that partitions one dataset."""
     cfg = load_run_config(sites.params)
     node = Context(1, 9, {"partition-id": 0, "num-partitions": 3, "data-dir": str(sites.roots[0])}, RecordDict(), {})
-    content = RecordDict({ARRAYS: to_record({}), CONFIG: ConfigRecord({PARAMS: dump_yaml(cfg), CLIENT_DATA: "partition"})})
+    content = RecordDict({ARRAYS: to_record({}),
+                          CONFIG: ConfigRecord({PARAMS: dump_yaml(cfg), CLIENT_DATA: "partition"})})
     with pytest.raises(FedrsError, match="holds its own data"):
         respond(MessageType.EVALUATE, content, node)
     content[CONFIG] = ConfigRecord({PARAMS: dump_yaml(cfg), CLIENT_DATA: "own",
@@ -354,7 +357,8 @@ def test_loopback_deployment_of_three_sites_with_their_own_data(sites, reference
         try:
             metrics = run_local(sites.params, out, node_data=sites.roots, extra_env=sites.env, stdout=log, timeout=480)
         except FedrsError as exc:
-            logs = "".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in sorted((out / "flower-logs").glob("*.log")))
+            logs = "".join(f"--- {p.name}\n{p.read_text()[-3000:]}"
+                           for p in sorted((out / "flower-logs").glob("*.log")))
             pytest.fail(f"{exc}\n{(tmp_path / 'flwr-run.log').read_text()[-4000:]}\n{logs}")
     loopback_s = time.monotonic() - started
     assert not any(Path(sites.env["FEDRS_DATA"]).iterdir())  # the server never had data

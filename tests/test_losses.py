@@ -20,7 +20,8 @@ def test_cosine_dual_prompt_alignment():
 
 def test_kl_dual_prompt_alignment():
     v = F.normalize(torch.randn(4, 3), dim=-1)
-    assert dual_prompt_alignment_loss(E, E, "kl", image_features=v, logit_scale=10.0).item() == pytest.approx(0.0, abs=1e-7)
+    assert (dual_prompt_alignment_loss(E, E, "kl", image_features=v, logit_scale=10.0).item()
+            == pytest.approx(0.0, abs=1e-7))
     assert dual_prompt_alignment_loss(E, E.roll(1, dims=0), "kl", image_features=v, logit_scale=10.0).item() > 0
     with pytest.raises(ValueError, match="needs image_features"):
         dual_prompt_alignment_loss(E, E, "kl")

@@ -481,7 +481,8 @@ def test_partition_dataset_uses_labels_and_checks_the_name():
 @pytest.mark.parametrize("kw, label", [
     (dict(scheme="iid", num_clients=3), "iid, 3 clients"),
     (dict(scheme="dirichlet", alpha=0.1), "dirichlet(alpha=0.1), 10 clients"),
-    (dict(scheme="pathological", classes_per_client=2, num_clients=5, few_shot=8), "pathological(k=2), 5 clients, 8-shot"),
+    (dict(scheme="pathological", classes_per_client=2, num_clients=5, few_shot=8),
+     "pathological(k=2), 5 clients, 8-shot"),
     (dict(scheme="iid", num_clients=3, test_scheme="shared_pool"), "iid, 3 clients, shared-pool tests"),
 ])
 def test_describe_labels_a_split_for_metrics(kw, label):

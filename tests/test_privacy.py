@@ -163,7 +163,8 @@ def test_the_server_refuses_private_tensors_whatever_the_declaration(backbone):
     # even with the private prompt among the names the server averages, the method's rule refuses it
     with pytest.raises(FedrsError, match=r"on receipt: client 3 sent \['text_private'\], which never leave"):
         aggregate([leaked], ["text_shared", "text_private"], method=method)
-    with pytest.raises(FedrsError, match=r"on receipt: client 3 sent \['text_private'\], which the server did not send"):
+    with pytest.raises(FedrsError,
+                       match=r"on receipt: client 3 sent \['text_private'\], which the server did not send"):
         aggregate([leaked], method.upload_names)
     ok = aggregate([ClientResult(0, method.initial_global(), 4)], method.upload_names, method=method)
     assert torch.equal(ok["text_shared"], method.initial_global()["text_shared"])
@@ -195,7 +196,8 @@ def test_a_flower_reply_carrying_an_extra_tensor_is_refused():
         return RecordDict({ARRAYS: to_record(tensors), METRICS: MetricRecord({NUM_EXAMPLES: 7, TERM + "loss": 0.5})})
 
     honest = receive_train_reply(method, 2, reply(method.initial_global()), sent)
-    assert (honest.client_id, set(honest.shared), honest.num_examples, honest.metrics) == (2, {"text_shared"}, 7, {"loss": 0.5})
+    assert ((honest.client_id, set(honest.shared), honest.num_examples, honest.metrics)
+            == (2, {"text_shared"}, 7, {"loss": 0.5}))
     for extra, why in (("text_private", "never leave a client"), ("visual_shared", "the server did not send"),
                        ("text.prefix", "never leave a client")):
         tampered = reply({**method.initial_global(), extra: torch.zeros(2)})

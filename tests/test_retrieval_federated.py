@@ -11,6 +11,7 @@ from fedrs.config import ConfigError
 from fedrs.errors import FedrsError
 from fedrs.methods import create_method, method_config
 from fedrs.retrieval.config import AdapterConfig
+from fedrs.retrieval.data import RetrievalSet
 from fedrs.retrieval.method import PERSITRConfig
 from fedrs.retrieval.pipeline import federated_retrieval
 

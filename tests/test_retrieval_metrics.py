@@ -92,10 +92,11 @@ def test_argsort_lies_between_the_bounds_and_matches_the_loop_on_tied_matrices()
     row = torch.tensor([[0.5, 0.5, 0.5, 0.5], [0.1, 0.0, 0.0, 0.9]])
     assert scores_from_similarity(row, [1, 0, 0, 1], ties="argsort").i2t_ranks.tolist() == [1, 0]
     g = torch.Generator().manual_seed(7)
-    for trial in range(5):
+    for _ in range(5):
         sim = torch.randint(0, 4, (6, 15), generator=g).float() / 4  # few levels: many ties
         cap = torch.arange(6).repeat_interleave(torch.tensor([3, 2, 3, 2, 3, 2]))
-        by = {t: scores_from_similarity(sim, cap, ties=t, batch_size=4) for t in ("pessimistic", "optimistic", "argsort")}
+        by = {t: scores_from_similarity(sim, cap, ties=t, batch_size=4)
+              for t in ("pessimistic", "optimistic", "argsort")}
         assert (by["argsort"].i2t_ranks.tolist(), by["argsort"].t2i_ranks.tolist()) == papers_ranks(sim, cap)
         for key in ("i2t_ranks", "t2i_ranks"):
             lo, mid, hi = (getattr(by[t], key) for t in ("optimistic", "argsort", "pessimistic"))

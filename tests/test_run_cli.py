@@ -87,7 +87,8 @@ def test_a_run_whose_final_metrics_are_not_finite_fails_without_metrics_json(tin
     monkeypatch.setattr(classification, "load_datasets", lambda data_cfg: [synth])
     monkeypatch.setenv("FEDRS_CACHE", str(tmp_path / "cache"))
     real = classification.summarise
-    monkeypatch.setattr(classification, "summarise", lambda *a, **k: {**real(*a, **k), "final_train_loss": float("nan")})
+    monkeypatch.setattr(classification, "summarise",
+                        lambda *a, **k: {**real(*a, **k), "final_train_loss": float("nan")})
     out = tmp_path / "run"
     assert main(["run", str(tiny_yaml), "--out", str(out), "--no-progress"]) == 2
     err = capsys.readouterr().err

@@ -239,7 +239,8 @@ CHECKPOINTS: tuple[CheckpointEntry, ...] = (
         layout=OPEN_CLIP_STATE_DICT, url=_REMOTECLIP_HF,
         file_names=("RemoteCLIP-RN50.pt",),
         sha256=("11657d33a87fc197e19a7654a76a632415ebea42feb8a61025ef389f8990c0f9",),
-        sources=(_REMOTECLIP_HF, "ChenDelong1999/RemoteCLIP README.md 'Load RemoteCLIP' (strict model.load_state_dict)"),
+        sources=(_REMOTECLIP_HF,
+                 "ChenDelong1999/RemoteCLIP README.md 'Load RemoteCLIP' (strict model.load_state_dict)"),
         notes=_REMOTECLIP_NOTES,
     ),
     CheckpointEntry(
@@ -248,7 +249,8 @@ CHECKPOINTS: tuple[CheckpointEntry, ...] = (
         layout=OPEN_CLIP_STATE_DICT, url=_REMOTECLIP_HF,
         file_names=("RemoteCLIP-ViT-B-32.pt",),
         sha256=("60014e395d930a3f2963d1d89c8522bf4ad56775571e4356e866864789af85c4",),
-        sources=(_REMOTECLIP_HF, "ChenDelong1999/RemoteCLIP README.md 'Load RemoteCLIP' (strict model.load_state_dict)"),
+        sources=(_REMOTECLIP_HF,
+                 "ChenDelong1999/RemoteCLIP README.md 'Load RemoteCLIP' (strict model.load_state_dict)"),
         notes=_REMOTECLIP_NOTES,
     ),
     CheckpointEntry(
@@ -257,7 +259,8 @@ CHECKPOINTS: tuple[CheckpointEntry, ...] = (
         layout=OPEN_CLIP_STATE_DICT, url=_REMOTECLIP_HF,
         file_names=("RemoteCLIP-ViT-L-14.pt",),
         sha256=("fcc2a7e21e171f4ffcb7a9c0206b8b74ac0c9eb83c67b576958b7a4ed6c8cecb",),
-        sources=(_REMOTECLIP_HF, "ChenDelong1999/RemoteCLIP README.md 'Load RemoteCLIP' (strict model.load_state_dict)"),
+        sources=(_REMOTECLIP_HF,
+                 "ChenDelong1999/RemoteCLIP README.md 'Load RemoteCLIP' (strict model.load_state_dict)"),
         notes=_REMOTECLIP_NOTES,
     ),
     # --- GeoRSCLIP (Zhang et al., RS5M, arXiv 2306.11300; github.com/om-ai-lab/RS5M) ---
@@ -287,7 +290,8 @@ CHECKPOINTS: tuple[CheckpointEntry, ...] = (
         architecture="ViT-B-32-quickgelu", activation=QUICK_GELU,
         activation_source="QuickGELU, inferred: fine-tuned from GeoRSCLIP ViT-B/32 (README 'GVLM + FT'); "
                           + _GEORSCLIP_B32_ACT,
-        layout=OPEN_CLIP_STATE_DICT, url="https://huggingface.co/Zilun/GeoRSCLIP ckpt/RS5M_ViT-B-32_RSICD.pt (commit 4920188)",
+        layout=OPEN_CLIP_STATE_DICT,
+        url="https://huggingface.co/Zilun/GeoRSCLIP ckpt/RS5M_ViT-B-32_RSICD.pt (commit 4920188)",
         file_names=("RS5M_ViT-B-32_RSICD.pt",),
         sha256=("ee59f4c887683eab01a638902ee90bea03ec7e1d3689af1c6218255153ad3313",),
         figures=(_fig("fine-tuned retrieval", "RSICD", "mean recall", 38.00, "", _GEORSCLIP_FT_README,
@@ -299,7 +303,8 @@ CHECKPOINTS: tuple[CheckpointEntry, ...] = (
         architecture="ViT-B-32-quickgelu", activation=QUICK_GELU,
         activation_source="QuickGELU, inferred: fine-tuned from GeoRSCLIP ViT-B/32 (README 'GVLM + FT'); "
                           + _GEORSCLIP_B32_ACT,
-        layout=OPEN_CLIP_STATE_DICT, url="https://huggingface.co/Zilun/GeoRSCLIP ckpt/RS5M_ViT-B-32_RSITMD.pt (commit 26daa7e)",
+        layout=OPEN_CLIP_STATE_DICT,
+        url="https://huggingface.co/Zilun/GeoRSCLIP ckpt/RS5M_ViT-B-32_RSITMD.pt (commit 26daa7e)",
         file_names=("RS5M_ViT-B-32_RSITMD.pt",),
         sha256=("6f2324cebcabb60e148b1ae8502bf247fb0d03cacf271ad2535a4462f2a8fb6d",),
         figures=(_fig("fine-tuned retrieval", "RSITMD", "mean recall", 50.10, "", _GEORSCLIP_FT_README,
@@ -367,7 +372,8 @@ CHECKPOINTS: tuple[CheckpointEntry, ...] = (
         notes=_SKYCLIP_NOTES + " The folder name inside this zip is assumed to follow the others.",
     ),
     CheckpointEntry(
-        key="clip-vit-l-14-laion-rs", family="SkyCLIP", title="CLIP ViT-L/14 continually pretrained on LAION-2B's RS subset (SkyScript)",
+        key="clip-vit-l-14-laion-rs", family="SkyCLIP",
+        title="CLIP ViT-L/14 continually pretrained on LAION-2B's RS subset (SkyScript)",
         architecture="ViT-L-14-quickgelu", activation=QUICK_GELU, activation_source=_SKYCLIP_L14_ACT,
         layout=OPEN_CLIP_TRAINING, url=_SKYSCRIPT_URL.format("CLIP_ViT_L14_LAION_RS"),
         file_names=("CLIP_ViT_L14_LAION_RS/epoch_*.pt",),
@@ -393,7 +399,8 @@ CHECKPOINTS: tuple[CheckpointEntry, ...] = (
         notes="Recognised by sha256 only (open_clip_pytorch_model.bin is every hub model's file name).",
     ),
     CheckpointEntry(
-        key="laion2b-e16-vit-b-32", family="LAION CLIP", title="OpenCLIP ViT-B/32 LAION-2B (e16), SkyCLIP ViT-B/32's start",
+        key="laion2b-e16-vit-b-32", family="LAION CLIP",
+        title="OpenCLIP ViT-B/32 LAION-2B (e16), SkyCLIP ViT-B/32's start",
         architecture="ViT-B-32", activation=GELU,
         activation_source="GELU: open_clip pretrained.py (no quick_gelu flag on this tag)",
         layout=OPEN_CLIP_STATE_DICT, hub_tag="laion2b_e16",
@@ -403,7 +410,8 @@ CHECKPOINTS: tuple[CheckpointEntry, ...] = (
         notes="sha256: open_clip's release name carries only its first 8 hex digits (af8dbd0c).",
     ),
     CheckpointEntry(
-        key="laion400m-e32-vit-b-32", family="LAION CLIP", title="OpenCLIP ViT-B/32 LAION-400M (e32), a QuickGELU LAION model",
+        key="laion400m-e32-vit-b-32", family="LAION CLIP",
+        title="OpenCLIP ViT-B/32 LAION-400M (e32), a QuickGELU LAION model",
         architecture="ViT-B-32-quickgelu", activation=QUICK_GELU,
         activation_source="QuickGELU: open_clip pretrained.py marks laion400m_e31/e32 quick_gelu=True "
                           "(file name vit_b_32-quickgelu-...)",
@@ -416,7 +424,8 @@ CHECKPOINTS: tuple[CheckpointEntry, ...] = (
                                 "(LFS SHA256, its first 8 digits match open_clip's file name)"),
     ),
     CheckpointEntry(
-        key="laion2b-s32b-b79k-vit-h-14", family="LAION CLIP", title="OpenCLIP ViT-H/14 LAION-2B, GeoRSCLIP ViT-H/14's start",
+        key="laion2b-s32b-b79k-vit-h-14", family="LAION CLIP",
+        title="OpenCLIP ViT-H/14 LAION-2B, GeoRSCLIP ViT-H/14's start",
         architecture="ViT-H-14", activation=GELU,
         activation_source="GELU: open_clip pretrained.py (no quick_gelu flag on this tag)",
         layout=OPEN_CLIP_STATE_DICT, hub_tag="laion2b_s32b_b79k",
@@ -597,6 +606,6 @@ _check_registry()
 __all__ = [
     "QUICK_GELU", "GELU", "KeyLayout", "LAYOUTS", "OPEN_CLIP_STATE_DICT", "OPEN_CLIP_TRAINING", "ITRA_TRAINING",
     "PublishedFigure", "TEMPLATE_SETS", "CheckpointEntry", "CHECKPOINTS", "base_architecture", "get_checkpoint",
-    "identify_checkpoint", "entry_for_hub_tag", "detect_layout", "published_figures", "published_beside", "format_figure",
-    "registry_rows", "format_registry",
+    "identify_checkpoint", "entry_for_hub_tag", "detect_layout", "published_figures", "published_beside",
+    "format_figure", "registry_rows", "format_registry",
 ]

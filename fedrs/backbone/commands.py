@@ -25,7 +25,9 @@ def cmd_list(args) -> int:
         return 0
     for name in OFFLINE_MODELS:
         ckpt = offline_checkpoint_path(name)
-        print(f"{name:<22} offline fedrs model   {'built: ' + str(ckpt) if ckpt.is_file() else 'not built (fedrs backbone pretrain --model ' + name + ')'}")
+        state = ('built: ' + str(ckpt) if ckpt.is_file()
+                 else 'not built (fedrs backbone pretrain --model ' + name + ')')
+        print(f"{name:<22} offline fedrs model   {state}")
     if args.all:
         for name, tags in table.items():
             if name not in OFFLINE_MODELS:
@@ -45,7 +47,8 @@ def cmd_card(args) -> int:
     if not card.is_file():
         from fedrs.errors import BackboneError
 
-        raise BackboneError(f"no model card at {card}: build the backbone with `fedrs backbone pretrain --model {args.model}`")
+        raise BackboneError(f"no model card at {card}: build the backbone with "
+                            f"`fedrs backbone pretrain --model {args.model}`")
     print(card.read_text())
     return 0
 

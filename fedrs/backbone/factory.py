@@ -205,7 +205,8 @@ def _resolve_hub_tag(model_name: str, tag: str) -> tuple[str, dict[str, Any]]:
             from huggingface_hub import try_to_load_from_cache
 
             repo_id, filename = os.path.split(hub)
-            for name in ([filename] if filename else []) + ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]:
+            for name in (([filename] if filename else [])
+                         + ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]):
                 cached = try_to_load_from_cache(repo_id, name)
                 if isinstance(cached, str) and os.path.isfile(cached):
                     return cached, overrides
@@ -296,7 +297,8 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], K
         if inner is None:
             break
         obj, wrapped = inner, True
-    tensors = {k: v for k, v in obj.items() if isinstance(k, str) and torch.is_tensor(v)} if isinstance(obj, dict) else {}
+    tensors = ({k: v for k, v in obj.items() if isinstance(k, str) and torch.is_tensor(v)}
+               if isinstance(obj, dict) else {})
     if not tensors:
         raise BackboneError(f"{path} holds no state dict (no name -> tensor mapping found); "
                             f"give an open_clip checkpoint file")
@@ -336,7 +338,8 @@ def load_weights(model: torch.nn.Module, state_dict: dict[str, torch.Tensor], *,
         target = getattr(model, scalar, None)
         if scalar in sd and isinstance(target, torch.Tensor) and sd[scalar].ndim != target.ndim:
             sd[scalar] = sd[scalar].reshape(target.shape)
-    if "text.transformer.embeddings.position_ids" in sd and not hasattr(model, "text.transformer.embeddings.position_ids"):
+    if ("text.transformer.embeddings.position_ids" in sd
+            and not hasattr(model, "text.transformer.embeddings.position_ids")):
         del sd["text.transformer.embeddings.position_ids"]
     try:
         resize_pos_embed(sd, model)
@@ -527,7 +530,8 @@ def create_backbone(
                 f"the offline backbone {model!r} has not been built yet (expected {checkpoint}); run "
                 f"`fedrs backbone pretrain --model {model}` (or `make backbone`)"
             )
-    elif os.path.isfile(pretrained) or os.sep in pretrained or pretrained.endswith((".pt", ".pth", ".bin", ".safetensors")):
+    elif (os.path.isfile(pretrained) or os.sep in pretrained
+          or pretrained.endswith((".pt", ".pth", ".bin", ".safetensors"))):
         checkpoint = Path(pretrained).expanduser().resolve()
         if not checkpoint.is_file():
             raise BackboneError(f"checkpoint file not found: {checkpoint}; check the path")

@@ -42,7 +42,8 @@ def cmd_zeroshot(args) -> int:
 def register(sub) -> None:
     z = sub.add_parser("zeroshot", help="zero-shot top-1 of a backbone on every imported scene dataset")
     z.add_argument("--model", default="fedrs-rsclip-s", help="open_clip model name or offline fedrs model")
-    z.add_argument("--pretrained", default=None, help="hub tag ('openai'), checkpoint file, or omit for the offline model")
+    z.add_argument("--pretrained", default=None,
+                   help="hub tag ('openai'), checkpoint file, or omit for the offline model")
     z.add_argument("--datasets", nargs="+", help="datasets (default: UCMerced RSSCN7 EuroSAT AID-holdout)")
     z.add_argument("--no-ensemble", action="store_true", help="single template only")
     z.add_argument("--no-strict", action="store_true",

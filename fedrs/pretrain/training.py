@@ -88,7 +88,8 @@ def load_recipe(model: str, path: str | Path | None = None, overrides: dict | No
     """The shipped recipe for ``model`` (or a user YAML), with dotted-key overrides."""
     file = Path(path) if path else RECIPE_DIR / f"{model}.yaml"
     if not file.is_file():
-        raise ConfigError(f"no pretraining recipe {file}; shipped recipes: {[p.stem for p in RECIPE_DIR.glob('*.yaml')]}")
+        raise ConfigError(f"no pretraining recipe {file}; "
+                          f"shipped recipes: {[p.stem for p in RECIPE_DIR.glob('*.yaml')]}")
     return load_config(PretrainConfig, file, overrides)
 
 
@@ -430,7 +431,8 @@ def write_model_card(card: dict, folder: Path) -> None:
         "",
         "## Training",
         f"- {card['recipe']['epochs']} epochs, {card['steps']} steps of batch {card['batch_size']}, AdamW "
-        f"lr {card['recipe']['lr']} one-cycle, weight decay {card['recipe']['weight_decay']}, seed {card['recipe']['seed']}",
+        f"lr {card['recipe']['lr']} one-cycle, weight decay {card['recipe']['weight_decay']}, "
+        f"seed {card['recipe']['seed']}",
         f"- augmentation: random resized crop (area >= {card['recipe']['crop_min_area']}), "
         f"{'rotations by 90 degrees and mirror' if card['recipe']['dihedral'] else 'none else'}",
         f"- wall time: {card['train_wall_seconds'] / 60:.1f} min training on {card['threads']} CPU threads "

@@ -185,5 +185,5 @@ class RetrievalConfig:
 #: RetrievalTrainConfig (there was a second ``TrainConfig``, the run's, in fedrs.runs)
 TrainConfig = RetrievalTrainConfig
 
-__all__ = ["VARIANTS", "DEFAULT_LR", "FEDERATED_SGD_LR", "PAPER_TRAIN", "AdapterConfig", "PromptConfig", "LossConfig", "RetrievalTrainConfig",
-           "RetrievalConfig", "ValidationConfig"]
+__all__ = ["VARIANTS", "DEFAULT_LR", "FEDERATED_SGD_LR", "PAPER_TRAIN", "AdapterConfig", "PromptConfig", "LossConfig",
+           "RetrievalTrainConfig", "RetrievalConfig", "ValidationConfig"]

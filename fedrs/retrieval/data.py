@@ -6,7 +6,8 @@ in memory; UCM-Captions at 64 px is ~100 MB, at 224 px ~1.2 GB), the flat captio
 caption -> image index. Training batches hold each image at most once with *one* of its captions
 drawn at random, so no other row of the batch is the same image's caption. Another image's
 caption can still be the *same string* (UCM-Captions repeats 91% of its captions verbatim): the
-loss masks those by caption group (:func:`fedrs.losses.retrieval.caption_groups`). Clients of a federated run hold disjoint image subsets (:meth:`RetrievalSet.subset`),
+loss masks those by caption group (:func:`fedrs.losses.retrieval.caption_groups`). Clients of a
+federated run hold disjoint image subsets (:meth:`RetrievalSet.subset`),
 drawn at random (IID) or skewed by the images' scene classes (:func:`split_clients`: Dirichlet or
 pathological, the same splitter as the classification partitions).
 """

@@ -8,7 +8,8 @@ HMMC, with another image's identical caption string kept out of the negatives
 :meth:`PERSITR.set_pool`). The server FedAvg-averages the uploaded tensors through the same
 :func:`~fedrs.federated.client.client_update`, :func:`~fedrs.federated.server.aggregate` and
 :class:`~fedrs.federated.engine.FederatedEngine` as FedRSCLIP (driven by
-:mod:`fedrs.retrieval.pipeline`, not by this module). Which trainable tensors are averaged is configuration (``federate``):
+:mod:`fedrs.retrieval.pipeline`, not by this module). Which trainable tensors are averaged is
+configuration (``federate``):
 
 * ``all`` (default): every trainable tensor except those under the ``private`` name prefixes,
   e.g. ``private: ["adapter.up.vision", "adapter.up.text"]`` keeps the modality-specific

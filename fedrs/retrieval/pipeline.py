@@ -130,7 +130,8 @@ def federated_retrieval(backbone, train: RetrievalSet, test: RetrievalSet,
     per client) gives shards already dealt by :func:`~fedrs.retrieval.data.split_clients`.
 
     ``cfg`` is the method section (a :class:`RetrievalConfig` is converted: variant, adapter,
-    prompts, loss, splits, validation; the split itself is the caller's: pass ``val``). ``train_cfg``/``eval_cfg`` are the run's ``train``/``eval`` sections (default:
+    prompts, loss, splits, validation; the split itself is the caller's: pass ``val``).
+    ``train_cfg``/``eval_cfg`` are the run's ``train``/``eval`` sections (default:
     ``rounds``, ``local_epochs``, SGD ``lr``, cosine over rounds, batch 64). ``num_clients=1`` is
     the centralised reference through exactly the same code. ``val``: a validation split of the
     training images (disjoint from ``train``), scored after every ``cfg.validation.every``-th round

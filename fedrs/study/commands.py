@@ -72,7 +72,8 @@ def register(sub) -> None:
                    help="params YAML files or folders (folders: every *.yaml below, except _* bases)")
     p.add_argument("--study", help="results sub-folder (default: the YAML's folder below params/studies/)")
     p.add_argument("--results", metavar="DIR", help="results root (default: $FEDRS_RESULTS or results/)")
-    p.add_argument("--jobs", "-j", type=_positive(int), default=1, help="runs in parallel, one process each (default 1)")
+    p.add_argument("--jobs", "-j", type=_positive(int), default=1,
+                   help="runs in parallel, one process each (default 1)")
     p.add_argument("--notebook", help="run notebook (default: notebooks/02_federated_run.ipynb)")
     p.add_argument("--kernel", default="python3",
                    help="Jupyter kernel (default python3: this interpreter, i.e. the project's venv)")

@@ -93,7 +93,8 @@ def expand_params(paths: Iterable[str | Path]) -> list[Path]:
     for raw in paths:
         p = Path(raw).expanduser()
         if p.is_dir():
-            found = sorted(f for f in p.rglob("*.yaml") if not any(part.startswith("_") for part in f.relative_to(p).parts))
+            found = sorted(f for f in p.rglob("*.yaml")
+                           if not any(part.startswith("_") for part in f.relative_to(p).parts))
             if not found:
                 raise SweepError(f"{p}: no params files (*.yaml) in this folder: generate them with "
                                  f"`python params/make_studies.py` or name the YAML files directly")

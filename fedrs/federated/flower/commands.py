@@ -171,7 +171,8 @@ def _cmd_register(args: argparse.Namespace) -> int:
 
 def _run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("params", metavar="PARAMS.yaml")
-    parser.add_argument("--out", required=True, metavar="DIR", help="the run folder (absolute on the SuperLink's machine)")
+    parser.add_argument("--out", required=True, metavar="DIR",
+                        help="the run folder (absolute on the SuperLink's machine)")
     parser.add_argument("--datasets", default="", metavar="MODULE:FUNCTION",
                         help="function(data_cfg) -> datasets, importable on every machine (default: $FEDRS_DATA)")
     parser.add_argument("--force", action="store_true", help="start over even if DIR holds a finished run")
@@ -212,7 +213,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="a SuperLink connection of $FLWR_HOME/config.toml (fedrs flower connection)")
     remote.add_argument("--app", default=str(APP_DIR), help=f"the Flower app folder (default: {APP_DIR})")
     remote.add_argument("--own-data", action="store_true",
-                        help="the SuperNodes bring their own data (fedrs flower supernode --data); the server loads none")
+                        help="the SuperNodes bring their own data (fedrs flower supernode --data); "
+                             "the server loads none")
     remote.set_defaults(func=_cmd_submit)
 
     certs = sub.add_parser("certs", help="development CA, SuperLink certificate + key, SuperNode key pairs",
@@ -238,7 +240,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     link.add_argument("--cert", help="the SuperLink's certificate (overrides --certs)")
     link.add_argument("--key", help="the SuperLink's private key (overrides --certs)")
     link.add_argument("--host", default=LOOPBACK, help=f"address to listen on (default {LOOPBACK})")
-    link.add_argument("--port", type=int, default=None, help="port of the Fleet/Control/Runtime API (Flower's default: 8000)")
+    link.add_argument("--port", type=int, default=None,
+                      help="port of the Fleet/Control/Runtime API (Flower's default: 8000)")
     link.add_argument("--no-node-auth", action="store_true", help="accept any SuperNode (TLS only)")
     link.add_argument("--insecure", action="store_true", help=INSECURE_HELP)
     link.set_defaults(func=_cmd_superlink)

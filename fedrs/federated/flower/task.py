@@ -105,7 +105,8 @@ class AppSettings:
         if self.client_data not in (PARTITION, OWN):
             raise ValueError(f"client-data must be {PARTITION!r} (one dataset partitioned over the SuperNodes) or "
                              f"{OWN!r} (each SuperNode brings its own data), got {self.client_data!r}")
-        own_only = [k.replace("_", "-") for k in ("classes", "validation_dir", "validation_dataset") if getattr(self, k)]
+        own_only = [k.replace("_", "-") for k in ("classes", "validation_dir", "validation_dataset")
+                    if getattr(self, k)]
         if self.client_data == PARTITION and own_only:
             raise ValueError(f"{', '.join(own_only)} apply to client-data='own' only")
         if self.client_data == OWN and self.datasets:

@@ -184,6 +184,8 @@ def from_dict(cls: type[T], data: Mapping[str, Any] | None, source: str = "") ->
 def load_config(cls: type[T], path: str | Path, overrides: Mapping[str, Any] | None = None) -> T:
     """Load a YAML file into ``cls``; ``overrides`` are dotted keys (``"train.lr": 0.01``)."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{path} is a folder, not a configuration file: pass a YAML file inside it")
     if not path.is_file():
         raise ConfigError(f"{path}: no such configuration file")
     try:

@@ -284,13 +284,18 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], K
         try:
             obj = torch.load(path, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as exc:
+            if "Unsupported global" not in str(exc):
+                # not a refused global but bytes that are no pickle at all
+                raise BackboneError(f"{path} is damaged or not a checkpoint (it cannot be unpickled): "
+                                    f"download or copy it again") from exc
             raise BackboneError(
                 f"{path} holds pickled Python objects besides tensors, which fedrs does not unpickle (a "
-                f"checkpoint must not run code); if you trust the file, re-save its weights with "
-                f"torch.save(torch.load(path, weights_only=False)['state_dict'], 'weights.pt') ({exc})"
+                f"checkpoint must not run code); if you trust the file, load it once in a session you "
+                f"trust and torch.save only its state dict of tensors"
             ) from exc
-        except RuntimeError as exc:
-            raise BackboneError(f"cannot read checkpoint {path}: {exc}") from exc
+        except (RuntimeError, EOFError, ValueError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise BackboneError(f"{path} is damaged or not a checkpoint ({first}): download or copy it again") from exc
     wrapped = False
     while isinstance(obj, dict):
         inner = next((obj[w] for w in _WRAPPERS if isinstance(obj.get(w), dict)), None)

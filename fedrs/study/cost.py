@@ -5,8 +5,9 @@ files; a sweep can use it for the time left. The model is deliberately simple an
 are measurements, so that a new measurement replaces one number:
 
 * a round on Fed-UCMerced (10 clients, 1,680 training images, evaluation every 2 rounds) costs
-  :data:`ROUND_SECONDS` of one core: 13 s when the image encoder runs in training (FedRSCLIP's
-  visual prompts, PromptFL+VPT), 3 s for text prompts on cached image features;
+  :data:`ROUND_SECONDS` of one core: 8.3 s when the image encoder runs in training (FedRSCLIP's
+  visual prompts, PromptFL+VPT), 1.1 s for text prompts on cached image features, 4.5 s for
+  FedOTP's transport over cached patch tokens;
 * of that, :data:`EVAL_SHARE` is evaluation (every client's personalised model on its test
   split and the global model on the pooled test set) and the rest training;
 * training scales with the training images that take part in a round (the dataset's images,
@@ -16,19 +17,21 @@ are measurements, so that a new measurement replaces one number:
   images.
 
 Configurations are the plain mappings of a params file (``yaml.safe_load``), so no run is built.
-Unmeasured: FedOTP's transport and FedPGP's prior term are costed as text-prompt rounds, and a
-zero-shot run as evaluation only; the convergence pilot's ``rounds.csv`` measures the first.
+FedPGP's prior term is costed as a text-prompt round and a zero-shot run as evaluation only.
 """
 
 from __future__ import annotations
 
 from typing import Any, Mapping
 
-#: seconds of one core per round on Fed-UCMerced (10 clients, Dirichlet 0.5, 1,680 training
-#: images), evaluation every 2 rounds included: measured under load on the 2-core study machine
-ROUND_SECONDS: dict[str, float] = {"image": 13.0, "text": 3.0}
+#: CPU seconds of one core per round on Fed-UCMerced (10 clients, Dirichlet 0.5, 1,680 training
+#: images), evaluation every round included, with exact text truncation: benchmarks/bench_round.py
+#: (FedRSCLIP 8.25 s; PromptFL 0.75 s and text-only FedRSCLIP 1.48 s, so 1.1 s for text prompts;
+#: FedOTP's transport over cached patch tokens 4.45 s). CPU time, so a loaded machine's wall
+#: time is longer (the pilot's FedRSCLIP round took 33 s of wall time beside other jobs).
+ROUND_SECONDS: dict[str, float] = {"image": 8.3, "text": 1.1, "transport": 4.5}
 #: the evaluation cadence at which :data:`ROUND_SECONDS` was measured
-MEASURED_EVERY = 2
+MEASURED_EVERY = 1
 #: share of a measured round spent evaluating (assumed: personalised + global scoring is about
 #: 840 forward passes against 1,680 forward + backward passes of training)
 EVAL_SHARE = 0.2
@@ -85,7 +88,10 @@ def estimate_run_seconds(cfg: Mapping[str, Any]) -> float:
     scale = _images(_datasets(data)) / DATASET_IMAGES[REFERENCE_DATASET]
     rounds = int(train.get("rounds", 10))
     every = int(cfg.get("eval", {}).get("every", 1))
-    round_s = ROUND_SECONDS["image" if uses_image_encoder(method) else "text"]
+    kind = ("image" if uses_image_encoder(method)
+            else "transport" if method.get("name") == "fedotp" and method.get("matching", "ot") == "ot"
+            else "text")
+    round_s = ROUND_SECONDS[kind]
     train_s = 0.0 if method.get("name") == "zeroshot" else round_s * (1 - EVAL_SHARE) * train_image_fraction(cfg)
     evaluations = rounds // every + 1 + (rounds % every != 0)  # round 0, every k-th, the last
     eval_s = round_s * EVAL_SHARE * MEASURED_EVERY  # one evaluation

@@ -1,8 +1,8 @@
 """Hand-written class-text templates: the one default, the remote-sensing ensemble, and the one
 function that turns templates into class text features.
 
-Every default that names a template (zero-shot, prompt initialisation, the contrastive negatives of
-FedRSCLIP and FedPGP, pretraining label captions) reads it from here, so changing the study's
+Every default that names a template (zero-shot, prompt initialisation, FedRSCLIP's contrastive
+DPA negatives, pretraining label captions) reads it from here, so changing the study's
 template is one edit. Every class-text feature computed from templates (the zero-shot method and
 ``fedrs zeroshot``, the engine's zero-shot reference, the contrastive negatives) is
 :func:`template_text_features`.

@@ -37,23 +37,9 @@ PRECISIONS = ("fp32", "bf16")
 
 def synthetic_dataset(folder: Path, classes=("airplane", "beach", "forest"), per_class: int = 8):
     """A tiny scene dataset of 32 px PNGs, one colour cast per class (the smoke test's data)."""
-    import numpy as np
-    from PIL import Image
+    from fedrs.data.scenes import synthetic_scene_dataset
 
-    from fedrs.data.scenes import SceneDataset
-
-    rng = np.random.default_rng(0)
-    paths, labels = [], []
-    for c in range(len(classes)):
-        for i in range(per_class):
-            arr = rng.integers(0, 90, (32, 32, 3)) + np.eye(3, dtype=int)[c] * 160
-            path = folder / f"{c}_{i}.png"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(arr.astype("uint8")).save(path)
-            paths.append(path)
-            labels.append(c)
-    return SceneDataset(name="Synth", classnames=list(classes), prompt_names=list(classes), paths=paths,
-                        labels=labels)
+    return synthetic_scene_dataset(folder, classes, per_class=per_class)
 
 
 def configuration(device: str, rounds: int, tiny: bool):

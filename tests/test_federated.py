@@ -14,6 +14,7 @@ import torch
 
 from fedrs.backbone.factory import create_backbone
 from fedrs.config import ConfigError
+from fedrs.data.scenes import synthetic_scene_dataset
 from fedrs.errors import FedrsError
 from fedrs.experiment import run_experiment
 from fedrs.federated import ClientData, ClientResult, LocalTrainConfig, aggregate, client_update
@@ -27,21 +28,7 @@ TIMING = ("time_s",)
 
 def make_dataset(folder: Path, per_class: int = 10, name: str = "Synth"):
     """A SceneDataset of small PNGs, one colour cast per class."""
-    from PIL import Image
-
-    from fedrs.data.scenes import SceneDataset
-
-    rng = np.random.default_rng(0)
-    paths, labels = [], []
-    for c in range(len(CLASSES)):
-        for i in range(per_class):
-            arr = rng.integers(0, 90, (32, 32, 3)) + np.eye(3, dtype=int)[c] * 160
-            path = folder / f"{c}_{i}.png"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(arr.astype("uint8")).save(path)
-            paths.append(path)
-            labels.append(c)
-    return SceneDataset(name=name, classnames=CLASSES, prompt_names=CLASSES, paths=paths, labels=labels)
+    return synthetic_scene_dataset(folder, CLASSES, per_class=per_class, name=name)
 
 
 def tiny_config(**sections) -> dict:

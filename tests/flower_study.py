@@ -13,6 +13,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 import yaml
 
 CLIENTS = 2
@@ -75,3 +76,12 @@ def processes_carrying(text: str) -> list[tuple[int, str]]:
         if state != "Z" and (needle in cmdline or needle in environ):
             found.append((int(proc.name), cmdline.replace(b"\0", b" ").decode(errors="replace")))
     return found
+
+
+@pytest.fixture(autouse=True)
+def serverapp_identity(monkeypatch):
+    """Flower sets the running task's identity in a ServerApp process; messages are stamped with it."""
+    from flwr.supercore.task_identity import TaskIdentity
+
+    for attr, value in (("_run_id", 1), ("_node_id", 0), ("_task_id", 1)):
+        monkeypatch.setattr(TaskIdentity, attr, value)

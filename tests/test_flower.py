@@ -26,7 +26,13 @@ import yaml
 
 pytest.importorskip("flwr", reason="flwr is not installed (pip install 'fedrs[flower]')")
 
-from flower_study import CLIENTS, SYNTH, make_study, processes_carrying  # noqa: E402
+from flower_study import (  # noqa: E402
+    CLIENTS,
+    SYNTH,
+    make_study,
+    processes_carrying,
+    serverapp_identity,  # noqa: E402, F401  (autouse fixture)
+)
 from flwr.app import ConfigRecord, Context, MessageType, RecordDict  # noqa: E402
 
 from fedrs.config import ConfigError, dump_yaml  # noqa: E402
@@ -199,15 +205,6 @@ class LocalGrid:
             replies.append(SimpleNamespace(content=content, metadata=SimpleNamespace(src_node_id=node),
                                            has_error=lambda: False))
         return replies
-
-
-@pytest.fixture(autouse=True)
-def _serverapp_identity(monkeypatch):
-    """Flower sets the running task's identity in a ServerApp process; messages are stamped with it."""
-    from flwr.supercore.task_identity import TaskIdentity
-
-    for attr, value in (("_run_id", 1), ("_node_id", 0), ("_task_id", 1)):
-        monkeypatch.setattr(TaskIdentity, attr, value)
 
 
 def flower_run(study, out: Path, grid: LocalGrid) -> dict:

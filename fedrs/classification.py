@@ -21,7 +21,13 @@ from tqdm.auto import tqdm
 
 from fedrs.backbone.templates import template_text_features
 from fedrs.config import to_dict
-from fedrs.evaluate.classification import accuracy_counts, personalised_summary
+from fedrs.evaluate.classification import (
+    accuracy_counts,
+    balanced_accuracy,
+    balanced_summary,
+    class_counts,
+    personalised_summary,
+)
 from fedrs.federated.dp import privacy_summary
 from fedrs.federated.engine import FederatedEngine
 from fedrs.methods import create_method
@@ -31,8 +37,8 @@ from fedrs.runs import CHECKPOINT, CLIENTS, ROUNDS, RunConfig, RunFolder, TrainC
 
 #: leading columns of rounds.csv / clients.csv (the rest follow in first-seen order)
 ROUND_COLUMNS = ("round", "client", "lr", "clients_sampled", "personalised_acc_weighted",
-                 "personalised_acc_unweighted", "global_acc", "personalised_acc", "test_examples",
-                 "num_examples", "train_loss", "train_ce", "train_dpa", "train_cma")
+                 "personalised_acc_unweighted", "personalised_acc_balanced", "global_acc", "personalised_acc",
+                 "balanced_acc", "test_examples", "num_examples", "train_loss", "train_ce", "train_dpa", "train_cma")
 
 
 def load_datasets(data_cfg) -> list:
@@ -132,22 +138,33 @@ def prepare_run(cfg: RunConfig, datasets: list | None = None, progress: bool = T
 def zero_shot_reference(server_data: ClientData, clients: Sequence[ClientData],
                         text_features: torch.Tensor) -> dict:
     """Accuracy of the frozen image features against fixed class features ``[C, D]`` (the
-    zero-shot reference): weighted/unweighted over the clients' test splits and on the pooled
-    test split (``server_data.test_indices``). Empty when the pool holds no features."""
+    zero-shot reference): weighted/unweighted/balanced over the clients' test splits and on the
+    pooled test split (``server_data.test_indices``). Empty when the pool holds no features."""
     features = server_data.features
     if features is None:
         return {}
     feats = F.normalize(features.float(), dim=-1)
     labels = server_data.labels
 
+    def logits(idx: torch.Tensor) -> torch.Tensor:
+        return feats[idx] @ text_features.t().to(feats.device)
+
     def counts(idx: torch.Tensor) -> tuple[int, int]:
-        return accuracy_counts(feats[idx] @ text_features.t().to(feats.device), labels[idx])
+        return accuracy_counts(logits(idx), labels[idx])
 
     per_client = personalised_summary([counts(c.test_indices) for c in clients])
+    balanced = balanced_summary([balanced_accuracy(*class_counts(logits(c.test_indices), labels[c.test_indices]))
+                                 for c in clients])
     correct, total = counts(server_data.test_indices)
     return {"personalised_acc_weighted": per_client["weighted"],
             "personalised_acc_unweighted": per_client["unweighted"],
+            "personalised_acc_balanced": balanced,
             "global_acc": correct / max(total, 1)}
+
+
+def _finite_or_none(value) -> float | None:
+    """``value`` as a float, or ``None`` (JSON null) when it is missing or not finite."""
+    return float(value) if value is not None and np.isfinite(value) else None
 
 
 def summarise(cfg: RunConfig, method: Method, backbone, partition, history: list[dict],
@@ -171,6 +188,9 @@ def summarise(cfg: RunConfig, method: Method, backbone, partition, history: list
         "final_round": final["round"],
         "personalised_accuracy": final["personalised_acc_weighted"],
         "personalised_accuracy_unweighted": final["personalised_acc_unweighted"],
+        # mean over clients of each client's mean per-class recall on its own test split
+        # (null where not measured: a round evaluated before the metric existed, resumed)
+        "personalised_accuracy_balanced": _finite_or_none(final.get("personalised_acc_balanced")),
         "global_accuracy": final["global_acc"],
         "zeroshot": zeroshot,
         "upload_values_per_client_round": desc["upload_values_per_client_round"],

@@ -1,13 +1,18 @@
-"""Classification accuracy: counts from logits, and the two federated summaries.
+"""Classification accuracy: counts from logits, and the federated summaries.
 
 *Personalised* accuracy is each client's accuracy on its own test split with its own (shared +
 private) tensors, summarised over clients both unweighted (mean of client accuracies) and
-weighted (pooled correct / pooled total, i.e. weighted by test-split size). *Global* accuracy is
-the server's model (shared tensors only) on the pooled test set.
+weighted (pooled correct / pooled total, i.e. weighted by test-split size). A client's test split
+follows its own label distribution, so a client can score high by getting its dominant class
+right; its *balanced* accuracy is the mean, over the classes present in its test split, of the
+per-class recall (correct / total of that class), and the run's balanced personalised accuracy is
+the mean of that over clients. *Global* accuracy is the server's model (shared tensors only) on
+the pooled test set.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import torch
@@ -16,6 +21,43 @@ import torch
 def accuracy_counts(logits: torch.Tensor, labels: torch.Tensor) -> tuple[int, int]:
     """``(correct, total)`` of the arg-max of ``logits [B, C]`` against ``labels [B]``."""
     return int((logits.argmax(dim=-1) == labels).sum()), int(labels.numel())
+
+
+def class_counts(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-class ``(correct [C], total [C])`` (int64, on the CPU) of the arg-max of ``logits
+    [B, C]`` against ``labels [B]``; their sums are :func:`accuracy_counts`."""
+    num_classes = int(logits.shape[-1])
+    labels = labels.long()
+    hits = logits.argmax(dim=-1) == labels
+    correct = torch.bincount(labels[hits].cpu(), minlength=num_classes)
+    total = torch.bincount(labels.cpu(), minlength=num_classes)
+    return correct, total
+
+
+def balanced_accuracy(correct: Sequence[float] | torch.Tensor, total: Sequence[float] | torch.Tensor) -> float:
+    """Mean per-class recall over the classes with at least one example (``total > 0``): a
+    split's class-balanced accuracy; NaN when no class has an example."""
+    recalls = [float(c) / float(n) for c, n in zip(torch.as_tensor(correct).tolist(),
+                                                    torch.as_tensor(total).tolist()) if n > 0]
+    return sum(recalls) / len(recalls) if recalls else float("nan")
+
+
+@torch.no_grad()
+def predict_class_counts(method, data, indices: torch.Tensor, personalised: bool,
+                         batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-class ``(correct [C], total [C])`` of the method's current tensors on pool ``indices``
+    of ``data`` (a :class:`~fedrs.methods.base.ClientData`), batched exactly as
+    :func:`fedrs.federated.client.predict_counts`, so their sums are its counts."""
+    method.module.eval()
+    use_images = method.needs_images(train=False, personalised=personalised)
+    correct = total = None
+    for start in range(0, int(indices.numel()), batch_size):
+        batch = data.batch(indices[start:start + batch_size], use_images, method.device)
+        c, n = class_counts(method.logits(batch, personalised=personalised), batch.labels)
+        correct, total = (c, n) if correct is None else (correct + c, total + n)
+    if correct is None:
+        return torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long)
+    return correct, total
 
 
 def personalised_summary(counts: Sequence[tuple[float, float]]) -> dict[str, float]:
@@ -29,4 +71,12 @@ def personalised_summary(counts: Sequence[tuple[float, float]]) -> dict[str, flo
     }
 
 
-__all__ = ["accuracy_counts", "personalised_summary"]
+def balanced_summary(per_client: Sequence[float]) -> float:
+    """Mean of the clients' balanced accuracies over the clients that have one (a client without
+    test images has NaN); NaN when none has."""
+    values = [float(v) for v in per_client if math.isfinite(float(v))]
+    return sum(values) / len(values) if values else float("nan")
+
+
+__all__ = ["accuracy_counts", "class_counts", "balanced_accuracy", "predict_class_counts",
+           "personalised_summary", "balanced_summary"]

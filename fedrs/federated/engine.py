@@ -36,7 +36,7 @@ import random
 import time
 import zipfile
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -44,10 +44,14 @@ from tqdm.auto import tqdm
 
 import fedrs.federated.dp as dp
 from fedrs.errors import FedrsError
-from fedrs.evaluate.classification import personalised_summary
+from fedrs.evaluate.classification import (
+    balanced_accuracy,
+    balanced_summary,
+    personalised_summary,
+    predict_class_counts,
+)
 from fedrs.federated.client import (
     ClientResult,
-    client_evaluate,
     client_update,
     initial_client_state,
     load_client,
@@ -74,6 +78,21 @@ _SAMPLE, _LOCAL = 1, 2
 def derived_seed(seed: int, *key: int) -> int:
     """A 63-bit seed for one (stage, round, client) from the run seed."""
     return int(np.random.SeedSequence(seed, spawn_key=key).generate_state(2, np.uint64)[0] >> np.uint64(1))
+
+
+def personalised_evaluation(method: Method, global_shared: Mapping[str, object],
+                            client_state: Mapping[str, object], data: ClientData,
+                            batch_size: int = 256) -> dict[str, float]:
+    """A client's personalised accuracy on its own test split (shared + private tensors):
+    ``correct``, ``total`` and ``accuracy`` exactly as :func:`~fedrs.federated.client.client_evaluate`
+    (same batches, same arg-max) and ``balanced_accuracy``, the mean per-class recall over the
+    classes present in the split (NaN without test images). Both engines score clients with it."""
+    load_client(method, global_shared, client_state)
+    per_class_correct, per_class_total = predict_class_counts(method, data, data.test_indices, personalised=True,
+                                                              batch_size=batch_size)
+    correct, total = int(per_class_correct.sum()), int(per_class_total.sum())
+    return {"correct": float(correct), "total": float(total), "accuracy": correct / max(total, 1),
+            "balanced_accuracy": balanced_accuracy(per_class_correct, per_class_total)}
 
 
 def round_lr(train: TrainConfig, round_index: int) -> float:
@@ -209,8 +228,8 @@ class FederatedEngine:
         return results
 
     def evaluate_clients(self) -> list[dict]:
-        """:func:`client_evaluate` of every client, in client order."""
-        return [client_evaluate(self.method, self.global_shared, state, data, self.evaluation.batch_size)
+        """:func:`personalised_evaluation` of every client, in client order."""
+        return [personalised_evaluation(self.method, self.global_shared, state, data, self.evaluation.batch_size)
                 for data, state in zip(self.clients, self.client_states)]
 
     def evaluate(self) -> tuple[dict, list[dict]]:
@@ -222,6 +241,8 @@ class FederatedEngine:
                                         personalised=False, batch_size=self.evaluation.batch_size)
         row = {"personalised_acc_weighted": summary["weighted"],
                "personalised_acc_unweighted": summary["unweighted"],
+               "personalised_acc_balanced": balanced_summary([m.get("balanced_accuracy", float("nan"))
+                                                              for m in per_client]),
                "global_acc": correct / max(total, 1)}
         return row, per_client
 
@@ -276,7 +297,8 @@ class FederatedEngine:
             by_id = {c["client"]: c for c in client_rows}
             for data, m in zip(self.clients, per_client):
                 by_id.setdefault(data.client_id, {"client": data.client_id})
-                by_id[data.client_id].update({"test_examples": int(m["total"]), "personalised_acc": m["accuracy"]})
+                by_id[data.client_id].update({"test_examples": int(m["total"]), "personalised_acc": m["accuracy"],
+                                              "balanced_acc": m.get("balanced_accuracy", float("nan"))})
             client_rows = [by_id[k] for k in sorted(by_id)]
         previous = self.history[-1] if self.history else {}
         for key in ("up_bytes", "down_bytes", "up_values", "down_values"):
@@ -312,4 +334,6 @@ class FederatedEngine:
         return self.history
 
 
-__all__ = ["FederatedEngine", "round_lr", "sample_clients", "derived_seed", "CHECKPOINT_FORMAT"]
+__all__ = [
+    "FederatedEngine", "personalised_evaluation", "round_lr", "sample_clients", "derived_seed", "CHECKPOINT_FORMAT",
+]

@@ -56,9 +56,9 @@ logger = logging.getLogger(__name__)
 RUN_COLUMNS = [
     "backbone", "dataset", "split", "clients", "participation", "rounds", "row", "label", "method", "base",
     "ablation", "sensitivity", "variant", "prompt_length", "seed", "personalised_acc",
-    "personalised_acc_unweighted", "global_acc", "personalised_correct", "personalised_total", "global_correct",
-    "global_total", "test_distinct", "test_exclusive", "upload_values", "upload_bytes", "wall_s", "study", "run",
-    "config",
+    "personalised_acc_unweighted", "personalised_acc_balanced", "global_acc", "personalised_correct",
+    "personalised_total", "global_correct", "global_total", "test_distinct", "test_exclusive", "upload_values",
+    "upload_bytes", "wall_s", "study", "run", "config",
 ]
 #: what identifies one setting (every row of a setting and seed shares the split and initialisation)
 SETTING = ["backbone", "dataset", "split", "clients", "participation", "rounds"]
@@ -78,6 +78,8 @@ _FIELDS: dict[str, tuple[str, ...]] = {
     "seed": ("seed", "train.seed"),  # the training seed (metrics.json "seed" is train.seed)
     "personalised_acc": ("personalised_accuracy",),
     "personalised_acc_unweighted": ("personalised_accuracy_unweighted",),
+    # mean over clients of the per-class recall on each client's test split (absent before it existed: NaN)
+    "personalised_acc_balanced": ("personalised_accuracy_balanced",),
     "global_acc": ("global_accuracy",),
     "upload_values": ("upload_values_per_client_round",),
     "upload_bytes": ("upload_bytes_per_client_round",),
@@ -85,7 +87,7 @@ _FIELDS: dict[str, tuple[str, ...]] = {
     "prompt_length": ("method.n_ctx",),
 }
 #: run folders store accuracies as fractions (correct / total); tables and figures show percent
-ACCURACY_COLUMNS = ("personalised_acc", "personalised_acc_unweighted", "global_acc")
+ACCURACY_COLUMNS = ("personalised_acc", "personalised_acc_unweighted", "personalised_acc_balanced", "global_acc")
 
 
 class ReportError(FedrsError):

@@ -51,6 +51,11 @@ from fedrs.study.vocabulary import (
 
 #: the accuracies every table reports: run column -> its name in headings
 ACCURACIES = {"personalised_acc": "personalised", "global_acc": "global"}
+#: the methods table's accuracies: also the class-balanced personalised accuracy (each client's mean
+#: per-class recall on its own test split, averaged over clients), beside the one that follows the
+#: clients' label distributions
+METHOD_ACCURACIES = {"personalised_acc": "personalised", "personalised_acc_balanced": "personalised (class-balanced)",
+                     "global_acc": "global"}
 #: accuracy column -> the run columns of its correct and total test images
 TEST_COUNTS = {"personalised_acc": ("personalised_correct", "personalised_total"),
                "global_acc": ("global_correct", "global_total")}
@@ -274,12 +279,17 @@ def _test_cell(value: str, r: Mapping[str, Any]) -> str:
 
 def _paired_sections(summary: pd.DataFrame, row_header: str, label: Callable[[Mapping[str, Any]], str],
                      reference: str | None = REFERENCE_ROW,
-                     extra: Callable[[pd.DataFrame], dict[str, list]] | None = None) -> list[tuple[str, pd.DataFrame]]:
-    """Markdown sections per accuracy and setting: mean ± std, seeds, paired Δ to the reference with
-    its 95% CI, distinguishable, test-set interval (+ ``extra`` columns)."""
+                     extra: Callable[[pd.DataFrame], dict[str, list]] | None = None,
+                     accuracies: Mapping[str, str] = ACCURACIES) -> list[tuple[str, pd.DataFrame]]:
+    """Markdown sections per accuracy (``accuracies``: run column -> heading name) and setting:
+    mean ± std, seeds, paired Δ to the reference with its 95% CI, distinguishable, test-set
+    interval (+ ``extra`` columns). An accuracy that no run recorded (an older run folder's
+    missing metric) gets no section."""
     sections = []
-    for value, name in ACCURACIES.items():
+    for value, name in accuracies.items():
         if value not in {c.removesuffix("_mean") for c in summary.columns if c.endswith("_mean")}:
+            continue
+        if value not in ACCURACIES and summary[f"{value}_mean"].astype(float).isna().all():
             continue
         for heading, part in _settings(summary):
             records = []
@@ -319,17 +329,20 @@ def methods_runs(runs: pd.DataFrame) -> pd.DataFrame:
 
 def methods_table(runs: pd.DataFrame) -> Table:
     """Every method and control x datasets x heterogeneity, paired against FedRSCLIP."""
-    s = summarise(methods_runs(runs), SETTING + ["row"])
+    s = summarise(methods_runs(runs), SETTING + ["row"], values=tuple(METHOD_ACCURACIES))
     s.insert(s.columns.get_loc("row") + 1, "label", [_first(runs, k, "label") for k in s["row"]])
     s.insert(s.columns.get_loc("row") + 1, "method", [_first(runs, k, "method") for k in s["row"]])
     return Table("methods", "Methods × datasets × heterogeneity", s,
-                 _caption("Personalised (each client's own test split with its own model, weighted by test images) "
+                 _caption("Personalised (each client's own test split with its own model, weighted by test images; "
+                          "the split follows the client's label distribution), class-balanced personalised (each "
+                          "client's mean per-class recall over the classes of its test split, averaged over "
+                          "clients; no test-set interval: runs store no per-class counts) "
                           "and global (the server's shared parameters only, pooled test set) accuracy of every "
                           "method and control",
                           f"Each method at its own published defaults (FedRSCLIP: prompt length "
                           f"{DEFAULT_PROMPT_LENGTH}). {NOT_APPLICABLE}: the method has no global model "
                           "(nothing is uploaded, so the server's parameters never train)."),
-                 _paired_sections(s, "Method", lambda r: r["label"]))
+                 _paired_sections(s, "Method", lambda r: r["label"], accuracies=METHOD_ACCURACIES))
 
 
 def _fedrsclip(runs: pd.DataFrame) -> pd.Series:
@@ -498,7 +511,8 @@ def build_tables(runs: pd.DataFrame) -> dict[str, Table]:
 
 
 __all__ = [
-    "ACCURACIES", "METHOD_ROW_KEYS", "NOT_APPLICABLE", "REFERENCE_LABEL", "TABLE_BUILDERS", "TEST_COUNTS", "Table",
+    "ACCURACIES", "METHOD_ACCURACIES", "METHOD_ROW_KEYS", "NOT_APPLICABLE", "REFERENCE_LABEL", "TABLE_BUILDERS",
+    "TEST_COUNTS", "Table",
     "backbone_protocol", "build_tables", "communication_table", "compared_settings", "constraints_table", "dedupe",
     "fmt_mean_std",
     "fmt_seeds", "methods_runs", "methods_table", "prompt_length_table", "protocol_label", "sensitivity_table",

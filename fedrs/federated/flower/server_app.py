@@ -46,7 +46,7 @@ from flwr.serverapp import Grid, ServerApp
 
 from fedrs.config import dump_yaml
 from fedrs.errors import FedrsError
-from fedrs.evaluate.classification import personalised_summary
+from fedrs.evaluate.classification import balanced_summary, personalised_summary
 from fedrs.experiment import run_experiment
 from fedrs.federated.client import ClientResult, load_client, predict_counts
 from fedrs.federated.dp import LOCAL_NOISE
@@ -87,6 +87,15 @@ from fedrs.federated.server import check_received
 from fedrs.runs import PrivacyConfig, load_run_config
 
 app = ServerApp()
+
+
+def client_scores(metrics) -> dict[str, float]:
+    """A client's evaluate-reply metrics as the engine's per-client scores: ``correct``, ``total``,
+    ``accuracy`` and ``balanced_accuracy`` (NaN from a SuperNode that does not report it)."""
+    scores = {name: float(metrics[name]) for name in ("correct", "total", "accuracy")}
+    scores["balanced_accuracy"] = float(metrics["balanced_accuracy"]) if "balanced_accuracy" in metrics \
+        else float("nan")
+    return scores
 
 
 def receive_train_reply(method, client_id: int, content: RecordDict, sent) -> ClientResult:
@@ -173,8 +182,7 @@ class FlowerEngine(FederatedEngine):
     def evaluate_clients(self) -> list[dict]:
         """Personalised accuracy counts from every SuperNode."""
         replies = self.evaluate_replies()
-        return [{name: float(replies[k][METRICS][name]) for name in ("correct", "total", "accuracy")}
-                for k in range(len(self.clients))]
+        return [client_scores(replies[k][METRICS]) for k in range(len(self.clients))]
 
     def train_config(self, r: int, lr: float, k: int) -> dict:
         """The train message's ConfigRecord for client ``k`` in round ``r``: its local config and,
@@ -218,12 +226,14 @@ class OwnDataFlowerEngine(FlowerEngine):
         correct = total = 0
         for k in range(len(self.clients)):
             m = replies[k][METRICS]
-            per_client.append({name: float(m[name]) for name in ("correct", "total", "accuracy")})
+            per_client.append(client_scores(m))
             correct, total = correct + int(m[GLOBAL_CORRECT]), total + int(m[GLOBAL_TOTAL])
             self.sizes[k] = (int(m[NUM_TRAIN]), int(m["total"]))
         summary = personalised_summary([(m["correct"], m["total"]) for m in per_client])
         row = {"personalised_acc_weighted": summary["weighted"],
-               "personalised_acc_unweighted": summary["unweighted"], "global_acc": correct / max(total, 1)}
+               "personalised_acc_unweighted": summary["unweighted"],
+               "personalised_acc_balanced": balanced_summary([m["balanced_accuracy"] for m in per_client]),
+               "global_acc": correct / max(total, 1)}
         if self.validation is not None:
             load_client(self.method, self.global_shared, self.method.initial_private(-1))
             c, n = predict_counts(self.method, self.validation, self.validation.test_indices, personalised=False,
@@ -271,4 +281,4 @@ def main(grid: Grid, context: Context) -> None:
         metrics["personalised_accuracy"], metrics["global_accuracy"])
 
 
-__all__ = ["app", "FlowerEngine", "OwnDataFlowerEngine", "receive_train_reply", "run_own_deployment"]
+__all__ = ["app", "FlowerEngine", "OwnDataFlowerEngine", "client_scores", "receive_train_reply", "run_own_deployment"]

@@ -1,4 +1,4 @@
-"""``fedrs backbone pretrain|list|card`` (``fedrs zeroshot`` is in ``fedrs.evaluate.commands``)."""
+"""``fedrs backbone pretrain|select-recipe|list|card`` (``fedrs zeroshot`` is in ``fedrs.evaluate.commands``)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,27 @@ def cmd_pretrain(args) -> int:
     build_offline_backbone(args.model, recipe=args.recipe, overrides=parse_overrides(args.set),
                            out_dir=args.out, if_missing=args.if_missing, restart=args.restart,
                            card=not args.no_card)
+    return 0
+
+
+def cmd_select_recipe(args) -> int:
+    from pathlib import Path
+
+    from fedrs.paths import cache_root, results_root
+    from fedrs.pretrain.selection import candidate_names, select_recipe
+
+    names = args.candidates or candidate_names()
+    workdir = Path(args.workdir) if args.workdir else cache_root() / "recipe-selection"
+    out = Path(args.out) if args.out else results_root() / "backbones" / "fedrs-rsclip-s"
+    record = select_recipe(names, workdir, out_dir=out, train=not args.no_train, threads=args.threads)
+    for row in record["candidates"]:
+        print(f"{row['candidate']:<14} val mR {row['val_mR']:6.2f}  zero-shot (unseen templates) "
+              f"{row['val_zeroshot_unseen_templates']:5.1f}  score {row['selection_score']:6.2f}")
+    print(f"chosen: {record['chosen']} "
+          + ("(the shipped recipe: the shipped backbone stands)" if record["shipped_recipe_matches"]
+             else "(differs from the shipped recipe: make it fedrs/pretrain/recipes/fedrs-rsclip-s.yaml "
+                  "without validation_fraction and rebuild with `fedrs backbone pretrain --restart`)"))
+    print(f"wrote {out / 'selection.json'} and {out / 'SELECTION.md'}")
     return 0
 
 
@@ -67,6 +88,16 @@ def register(sub) -> None:
     p.add_argument("--if-missing", action="store_true", help="do nothing when the checkpoint already exists")
     p.add_argument("--no-card", action="store_true", help="do not copy the model card to results/backbones/")
     p.set_defaults(func=cmd_pretrain, console_loggers=("fedrs.pretrain",))
+
+    p = bsub.add_parser("select-recipe", help="choose the offline backbone's recipe on held-out pretraining "
+                                              "images (trains each candidate; resumable)")
+    p.add_argument("candidates", nargs="*", help="candidate recipe names (default: every file in "
+                                                 "fedrs/pretrain/recipes/candidates/)")
+    p.add_argument("--workdir", help="where candidates are trained (default: $FEDRS_CACHE/recipe-selection)")
+    p.add_argument("--out", help="where selection.json/SELECTION.md go (default: results/backbones/fedrs-rsclip-s)")
+    p.add_argument("--no-train", action="store_true", help="score already trained candidates only")
+    p.add_argument("--threads", type=int, help="CPU threads per candidate's training")
+    p.set_defaults(func=cmd_select_recipe, console_loggers=("fedrs.pretrain",))
 
     p = bsub.add_parser("list", help="offline models and open_clip architectures")
     p.add_argument("--all", action="store_true",

@@ -39,6 +39,15 @@ RS_TEMPLATES = (
     "satellite imagery of {}.",
 )
 
+#: zero-shot templates whose fixed words occur in no pretraining caption of the offline backbones
+#: (neither an RSICD caption nor a label-derived one; ``fedrs.pretrain.selection`` checks it against
+#: the captions at run time): the zero-shot column that the label captions cannot have taught
+UNSEEN_TEMPLATES = (
+    "a picture showing {} from high above.",
+    "{} as recorded by an earth observation sensor.",
+    "a snapshot of {}, seen from above.",
+)
+
 #: classes per text-encoder pass of a template ensemble (what ``fedrs zeroshot`` has always used;
 #: the grouping is part of the float operation order, so it is fixed)
 ENSEMBLE_CLASSES_PER_PASS = 16
@@ -87,6 +96,6 @@ def template_text_features(backbone, names: Sequence[str],
 
 
 __all__ = [
-    "DEFAULT_TEMPLATE", "DEFAULT_INIT_PHRASE", "SINGLE_TEMPLATE", "RS_TEMPLATES",
+    "DEFAULT_TEMPLATE", "DEFAULT_INIT_PHRASE", "SINGLE_TEMPLATE", "RS_TEMPLATES", "UNSEEN_TEMPLATES",
     "ENSEMBLE_CLASSES_PER_PASS", "template_text_features",
 ]

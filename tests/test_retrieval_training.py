@@ -242,8 +242,8 @@ def test_sets_say_which_images_they_hold(tiny, tmp_path, monkeypatch):
     from fedrs.retrieval.data import split_description
 
     assert split_description("RSICD", "test", 1027, 1093, "AID") == \
-        "RSICD test, 1,027 of 1,093 images (those with AID images)"
-    assert split_description("UCM-Captions", "test", 210, 210, "UCMerced") == "UCM-Captions test, 210 images"
+        "RSICD test: the 1,027 of 1,093 images present in the shipped AID copy"
+    assert split_description("UCM-Captions", "test", 210, 210, "UCMerced") == "UCM-Captions test: 210 images"
     path = tmp_path / "a.png"
     Image.new("RGB", (8, 8)).save(path)
     items = [CaptionedImage(f"im{i}", path if i % 3 else None, [f"caption {i}"], "test", "beach")
@@ -254,9 +254,9 @@ def test_sets_say_which_images_they_hold(tiny, tmp_path, monkeypatch):
 
     monkeypatch.setattr(data_api, "load_caption_set", fake_load)
     loaded = RetrievalSet.load("RSICD", "test", tiny)
-    assert len(loaded) == 4 and loaded.describe() == "RSICD test, 4 of 6 images (those with AID images)"
+    assert len(loaded) == 4 and loaded.describe() == "RSICD test: the 4 of 6 images present in the shipped AID copy"
     assert RetrievalSet.load("RSICD", "test", tiny, limit=2).describe().endswith(", first 2 only")
-    assert tiny_set(tiny).describe() == "tiny, 6 images"
+    assert tiny_set(tiny).describe() == "tiny: 6 images"
 
 
 def test_zeroshot_on_the_offline_backbones_pretraining_captions_is_labelled_in_domain(tiny):

@@ -17,8 +17,7 @@ on the 80%, the candidate with the highest final-epoch validation mR wins, and i
   ``select_lr(load_run_config("params/offline/pe_rsitr_ucm_fed.yaml", {"train.rounds": 4,
   "method.private": []}), [1e-3, 3e-3, 1e-2, 3e-2, 1e-1], out=DIR)``;
 
-or, once ``fedrs.retrieval.commands`` is registered in ``fedrs.cli``, ``fedrs retrieval select-lr
-PARAMS --lr 1e-3 3e-3 ... [--centralised] --out DIR``.
+or ``fedrs retrieval select-lr PARAMS --lr 1e-3 3e-3 ... [--centralised] --out DIR``.
 
 The current defaults were chosen this way (2026-12-01, offline backbone fedrs-rsclip-s/offline-57543234,
 UCM-Captions, validation = 20% of the train+val images, seed 0: 378 of 1,890; MRS-Adapter + HMMC
@@ -55,8 +54,22 @@ DEFAULT_LR = {
     "linear-probe": 1e-4, "coop": 2e-3, "vpt": 1e-3, "adapter": 1e-3, "mrs-adapter": 1e-3,
     "mrs-adapter-hmmc": 1e-2, "full-finetune": 1e-5,
 }
+#: where each rate of :data:`DEFAULT_LR` came from (the tables' ``lr source`` column)
+LR_SOURCE = {
+    "mrs-adapter-hmmc": "chosen on validation (select_lr, UCM-Captions val, 5 epochs: "
+                        "results/retrieval/lr_sweep/centralised_adamw_ucm)",
+}
+#: the source of every rate not in :data:`LR_SOURCE`
+UNVALIDATED_LR_SOURCE = "earlier default, not chosen on validation"
+#: AdamW learning rate of MRS-Adapter + HMMC in its InfoNCE form (``loss.form: infonce``): the
+#: rate that form trained with before the hinge form became the default (the earlier
+#: ``DEFAULT_LR["mrs-adapter-hmmc"]``); not chosen on validation
+INFONCE_HMMC_LR = 1e-3
 #: client SGD learning rate (momentum 0.9) of the federated MRS-Adapter + HMMC, chosen by select_lr
 FEDERATED_SGD_LR = 0.03
+#: where :data:`FEDERATED_SGD_LR` came from
+FEDERATED_SGD_LR_SOURCE = ("chosen on validation (select_lr, UCM-Captions val, 5 IID clients, 4 rounds: "
+                           "results/retrieval/lr_sweep/federated_sgd_ucm_5clients)")
 
 
 @dataclass
@@ -181,9 +194,6 @@ class RetrievalConfig:
         return self.train.lr if self.train.lr is not None else DEFAULT_LR.get(self.variant, 0.0)
 
 
-#: the former name, kept only until benchmarks/bench_retrieval.py imports
-#: RetrievalTrainConfig (there was a second ``TrainConfig``, the run's, in fedrs.runs)
-TrainConfig = RetrievalTrainConfig
-
-__all__ = ["VARIANTS", "DEFAULT_LR", "FEDERATED_SGD_LR", "PAPER_TRAIN", "AdapterConfig", "PromptConfig", "LossConfig",
+__all__ = ["VARIANTS", "DEFAULT_LR", "LR_SOURCE", "UNVALIDATED_LR_SOURCE", "INFONCE_HMMC_LR", "FEDERATED_SGD_LR",
+           "FEDERATED_SGD_LR_SOURCE", "PAPER_TRAIN", "AdapterConfig", "PromptConfig", "LossConfig",
            "RetrievalTrainConfig", "RetrievalConfig", "ValidationConfig"]

@@ -34,7 +34,7 @@ class RetrievalSet:
     captions: list[str]             # flat, grouped by image
     caption_image: torch.Tensor     # [n_captions] -> image index
     labels: list[str | None] | None = None  # scene class per image, when the caption set names it
-    #: what the set is, for table labels: "RSICD test, 1,027 of 1,093 images (those with AID images)"
+    #: what the set is, for table labels: "RSICD test: the 1,027 of 1,093 images present in the shipped AID copy"
     description: str = ""
 
     def __len__(self) -> int:
@@ -42,7 +42,7 @@ class RetrievalSet:
 
     def describe(self) -> str:
         """The label every table of this set carries (:attr:`description`, else name and size)."""
-        return self.description or f"{self.name}, {len(self):,} images"
+        return self.description or f"{self.name}: {len(self):,} images"
 
     @property
     def num_captions(self) -> int:
@@ -125,11 +125,12 @@ class RetrievalSet:
 
 
 def split_description(dataset: str, split: str, with_images: int, listed: int, source: str = "") -> str:
-    """``"RSICD test, 1,027 of 1,093 images (those with AID images)"``, or ``"UCM-Captions test,
-    210 images"`` when every listed image is present."""
+    """``"RSICD test: the 1,027 of 1,093 images present in the shipped AID copy"``, or
+    ``"UCM-Captions test: 210 images"`` when every listed image is present."""
     if with_images == listed:
-        return f"{dataset} {split}, {listed:,} images"
-    return f"{dataset} {split}, {with_images:,} of {listed:,} images (those with {source or 'local'} images)"
+        return f"{dataset} {split}: {listed:,} images"
+    return (f"{dataset} {split}: the {with_images:,} of {listed:,} images present in the shipped "
+            f"{source or 'local'} copy")
 
 
 def validation_indices(n_images: int, fraction: float, seed: int = 0) -> tuple[list[int], list[int]]:

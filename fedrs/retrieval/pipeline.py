@@ -218,7 +218,8 @@ def run_retrieval(cfg: RunConfig, folder: RunFolder, *, resume: bool = False, pr
     R@1/5/10 both ways and mR on the test split under every tie convention (pessimistic
     unsuffixed, ``_optimistic``, ``_argsort``: the papers' order), the clients' personalised mean
     (when some tensors are private), zero-shot (with ``zeroshot_note`` when it is in-domain), the
-    label of each set (``test_set``: "RSICD test, 1,027 of 1,093 images (those with AID images)")
+    label of each set (``test_set``: "RSICD test: the 1,027 of 1,093 images present in the shipped
+    AID copy")
     and ``selection``. ``started`` (``time.perf_counter()``) is when the run began.
     """
     started = time.perf_counter() if started is None else started

@@ -20,7 +20,6 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from fedrs.backbone.templates import template_text_features
-from fedrs.config import to_dict
 from fedrs.evaluate.classification import (
     accuracy_counts,
     balanced_accuracy,
@@ -37,7 +36,8 @@ from fedrs.runs import CHECKPOINT, CLIENTS, ROUNDS, RunConfig, RunFolder, TrainC
 
 #: leading columns of rounds.csv / clients.csv (the rest follow in first-seen order)
 ROUND_COLUMNS = ("round", "client", "lr", "clients_sampled", "personalised_acc_weighted",
-                 "personalised_acc_unweighted", "personalised_acc_balanced", "global_acc", "personalised_acc",
+                 "personalised_acc_unweighted", "personalised_acc_balanced", "global_acc",
+                 "unseen_client_global_acc", "personalised_acc",
                  "balanced_acc", "test_examples", "num_examples", "train_loss", "train_ce", "train_dpa", "train_cma")
 
 
@@ -116,6 +116,24 @@ class RunSetup:
     method: Method
     clients: list[ClientData]
     pooled_test: torch.Tensor
+    #: pool indices of the unseen clients' test splits, concatenated in client order (``None``
+    #: without unseen clients): what ``unseen_client_global_acc`` scores
+    unseen_test: torch.Tensor | None = None
+
+
+def unseen_test_indices(partition) -> torch.Tensor | None:
+    """The unseen clients' test indices, concatenated in client order (an image two of them hold
+    under ``test_scheme: shared_pool`` counts twice, as in the weighted personalised accuracy);
+    ``None`` for a partition without unseen clients.
+
+    Only their test splits are scored, not their unused training images: the test split is the
+    stratified, duplicate-aware one (an exact copy of an image lies wholly in the pooled train or
+    test set), so no unseen test image is a copy of an image some training client learned from,
+    whereas the training pool may put two copies on a training and an unseen client."""
+    unseen = getattr(partition, "unseen", None) or []
+    if not unseen:
+        return None
+    return torch.as_tensor([i for c in unseen for i in c.test_indices], dtype=torch.long)
 
 
 def prepare_run(cfg: RunConfig, datasets: list | None = None, progress: bool = True) -> RunSetup:
@@ -131,15 +149,17 @@ def prepare_run(cfg: RunConfig, datasets: list | None = None, progress: bool = T
     method = create_method(cfg.method, backbone, names, seed=cfg.train.seed)
     set_tower_precision(method.module, cfg.train.precision)
     clients, pooled_test = build_clients(method, backbone, datasets, partition, cfg.train, progress)
-    return RunSetup(backbone, datasets, partition, names, method, clients, pooled_test)
+    return RunSetup(backbone, datasets, partition, names, method, clients, pooled_test,
+                    unseen_test_indices(partition))
 
 
 @torch.no_grad()
 def zero_shot_reference(server_data: ClientData, clients: Sequence[ClientData],
-                        text_features: torch.Tensor) -> dict:
+                        text_features: torch.Tensor, unseen_test: torch.Tensor | None = None) -> dict:
     """Accuracy of the frozen image features against fixed class features ``[C, D]`` (the
-    zero-shot reference): weighted/unweighted/balanced over the clients' test splits and on the
-    pooled test split (``server_data.test_indices``). Empty when the pool holds no features."""
+    zero-shot reference): weighted/unweighted/balanced over the clients' test splits, on the
+    pooled test split (``server_data.test_indices``) and, given ``unseen_test``, on the unseen
+    clients' test splits. Empty when the pool holds no features."""
     features = server_data.features
     if features is None:
         return {}
@@ -156,10 +176,14 @@ def zero_shot_reference(server_data: ClientData, clients: Sequence[ClientData],
     balanced = balanced_summary([balanced_accuracy(*class_counts(logits(c.test_indices), labels[c.test_indices]))
                                  for c in clients])
     correct, total = counts(server_data.test_indices)
-    return {"personalised_acc_weighted": per_client["weighted"],
-            "personalised_acc_unweighted": per_client["unweighted"],
-            "personalised_acc_balanced": balanced,
-            "global_acc": correct / max(total, 1)}
+    out = {"personalised_acc_weighted": per_client["weighted"],
+           "personalised_acc_unweighted": per_client["unweighted"],
+           "personalised_acc_balanced": balanced,
+           "global_acc": correct / max(total, 1)}
+    if unseen_test is not None:
+        correct, total = counts(unseen_test)
+        out["unseen_client_global_acc"] = correct / max(total, 1)
+    return out
 
 
 def _finite_or_none(value) -> float | None:
@@ -181,7 +205,7 @@ def summarise(cfg: RunConfig, method: Method, backbone, partition, history: list
         "backbone": backbone.label,
         "dataset": partition.dataset,
         "split": split,
-        "partition": to_dict(cfg.data),
+        "partition": cfg.data.to_dict(),  # without later fields at their defaults
         "seed": cfg.train.seed,
         "rounds": cfg.train.rounds,
         "num_clients": partition.num_clients,
@@ -192,6 +216,9 @@ def summarise(cfg: RunConfig, method: Method, backbone, partition, history: list
         # (null where not measured: a round evaluated before the metric existed, resumed)
         "personalised_accuracy_balanced": _finite_or_none(final.get("personalised_acc_balanced")),
         "global_accuracy": final["global_acc"],
+        # the global model on the test splits of clients that never trained (data.unseen_clients)
+        **({"unseen_client_global_accuracy": final["unseen_client_global_acc"]}
+           if "unseen_client_global_acc" in final else {}),
         "zeroshot": zeroshot,
         "upload_values_per_client_round": desc["upload_values_per_client_round"],
         "upload_bytes_per_client_round": desc["upload_bytes_per_client_round"],
@@ -225,7 +252,9 @@ def run_classification(cfg: RunConfig, folder: RunFolder, *, resume: bool = Fals
     backbone, partition, names, method = setup.backbone, setup.partition, setup.classnames, setup.method
     folder.write_split(partition.to_json(), resume)
     engine = make_engine(method, setup.clients, setup.pooled_test, cfg.train, cfg.eval, folder / CHECKPOINT,
-                         privacy=cfg.privacy)
+                         privacy=cfg.privacy,
+                         # only when there are unseen clients: an engine factory need not know the option
+                         **({"unseen_test": setup.unseen_test} if setup.unseen_test is not None else {}))
     setup_s = time.perf_counter() - started
 
     def after_round(r: int, row: dict) -> None:
@@ -245,7 +274,7 @@ def run_classification(cfg: RunConfig, folder: RunFolder, *, resume: bool = Fals
 
             pooled = torch.cat([image_features(backbone, ds, progress=False) for ds in setup.datasets])
             server = dataclasses.replace(server, features=pooled.to(backbone.device))
-        zeroshot = zero_shot_reference(server, engine.clients, text_features)
+        zeroshot = zero_shot_reference(server, engine.clients, text_features, setup.unseen_test)
         zeroshot["template"] = cfg.eval.zeroshot_template
     metrics = summarise(cfg, method, backbone, partition, history, zeroshot, engine.elapsed)
     metrics["engine"] = engine.name
@@ -258,7 +287,7 @@ def run_classification(cfg: RunConfig, folder: RunFolder, *, resume: bool = Fals
 
 
 __all__ = [
-    "ROUND_COLUMNS", "RunSetup", "prepare_run", "build_clients", "load_datasets", "prompt_names_of",
-    "image_representation",
+    "ROUND_COLUMNS", "RunSetup", "prepare_run", "unseen_test_indices", "build_clients", "load_datasets",
+    "prompt_names_of", "image_representation",
     "zero_shot_reference", "summarise", "run_classification",
 ]

@@ -140,6 +140,8 @@ def describe_run(cfg: RunConfig, no_weights: bool = False) -> dict:
         "dataset": cfg.data.dataset,
         "num_classes": len(classnames),
         "num_clients": cfg.data.num_clients,
+        # clients who never train; the global model is also scored on their test splits
+        "unseen_clients": cfg.data.unseen_clients,
         "clients_per_round": max(1, round(cfg.train.sample_fraction * cfg.data.num_clients)),
         "rounds": cfg.train.rounds,
         **method.describe(),

@@ -108,6 +108,15 @@ class PartitionConfig:
     from the whole pooled test set, overlapping other clients'. Use it when the pool is too
     small for disjoint splits of useful size (many clients, few test images per class) or to
     compare with results built that way.
+
+    ``unseen_clients`` adds that many clients who never train and are never sampled (the global
+    model's accuracy on clients outside the federation's training, the study's generalisation
+    axis). The pool is partitioned over ``num_clients + unseen_clients`` clients by the same
+    scheme and seed, and clients ``num_clients ..`` are the unseen ones: the training clients
+    are the first ``num_clients`` clients of that larger partition, so with unseen clients they
+    hold less data than in a ``num_clients`` partition (compare runs at equal
+    ``num_clients + unseen_clients``); 0 (the default) builds exactly the partition it always did.
+    Single-dataset partitions only.
     """
 
     dataset: str
@@ -123,6 +132,7 @@ class PartitionConfig:
     cross_domain: list[str] | None = None
     clients_per_dataset: list[int] | None = None
     label_map: dict[str, dict[str, str]] | None = None
+    unseen_clients: int = 0
 
     def __post_init__(self) -> None:
         def integer(name: str, lowest: int) -> None:
@@ -141,6 +151,9 @@ class PartitionConfig:
         integer("classes_per_client", 1)
         integer("min_samples_per_client", 1)
         integer("seed", 0)
+        integer("unseen_clients", 0)
+        if self.unseen_clients and self.cross_domain is not None:
+            raise ConfigError("unseen_clients is for single-dataset partitions: drop it or cross_domain")
         if self.few_shot is not None:
             integer("few_shot", 1)
         if isinstance(self.alpha, bool) or not isinstance(self.alpha, (int, float)) \
@@ -160,7 +173,14 @@ class PartitionConfig:
             (f"(k={self.classes_per_client})" if self.scheme == "pathological" else "")
         return (f"{label}, {num_clients or self.num_clients} clients"
                 + (f", {self.few_shot}-shot" if self.few_shot else "")
-                + (", shared-pool tests" if self.test_scheme == "shared_pool" else ""))
+                + (", shared-pool tests" if self.test_scheme == "shared_pool" else "")
+                + (f", +{self.unseen_clients} unseen clients" if self.unseen_clients else ""))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The configuration as plain data, without the fields added after version 2 of the
+        manifest while they hold their defaults (:data:`ADDED_DEFAULTS`), so that a partition
+        built without them keeps its manifest byte for byte."""
+        return {k: v for k, v in to_dict(self).items() if k not in ADDED_DEFAULTS or v != ADDED_DEFAULTS[k]}
 
     def _check_cross_domain(self) -> None:
         if self.cross_domain is None:
@@ -191,6 +211,11 @@ class PartitionConfig:
             return list(self.clients_per_dataset)
         q, r = divmod(self.num_clients, len(self.cross_domain))
         return [q + (i < r) for i in range(len(self.cross_domain))]
+
+
+#: PartitionConfig fields added after manifests were first written, with their defaults: left out
+#: of a manifest (and of metrics.json's partition) while at the default
+ADDED_DEFAULTS: dict[str, Any] = {"unseen_clients": 0}
 
 
 # --- named configurations ----------------------------------------------------------------------
@@ -351,6 +376,8 @@ class Partition:
     clients: list[ClientSplit]
     config: PartitionConfig
     domains: list[Domain] = field(default_factory=list)
+    #: clients who never train (``config.unseen_clients``), ids ``num_clients ..``
+    unseen: list[ClientSplit] = field(default_factory=list)
 
     # -- views --
     @property
@@ -397,7 +424,7 @@ class Partition:
         holders = np.bincount(np.concatenate([np.asarray(c.test_indices, dtype=np.int64)
                                               for c in self.clients] or [np.zeros(0, np.int64)]),
                               minlength=len(self.labels))
-        return {
+        out = {
             "num_clients": self.num_clients,
             "num_classes": len(self.classnames),
             "num_samples": len(self.labels),
@@ -417,28 +444,37 @@ class Partition:
             "mean_classes_per_client": round(float(np.mean(classes)), 6),
             "label_skew_tv": round(float(0.5 * np.abs(shares - pool).sum(axis=1).mean()), 6),
         }
+        if self.unseen:
+            out["unseen_clients"] = len(self.unseen)
+            out["unseen_samples_per_client"] = [len(c.train_indices) for c in self.unseen]
+            out["unseen_test_samples_per_client"] = [len(c.test_indices) for c in self.unseen]
+        return out
 
     # -- persistence --
     def to_dict(self) -> dict[str, Any]:
         labels = self.labels
-        return {
+
+        def client(c: ClientSplit) -> dict[str, Any]:
+            return {"client_id": c.client_id, "dataset": c.dataset,
+                    "class_histogram": c.class_histogram, "share_histogram": c.share_histogram,
+                    "test_histogram": _histogram(labels[c.test_indices], len(self.classnames)),
+                    "train_indices": c.train_indices, "test_indices": c.test_indices}
+
+        out = {
             "format": FORMAT,
             "version": FORMAT_VERSION,
             "dataset": self.dataset,
             "classnames": list(self.classnames),
-            "config": to_dict(self.config),
+            "config": self.config.to_dict(),
             "summary": self.summary(),
             "domains": [dataclasses.asdict(d) for d in self.domains],
             "train_indices": list(self.train_indices),
             "test_indices": list(self.test_indices),
-            "clients": [
-                {"client_id": c.client_id, "dataset": c.dataset,
-                 "class_histogram": c.class_histogram, "share_histogram": c.share_histogram,
-                 "test_histogram": _histogram(labels[c.test_indices], len(self.classnames)),
-                 "train_indices": c.train_indices, "test_indices": c.test_indices}
-                for c in self.clients
-            ],
+            "clients": [client(c) for c in self.clients],
         }
+        if self.unseen:
+            out["unseen_clients"] = [client(c) for c in self.unseen]
+        return out
 
     def to_json(self) -> str:
         """The manifest text (the exact bytes :meth:`save` writes): indented, one line per list
@@ -478,10 +514,12 @@ class Partition:
                 clients=[ClientSplit(**{k: c[k] for k in _CLIENT_FIELDS}) for c in data["clients"]],
                 config=from_dict(PartitionConfig, data["config"], "config"),
                 domains=[Domain(**d) for d in data["domains"]],
+                unseen=[ClientSplit(**{k: c[k] for k in _CLIENT_FIELDS}) for c in data.get("unseen_clients", [])],
             )
             part.validate()
-            stored = {c["client_id"]: c.get("test_histogram") for c in data["clients"]}
-            for c, row in zip(part.clients, part.to_dict()["clients"]):
+            rows = part.to_dict()
+            stored = {c["client_id"]: c.get("test_histogram") for c in data["clients"] + data.get("unseen_clients", [])}
+            for c, row in zip(part.clients + part.unseen, rows["clients"] + rows.get("unseen_clients", [])):
                 if stored[c.client_id] != row["test_histogram"]:
                     raise DataError(f"client {c.client_id}: test_histogram does not match its "
                                     f"test labels")
@@ -541,13 +579,16 @@ class Partition:
             _check(bool(np.all(np.where(with_groups, got <= expect, got == expect))),
                    f"domain {d.dataset!r}: the test split is not the stratified "
                    f"test_fraction={cfg.test_fraction} split per class")
-        _check([c.client_id for c in self.clients] == list(range(len(self.clients))),
-               "client ids must be 0..N-1 in order")
+        everyone = self.clients + self.unseen
+        _check([c.client_id for c in everyone] == list(range(len(everyone))),
+               "client ids must be 0..N-1 in order, the unseen clients' after the training clients'")
         _check(len(self.clients) == cfg.num_clients,
                f"{len(self.clients)} clients, config says num_clients={cfg.num_clients}")
+        _check(len(self.unseen) == cfg.unseen_clients,
+               f"{len(self.unseen)} unseen clients, config says unseen_clients={cfg.unseen_clients}")
         owner = np.full(n, -1, dtype=np.int64)
         ratio = cfg.test_fraction / (1 - cfg.test_fraction)
-        for c in self.clients:
+        for c in everyone:
             self._validate_client(c, labels, owner, is_test)
         for d, k in zip(self.domains, cfg.client_groups()):
             _check(sum(c.dataset == d.dataset for c in self.clients) == k,
@@ -557,8 +598,9 @@ class Partition:
                 continue
             pool = train[(train >= d.offset) & (train < d.stop)]
             held = labels[pool]
-            if cfg.scheme == "pathological" and cfg.classes_per_client * k < len(np.unique(held)):
-                held_classes = {y for c in self.clients if c.dataset == d.dataset
+            holders = k + cfg.unseen_clients  # single-dataset when there are unseen clients
+            if cfg.scheme == "pathological" and cfg.classes_per_client * holders < len(np.unique(held)):
+                held_classes = {y for c in everyone if c.dataset == d.dataset
                                 for y, m in enumerate(c.class_histogram) if m}
                 pool = pool[np.isin(held, sorted(held_classes))]
             _check(bool(np.all(owner[pool] >= 0)),
@@ -602,7 +644,7 @@ class Partition:
         (shared_pool), or, disjoint, no image held twice and each class's requests met in full
         or, where they exceed the pool, the pool divided by largest remainder."""
         num_classes = len(self.classnames)
-        clients = [c for c in self.clients if c.dataset == d.dataset]
+        clients = [c for c in self.clients + self.unseen if c.dataset == d.dataset]
         pool = np.flatnonzero(is_test[d.offset:d.stop]) + d.offset
         available = np.bincount(labels[pool], minlength=num_classes)
         asked = np.array([_test_quota(c.share_histogram, available, ratio) for c in clients])
@@ -707,9 +749,12 @@ def _assemble(cfg: PartitionConfig, classnames: list[str], domains: list[Domain]
         y = np.asarray(d.label_map, dtype=np.int64)[own]
         train, test = _stratified_split(own, len(d.classnames), cfg.test_fraction, cfg.seed,
                                         d.duplicate_groups)
+        k += cfg.unseen_clients  # single-dataset only: the unseen clients are the last ones
         if k > len(train):
-            raise ConfigError(f"num_clients={k} exceeds the {len(train)} training images of "
-                              f"{d.dataset!r} (after the test split): use fewer clients")
+            raise ConfigError(f"num_clients={k - cfg.unseen_clients}"
+                              + (f" + unseen_clients={cfg.unseen_clients}" if cfg.unseen_clients else "")
+                              + f" exceeds the {len(train)} training images of {d.dataset!r} (after the test "
+                              f"split): use fewer clients")
         shares = _split_pool(train, y, k, cfg, d.dataset, _rng(cfg.seed, _CLIENTS, g))
         kept = shares if cfg.few_shot is None else _few_shot(shares, y, cfg.few_shot, _rng(cfg.seed, _FEW_SHOT, g))
         tests = _client_tests(shares, y, test, num_classes, cfg, d.dataset, _rng(cfg.seed, _TEST, g))
@@ -724,10 +769,11 @@ def _assemble(cfg: PartitionConfig, classnames: list[str], domains: list[Domain]
             ))
         train_all.append(train + d.offset)
         test_all.append(test + d.offset)
+    trained = cfg.num_clients
     part = Partition(
         dataset=cfg.dataset, classnames=classnames,
         train_indices=np.concatenate(train_all).tolist(), test_indices=np.concatenate(test_all).tolist(),
-        clients=clients, config=cfg, domains=domains,
+        clients=clients[:trained], config=cfg, domains=domains, unseen=clients[trained:],
     )
     part.validate()
     return part
@@ -738,8 +784,8 @@ def split_by_label(labels: Sequence[int], cfg: PartitionConfig) -> list[list[int
     ``dirichlet`` with ``alpha``, ``pathological`` with ``classes_per_client``): the client stage of
     a Fed-RSIC partition, without its test split. For data whose test split is fixed elsewhere
     (retrieval: the caption set's own test split). Sorted indices per client, disjoint."""
-    if cfg.few_shot is not None:
-        raise ConfigError("few_shot applies to classification partitions only: drop it")
+    if cfg.few_shot is not None or cfg.unseen_clients:
+        raise ConfigError("few_shot and unseen_clients apply to classification partitions only: drop them")
     y = np.asarray(labels, dtype=np.int64)
     if y.ndim != 1 or len(y) == 0 or y.min() < 0:
         raise DataError(f"{cfg.dataset}: labels must be a non-empty list of class indices >= 0")
@@ -1015,7 +1061,7 @@ def _check(ok: bool, message: str) -> None:
 
 
 __all__ = [
-    "PartitionConfig", "Partition", "ClientSplit", "Domain", "SCHEMES", "FED_RSIC_CONFIGS",
+    "PartitionConfig", "ADDED_DEFAULTS", "Partition", "ClientSplit", "Domain", "SCHEMES", "FED_RSIC_CONFIGS",
     "FED_RSIC_OFFLINE", "DEFAULT_LABEL_MAP", "fed_rsic_config", "harmonised_classnames",
     "build_partition", "build_cross_domain_partition", "partition_dataset",
     "partition_cross_domain", "build_fed_rsic", "split_by_label",

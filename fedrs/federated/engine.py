@@ -134,6 +134,8 @@ class FederatedEngine:
         method: the method, built once over the shared frozen backbone.
         clients: one :class:`ClientData` per client (views of one shared pool).
         pooled_test: pool indices of the pooled test set (global accuracy).
+        unseen_test: pool indices of the test splits of clients who never train (``None``: none);
+            the server's tensors are scored there too (``unseen_client_global_acc``).
         train, evaluation: the run's ``train`` and ``eval`` sections.
         checkpoint: file for the per-round checkpoint (``None``: no checkpoints).
 
@@ -147,7 +149,7 @@ class FederatedEngine:
 
     def __init__(self, method: Method, clients: Sequence[ClientData], pooled_test: torch.Tensor,
                  train: TrainConfig, evaluation: EvalConfig, checkpoint: str | Path | None = None,
-                 privacy: PrivacyConfig | None = None):
+                 privacy: PrivacyConfig | None = None, unseen_test: torch.Tensor | None = None):
         if not clients:
             raise FedrsError("the federated engine needs at least one client")
         self.method, self.clients = method, method.arrange_clients(clients)
@@ -156,6 +158,7 @@ class FederatedEngine:
                                       first.features, first.images)
         self.train, self.evaluation = train, evaluation
         self.privacy = privacy or PrivacyConfig()
+        self.unseen_test = unseen_test
         self.checkpoint = Path(checkpoint) if checkpoint is not None else None
         self.global_shared: dict[str, torch.Tensor] = {}
         self.client_states: list[dict[str, torch.Tensor]] = []
@@ -244,6 +247,10 @@ class FederatedEngine:
                "personalised_acc_balanced": balanced_summary([m.get("balanced_accuracy", float("nan"))
                                                               for m in per_client]),
                "global_acc": correct / max(total, 1)}
+        if self.unseen_test is not None:  # the same global tensors on clients that never trained
+            correct, total = predict_counts(self.method, self.server_data, self.unseen_test, personalised=False,
+                                            batch_size=self.evaluation.batch_size)
+            row["unseen_client_global_acc"] = correct / max(total, 1)
         return row, per_client
 
     def run_round(self, r: int) -> tuple[dict, list[dict]]:

@@ -32,6 +32,7 @@ from typing import Any, Mapping, Sequence
 import pandas as pd
 import yaml
 
+from fedrs.data.partition import ADDED_DEFAULTS
 from fedrs.errors import FedrsError
 from fedrs.methods import has_global_model
 from fedrs.study.vocabulary import (
@@ -56,7 +57,8 @@ logger = logging.getLogger(__name__)
 RUN_COLUMNS = [
     "backbone", "dataset", "split", "clients", "participation", "rounds", "row", "label", "method", "base",
     "ablation", "sensitivity", "variant", "prompt_length", "seed", "personalised_acc",
-    "personalised_acc_unweighted", "personalised_acc_balanced", "global_acc", "personalised_correct",
+    "personalised_acc_unweighted", "personalised_acc_balanced", "global_acc", "unseen_client_global_acc",
+    "personalised_correct",
     "personalised_total", "global_correct", "global_total", "test_distinct", "test_exclusive", "upload_values",
     "upload_bytes", "wall_s", "study", "run", "config",
 ]
@@ -81,13 +83,16 @@ _FIELDS: dict[str, tuple[str, ...]] = {
     # mean over clients of the per-class recall on each client's test split (absent before it existed: NaN)
     "personalised_acc_balanced": ("personalised_accuracy_balanced",),
     "global_acc": ("global_accuracy",),
+    # the global model on the test splits of clients that never trained (data.unseen_clients; else NaN)
+    "unseen_client_global_acc": ("unseen_client_global_accuracy",),
     "upload_values": ("upload_values_per_client_round",),
     "upload_bytes": ("upload_bytes_per_client_round",),
     "wall_s": ("wall_time_s",),
     "prompt_length": ("method.n_ctx",),
 }
 #: run folders store accuracies as fractions (correct / total); tables and figures show percent
-ACCURACY_COLUMNS = ("personalised_acc", "personalised_acc_unweighted", "personalised_acc_balanced", "global_acc")
+ACCURACY_COLUMNS = ("personalised_acc", "personalised_acc_unweighted", "personalised_acc_balanced", "global_acc",
+                    "unseen_client_global_acc")
 
 
 class ReportError(FedrsError):
@@ -136,7 +141,8 @@ def split_label(value: Any) -> str:
 
     ``{"scheme": "dirichlet", "alpha": 0.5}`` -> ``Dir(0.5)``; ``iid`` -> ``IID``;
     ``pathological`` with ``classes_per_client: 2`` -> ``Path(2 cls)``; few-shot K adds ``, K-shot``;
-    client test splits drawn from a shared pool (``test_scheme: shared_pool``) add ``, shared-pool tests``.
+    client test splits drawn from a shared pool (``test_scheme: shared_pool``) add ``, shared-pool tests``;
+    ``unseen_clients: U`` adds ``, +U unseen clients`` (another setting: the training clients differ).
     """
     if value is None:
         return "-"
@@ -154,7 +160,9 @@ def split_label(value: Any) -> str:
         label = scheme
     shots = lookup(flat, ("few_shot",))
     shared = lookup(flat, ("test_scheme",)) == "shared_pool"
-    return label + (f", {shots}-shot" if shots else "") + (", shared-pool tests" if shared else "")
+    unseen = lookup(flat, ("unseen_clients",))
+    return (label + (f", {shots}-shot" if shots else "") + (", shared-pool tests" if shared else "")
+            + (f", +{unseen} unseen clients" if unseen else ""))
 
 
 def _num(v: Any) -> str:
@@ -225,6 +233,7 @@ def read_run(run_dir: str | Path, results_dir: str | Path | None = None) -> dict
         row[column] = 100.0 * value
     if not has_global_model(str(row["method"])):
         row["global_acc"] = float("nan")  # the server's prompt never trained: not a global model
+        row["unseen_client_global_acc"] = float("nan")
     row.update(test_counts(run_dir, row, metrics))
     rel = run_dir.relative_to(results_dir) if results_dir is not None else Path(run_dir.name)
     row["run"] = rel.name
@@ -239,6 +248,9 @@ def run_config_id(params: Mapping[str, Any]) -> str:
     """A run's configuration as canonical JSON, without what does not change its numbers'
     meaning (its name, the device it ran on)."""
     clean = {k: v for k, v in params.items() if k != "name"}
+    if isinstance(clean.get("data"), Mapping):  # a data field added later, at its default: as if absent
+        clean["data"] = {k: v for k, v in clean["data"].items()
+                         if k not in ADDED_DEFAULTS or v != ADDED_DEFAULTS[k]}
     if isinstance(clean.get("backbone"), Mapping):
         clean["backbone"] = {k: v for k, v in clean["backbone"].items() if k != "device"}
     return json.dumps(clean, sort_keys=True, default=str)

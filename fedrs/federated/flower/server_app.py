@@ -119,8 +119,8 @@ class FlowerEngine(FederatedEngine):
 
     def __init__(self, grid: Grid, params: str, method, clients, pooled_test, train, evaluation,
                  checkpoint=None, *, privacy: PrivacyConfig | None = None, node_wait: float = 120.0,
-                 reply_timeout: float = 3600.0):
-        super().__init__(method, clients, pooled_test, train, evaluation, checkpoint=None)
+                 reply_timeout: float = 3600.0, unseen_test=None):
+        super().__init__(method, clients, pooled_test, train, evaluation, checkpoint=None, unseen_test=unseen_test)
         self.grid, self.params, self.node_wait, self.reply_timeout = grid, params, node_wait, reply_timeout
         self.privacy = privacy or PrivacyConfig()
         self.nodes: dict[int, int] = {}  # partition id -> node id

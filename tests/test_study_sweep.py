@@ -15,21 +15,28 @@ import yaml
 
 from fedrs.study import sweep as sw
 
-# A stand-in for 02_federated_run: same parameters, writes a run folder like run_experiment, fails
-# on request (a run named "fail"), and records whether it was asked to resume. The params files
+#: the wall time every stand-in run reports in metrics.json (what a sweep calibrates its estimate on)
+FAKE_WALL_TIME_S = 30.0
+
+# A stand-in for 02_federated_run: same parameters, writes a run folder like run_experiment (its
+# wall time FAKE_WALL_TIME_S), fails on request (a run named "fail"), and records whether it was
+# asked to resume (calls.txt) and the GPUs its kernel was given (kernel_env.json). The params files
 # are real run configurations (the sweep validates them before anything runs).
 FAKE_CELLS = [
     ("params_file: str = ''\nout_dir: str = ''\nresume: bool = False\nprogress: bool = True", ["parameters"]),
-    ("import json, pathlib, yaml\n"
+    ("import json, os, pathlib, yaml\n"
      "cfg = yaml.safe_load(pathlib.Path(params_file).read_text())\n"
      "out = pathlib.Path(out_dir)\n"
      "with open(out / 'calls.txt', 'a') as f:\n"
      "    f.write(f'resume={resume}\\n')\n"
+     "gpus = os.environ.get('CUDA_VISIBLE_DEVICES')\n"
+     "(out / 'kernel_env.json').write_text(json.dumps({'CUDA_VISIBLE_DEVICES': gpus}))\n"
      "if cfg.get('name') == 'fail':\n"
      "    raise ValueError('deliberate failure in ' + params_file)\n"
      "(out / 'params.yaml').write_text(yaml.safe_dump(cfg))\n"
      "(out / 'metrics.json').write_text(json.dumps({'method': 'fedrsclip', 'seed': cfg['train']['seed'],\n"
-     "    'personalised_accuracy': 0.5, 'global_accuracy': 0.4}))", []),
+     "    'personalised_accuracy': 0.5, 'global_accuracy': 0.4, 'wall_time_s': " + repr(FAKE_WALL_TIME_S) + "}))",
+     []),
 ]
 
 
@@ -46,14 +53,18 @@ def ensured(monkeypatch) -> list:
     return calls
 
 
-@pytest.fixture
-def fake_notebook(tmp_path) -> Path:
+def write_fake_notebook(path: Path) -> Path:
+    """The stand-in run notebook (:data:`FAKE_CELLS`) written to ``path``."""
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nb.cells = [nbformat.v4.new_code_cell(src, metadata={"tags": tags}) for src, tags in FAKE_CELLS]
-    path = tmp_path / "fake_run.ipynb"
     nbformat.write(nb, path)
     return path
+
+
+@pytest.fixture
+def fake_notebook(tmp_path) -> Path:
+    return write_fake_notebook(tmp_path / "fake_run.ipynb")
 
 
 def write_params(folder: Path, name: str, seed: int = 0, fail: bool = False, **extra) -> Path:

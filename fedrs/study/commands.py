@@ -23,12 +23,26 @@ def _positive(kind):
     return parse
 
 
+def _non_negative_int(text: str) -> int:
+    """An argparse type: an integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
+    from fedrs.study.executors import JobOptions
     from fedrs.study.sweep import sweep
 
+    options = JobOptions(partition=args.slurm_partition, time_min=args.slurm_time, cpus=args.slurm_cpus,
+                         gpus=args.slurm_gpus)
     summary = sweep(args.params, study=args.study, results=args.results, jobs=args.jobs,
                     notebook=args.notebook, kernel=args.kernel, timeout=args.timeout,
-                    force=args.force, progress=not args.no_progress)
+                    force=args.force, progress=not args.no_progress, executor=args.executor, job_options=options)
     print(summary.text())
     if args.json:
         print(json.dumps(summary.to_dict(), indent=2))
@@ -67,13 +81,28 @@ def register(sub) -> None:
                     "backbones the runs need are made ready before any run starts. Complete runs are "
                     "skipped, interrupted ones resumed, runs another sweep is executing left alone (busy); "
                     "a failed run does not stop the others, and the exit status is 1 if any failed or was "
-                    "busy. Stopping the sweep (Ctrl-C, SIGTERM, even SIGKILL) stops its kernels too.")
+                    "busy. Stopping the sweep (Ctrl-C, SIGTERM, even SIGKILL) stops its kernels too. Progress "
+                    "shows the time left: the cost model's estimate, calibrated on the runs finished so far. "
+                    "--executor slurm submits each run as a Slurm job through submitit (pip install submitit) "
+                    "from a cluster's login node; --executor submitit-local runs the same path on this machine.")
     p.add_argument("params", nargs="+", metavar="PARAMS",
                    help="params YAML files or folders (folders: every *.yaml below, except _* bases)")
     p.add_argument("--study", help="results sub-folder (default: the YAML's folder below params/studies/)")
     p.add_argument("--results", metavar="DIR", help="results root (default: $FEDRS_RESULTS or results/)")
     p.add_argument("--jobs", "-j", type=_positive(int), default=1,
-                   help="runs in parallel, one process each (default 1)")
+                   help="runs in parallel (default 1): local worker processes, or submitted jobs at once; with "
+                        "several GPUs visible, local run slot i uses GPU i mod n")
+    p.add_argument("--executor", choices=("local", "submitit-local", "slurm"), default="local",
+                   help="where runs execute: local (default: worker processes here), slurm (one Slurm job per "
+                        "run through submitit; job files in RESULTS/.submitit/), submitit-local (the same "
+                        "path as local processes, for trying it without a cluster)")
+    p.add_argument("--slurm-partition", metavar="NAME", help="Slurm partition of the jobs (--executor slurm)")
+    p.add_argument("--slurm-time", type=_positive(int), metavar="MIN",
+                   help="time limit of one run's job in minutes (default 240; a run cut off by it is requeued "
+                        "and resumes from its last finished round)")
+    p.add_argument("--slurm-cpus", type=_positive(int), metavar="N",
+                   help="CPU cores per job, also the run's thread count (--executor slurm)")
+    p.add_argument("--slurm-gpus", type=_non_negative_int, metavar="N", help="GPUs per job")
     p.add_argument("--notebook", help="run notebook (default: notebooks/02_federated_run.ipynb)")
     p.add_argument("--kernel", default="python3",
                    help="Jupyter kernel (default python3: this interpreter, i.e. the project's venv)")
@@ -81,7 +110,7 @@ def register(sub) -> None:
     p.add_argument("--force", action="store_true", help="rerun the given runs from scratch, even complete ones")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="also print the outcomes as JSON")
-    p.set_defaults(func=cmd_sweep)
+    p.set_defaults(func=cmd_sweep, console_loggers=("fedrs.study",))
 
     r = sub.add_parser(
         "report", help="tables (CSV + Markdown) and figures (PNG + PDF) from every run folder",

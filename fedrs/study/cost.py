@@ -1,7 +1,8 @@
 """What a run of the study costs, estimated from measured round times before it runs.
 
 ``params/make_studies.py --estimate`` sums :func:`estimate_run_seconds` over a tier's params
-files; a sweep can use it for the time left. The model is deliberately simple and its constants
+files; a sweep (:func:`time_left`) calibrates the same estimates on the runs it has finished and
+shows the time left. The model is deliberately simple and its constants
 are measurements, so that a new measurement replaces one number:
 
 * a round on Fed-UCMerced (10 clients, 1,680 training images, evaluation every 2 rounds) costs
@@ -22,7 +23,8 @@ FedPGP's prior term is costed as a text-prompt round and a zero-shot run as eval
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
 
 #: CPU seconds of one core per round on Fed-UCMerced (10 clients, Dirichlet 0.5, 1,680 training
 #: images), evaluation every round included, with exact text truncation: benchmarks/bench_round.py
@@ -82,8 +84,10 @@ def train_image_fraction(cfg: Mapping[str, Any]) -> float:
     return fraction
 
 
-def estimate_run_seconds(cfg: Mapping[str, Any]) -> float:
-    """Seconds of one core that the run of the plain params mapping ``cfg`` takes (an estimate)."""
+def estimate_run_seconds(cfg: Mapping[str, Any], done_rounds: int = 0) -> float:
+    """Seconds of one core that the run of the plain params mapping ``cfg`` takes (an estimate);
+    ``done_rounds``: rounds an interrupted run has already finished (its resume pays the setup
+    again, then only the rounds left)."""
     data, train, method = cfg.get("data", {}), cfg.get("train", {}), cfg.get("method", {})
     scale = _images(_datasets(data)) / DATASET_IMAGES[REFERENCE_DATASET]
     rounds = int(train.get("rounds", 10))
@@ -93,10 +97,98 @@ def estimate_run_seconds(cfg: Mapping[str, Any]) -> float:
             else "text")
     round_s = ROUND_SECONDS[kind]
     train_s = 0.0 if method.get("name") == "zeroshot" else round_s * (1 - EVAL_SHARE) * train_image_fraction(cfg)
-    evaluations = rounds // every + 1 + (rounds % every != 0)  # round 0, every k-th, the last
     eval_s = round_s * EVAL_SHARE * MEASURED_EVERY  # one evaluation
-    return scale * (SETUP_SECONDS + rounds * train_s + evaluations * eval_s)
+    done = min(max(0, int(done_rounds)), rounds)
+    evaluations = rounds // every + 1 + (rounds % every != 0)  # round 0, every k-th, the last
+    if done:
+        evaluations = max(0, evaluations - 1 - done // every)  # round 0's and the k-th rounds' are done
+    return scale * (SETUP_SECONDS + (rounds - done) * train_s + evaluations * eval_s)
+
+
+# --- a sweep's time left ------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class TimeLeft:
+    """A sweep's progress and the wall time it has left.
+
+    ``seconds``: wall seconds until the last run ends (the cost model's estimates of the runs left,
+    times ``ratio``, shared by ``jobs`` parallel runs); ``ratio``: measured wall seconds over
+    estimated seconds of the ``calibrated_on`` finished runs (1.0, uncalibrated, before any)."""
+
+    done: int
+    total: int
+    seconds: float
+    ratio: float = 1.0
+    calibrated_on: int = 0
+    jobs: int = 1
+
+    def basis(self) -> str:
+        """What the estimate rests on: ``estimate x1.3 calibrated on 12 runs`` or ``uncalibrated estimate``."""
+        if not self.calibrated_on:
+            return "uncalibrated estimate"
+        runs = f"{self.calibrated_on} run{'s' if self.calibrated_on != 1 else ''}"
+        return f"estimate x{self.ratio:.2g} calibrated on {runs}"
+
+    def text(self) -> str:
+        """``12/48 runs done, ~37 min left (estimate x1.3 calibrated on 12 runs)``."""
+        head = f"{self.done}/{self.total} runs done"
+        return head if self.done >= self.total else f"{head}, {self.left_text()}"
+
+    def left_text(self) -> str:
+        """``~37 min left (estimate x1.3 calibrated on 12 runs)``."""
+        return f"~{format_duration(self.seconds)} left ({self.basis()})"
+
+    def calibration_text(self) -> str:
+        """``measured x1.3 the cost model's estimate over 12 runs`` (or that no run was measured)."""
+        if not self.calibrated_on:
+            return "no run with a measured wall time to calibrate the cost model on"
+        return (f"measured x{self.ratio:.2g} the cost model's estimate over {self.calibrated_on} "
+                f"run{'s' if self.calibrated_on != 1 else ''}")
+
+    def to_dict(self) -> dict:
+        return {"done": self.done, "total": self.total, "seconds_left": round(self.seconds, 1),
+                "ratio": round(self.ratio, 4), "calibrated_on": self.calibrated_on, "jobs": self.jobs}
+
+
+def format_duration(seconds: float) -> str:
+    """``45 s``, ``37 min``, ``2.4 h``."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def calibration_ratio(finished: Sequence[tuple[float, float]]) -> float:
+    """Measured over estimated seconds of finished runs, ``(estimated, measured)`` pairs: the
+    ratio of the sums, so long runs weigh by their length; 1.0 without any."""
+    estimated = sum(e for e, _ in finished)
+    return sum(m for _, m in finished) / estimated if finished and estimated > 0 else 1.0
+
+
+def time_left(remaining: Sequence[float], finished: Sequence[tuple[float, float]], jobs: int,
+              done: int, total: int, elapsed: Sequence[float] = ()) -> TimeLeft:
+    """The wall time a sweep has left.
+
+    Args:
+        remaining: the cost model's seconds (:func:`estimate_run_seconds`) of each run not
+            finished yet, running or waiting.
+        finished: ``(estimated, measured)`` seconds of every finished run with a measured wall
+            time (this sweep's and, for a resumed sweep, those complete on disk): their ratio
+            (:func:`calibration_ratio`) scales ``remaining``.
+        jobs: runs executing in parallel; the calibrated seconds left are shared among them, and
+            the time left is never below the longest single run left.
+        done, total: runs finished (any outcome) and planned.
+        elapsed: wall seconds each of the first ``len(elapsed)`` ``remaining`` runs has already
+            been running (subtracted from its calibrated estimate, never below 0).
+    """
+    ratio = calibration_ratio(finished)
+    waits = list(elapsed) + [0.0] * (len(remaining) - len(elapsed))
+    left = [max(0.0, est * ratio - spent) for est, spent in zip(remaining, waits)]
+    seconds = max(sum(left) / max(1, min(jobs, len(left))), max(left)) if left else 0.0
+    return TimeLeft(done, total, seconds, ratio, len(finished), jobs)
 
 
 __all__ = ["DATASET_CLASSES", "DATASET_IMAGES", "EVAL_SHARE", "MEASURED_EVERY", "ROUND_SECONDS", "SETUP_SECONDS",
-           "estimate_run_seconds", "train_image_fraction", "uses_image_encoder"]
+           "TimeLeft", "calibration_ratio", "estimate_run_seconds", "format_duration", "time_left",
+           "train_image_fraction", "uses_image_encoder"]

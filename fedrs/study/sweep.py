@@ -19,7 +19,17 @@ name starts with ``_`` are shared bases and are skipped) writes every run into
   and ``git diff results/`` then shows whether the regeneration matched.
 * Runs execute in ``jobs`` parallel worker processes, each kernel limited to its share of CPU
   threads (``OMP_NUM_THREADS``). A failed run does not stop the others; its ``sweep.log`` and
-  partially executed notebook are kept, and the summary names them.
+  partially executed notebook are kept, and the summary names them. With several GPUs visible
+  (and a run's ``backbone.device`` ``cuda`` or ``auto``), run slot ``i`` of ``jobs`` gets
+  ``CUDA_VISIBLE_DEVICES`` = GPU ``i mod n``.
+* ``executor`` ``submitit-local`` or ``slurm`` (:mod:`fedrs.study.executors`) submits each run
+  as a job through submitit instead, at most ``jobs`` at once: the job calls the same
+  :class:`RunJob`, so locks, resume and status work the same way; its job files and logs go to
+  ``<results>/.submitit/<job id>/``.
+* Progress and time left (:func:`fedrs.study.cost.time_left`): the cost model's estimate of every
+  run left, scaled by measured over estimated seconds of the runs finished (this sweep's and those
+  complete on disk), shared by the ``jobs`` parallel runs; on the progress bar, in the log
+  (``12/48 runs done, ~37 min left (estimate x1.3 calibrated on 12 runs)``) and in the summary.
 
 Before any kernel starts, every params file is validated (one error lists every invalid file) and
 the inputs the runs share are made ready once (:func:`ensure_inputs`: datasets imported, offline
@@ -28,34 +38,43 @@ backbones pretrained), so parallel kernels never race to import data or pretrain
 No orphans, no run executed twice: the worker processes and their Jupyter kernels form one marked
 process tree (:mod:`fedrs.procs`) that dies with the sweep, whether it ends, fails, is
 interrupted (Ctrl-C, SIGTERM, SIGHUP: the tree is stopped, then the sweep exits) or is killed with
-SIGKILL (the watchdog stops the tree). A run being executed holds a lock beside its folder
+SIGKILL (the watchdog stops the tree); an interrupted sweep also cancels the scheduler jobs it
+submitted. A run being executed holds a lock beside its folder
 (``.<run>.lock``: pid, host and start of the process executing it); another sweep reports such
 a run as **busy** and leaves it alone, and takes over a lock whose process is gone (killed).
 """
 
 from __future__ import annotations
 
+import csv
+import dataclasses
 import hashlib
 import json
+import logging
 import os
 import secrets
 import shutil
 import signal
 import socket
+import subprocess
 import threading
 import time
 import traceback
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from collections import deque
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
-from multiprocessing import get_context
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator, Literal, Sequence
+from typing import Iterable, Iterator, Literal, Mapping, Sequence
+
+import yaml
 
 from fedrs.errors import FedrsError
 from fedrs.io import json_text, write_json_atomic
 from fedrs.procs import MARKER_VAR, Watchdog, process_alive, process_start_time
-from fedrs.study import project_root, use_project_roots
+from fedrs.study import executors, project_root, use_project_roots
+from fedrs.study.cost import TimeLeft, estimate_run_seconds, format_duration, time_left
+
+logger = logging.getLogger(__name__)
 
 NOTEBOOK_NAME = "02_federated_run.ipynb"
 STATUS_FILE = "sweep.json"
@@ -190,11 +209,33 @@ def _read_lock(path: Path) -> dict | None:
 
 
 def _alive(owner: dict) -> bool:
-    """Whether the lock's owner still runs (on another host we cannot tell: assume it does)."""
+    """Whether the lock's owner still runs. On another host only Slurm can tell: a run executed
+    as a Slurm job records its job id; gone from ``squeue``, the job ended; the same id as this
+    process's job, it is this job's earlier attempt on another node (requeued after its time
+    limit: :meth:`RunJob.checkpoint`). Otherwise assume it runs."""
     if owner.get("host") != socket.gethostname():
-        return True
+        job = owner.get("slurm_job_id")
+        if job and job == os.environ.get("SLURM_JOB_ID"):
+            return False
+        alive = slurm_job_alive(str(job)) if job else None
+        return True if alive is None else alive
     pid = owner.get("pid")
     return isinstance(pid, int) and process_alive(pid, owner.get("start_time"))
+
+
+def slurm_job_alive(job_id: str) -> bool | None:
+    """Whether Slurm job ``job_id`` is still queued or running (``squeue``); None when this
+    machine cannot tell (no ``squeue``, or it failed)."""
+    squeue = shutil.which("squeue")
+    if squeue is None:
+        return None
+    try:
+        out = subprocess.run([squeue, "-h", "-j", job_id, "-o", "%T"], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if out.returncode == 0:
+        return bool(out.stdout.strip())
+    return False if "invalid job id" in out.stderr.lower() else None
 
 
 def lock_owner(spec: RunSpec) -> dict | None:
@@ -218,6 +259,8 @@ def acquire_lock(spec: RunSpec) -> dict | None:
     path.parent.mkdir(parents=True, exist_ok=True)
     me = {"pid": os.getpid(), "host": socket.gethostname(), "start_time": process_start_time(os.getpid()),
           "sweep_pid": os.getppid(), "since": time.strftime("%Y-%m-%d %H:%M:%S")}
+    if os.environ.get("SLURM_JOB_ID"):  # a Slurm job: another host's sweep asks squeue whether it still runs
+        me["slurm_job_id"] = os.environ["SLURM_JOB_ID"]
     for _ in range(3):
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
@@ -263,6 +306,8 @@ class RunOutcome:
     error: str = ""
     log: str = ""
     resumed: bool = False
+    #: the scheduler job's own log (submitit's stderr file) when a submitit executor ran it
+    job_log: str = ""
 
 
 def execute_run(spec: RunSpec, notebook: str | Path, resume: bool, kernel: str | None = DEFAULT_KERNEL,
@@ -352,12 +397,64 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}".splitlines()[0]
 
 
+@dataclass(frozen=True)
+class RunJob:
+    """One run as a picklable call without arguments: what every executor executes (a local
+    worker process, a submitit job), so each applies :func:`execute_run`'s lock, resume and
+    status logic the same way. ``env``: environment variables set while the run executes (its
+    kernel inherits them), e.g. the run slot's ``CUDA_VISIBLE_DEVICES``."""
+
+    spec: RunSpec
+    notebook: Path
+    resume: bool
+    fresh: bool
+    kernel: str | None = DEFAULT_KERNEL
+    timeout: float | None = None
+    threads: int | None = None
+    env: tuple[tuple[str, str], ...] = ()
+
+    def __call__(self) -> RunOutcome:
+        with _environment(dict(self.env)):
+            return execute_run(self.spec, self.notebook, self.resume, self.kernel, self.timeout, self.threads,
+                               capture_fd=True, fresh=self.fresh)
+
+    def checkpoint(self, *args, **kwargs):
+        """submitit's requeue hook: a Slurm job at its time limit is requeued with the call this
+        returns, the same run resumed from its last finished round (a fresh run whose folder was
+        not emptied yet starts fresh again)."""
+        from submitit.helpers import DelayedSubmission
+
+        fresh = self.fresh and _folder_status(self.spec) == "committed"
+        return DelayedSubmission(dataclasses.replace(self, resume=not fresh, fresh=fresh))
+
+
+@contextmanager
+def _environment(env: Mapping[str, str]) -> Iterator[None]:
+    """``env`` set in ``os.environ`` inside the block, the previous values restored after (a
+    worker process executes several runs)."""
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 # --- the sweep --------------------------------------------------------------------------------
 
 @dataclass
 class SweepSummary:
     outcomes: list[RunOutcome]
     seconds: float
+    #: the time left the sweep estimated before it ran anything (:func:`fedrs.study.cost.time_left`)
+    estimate: TimeLeft | None = None
+    #: its progress at the end: the cost model's calibration on every finished run
+    progress: TimeLeft | None = None
+    executor: str = "local"
 
     @property
     def failed(self) -> list[RunOutcome]:
@@ -381,12 +478,21 @@ class SweepSummary:
             lines.append(f"  FAILED {o.label}: {o.error}")
             if o.log:
                 lines.append(f"         log: {o.log}")
+            if o.job_log:
+                lines.append(f"         job log: {o.job_log}")
         if self.failed:
             lines.append("  re-run the same command to retry the failed runs (completed runs are skipped)")
+        if self.estimate is not None and self.progress is not None:
+            lines.append(f"  time: ~{format_duration(self.estimate.seconds)} estimated at the start "
+                         f"({self.estimate.basis()}), took {format_duration(self.seconds)}; "
+                         f"{self.progress.calibration_text()}")
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
-        return {"seconds": round(self.seconds, 1), "runs": [asdict(o) for o in self.outcomes]}
+        return {"seconds": round(self.seconds, 1), "executor": self.executor,
+                "estimate": self.estimate.to_dict() if self.estimate else None,
+                "progress": self.progress.to_dict() if self.progress else None,
+                "runs": [asdict(o) for o in self.outcomes]}
 
 
 def validate_params(specs: Sequence[RunSpec]) -> list:
@@ -469,12 +575,93 @@ def _process_tree(grace: float = 5.0) -> Iterator[None]:
         dog.close()  # stops whatever of the tree is still running, then returns
 
 
+#: the ``backbone.device`` settings that may land on a GPU (an explicit ``cuda:<i>`` is left alone)
+ROUND_ROBIN_DEVICES = ("cuda", "auto")
+
+
+def estimate_seconds(spec: RunSpec, done_rounds: int = 0) -> float:
+    """The cost model's seconds for ``spec``'s run (:func:`fedrs.study.cost.estimate_run_seconds`
+    of its params file), its rounds from ``done_rounds`` on."""
+    return estimate_run_seconds(yaml.safe_load(spec.params.read_text(encoding="utf-8")) or {}, done_rounds)
+
+
+def measured_seconds(out_dir: Path) -> float | None:
+    """A finished run's wall time: ``metrics.json``'s ``wall_time_s``, else the seconds its
+    ``sweep.json`` recorded; None without either."""
+    for name, key in (("metrics.json", "wall_time_s"), (STATUS_FILE, "seconds")):
+        try:
+            value = json.loads((out_dir / name).read_text(encoding="utf-8")).get(key)
+        except (OSError, ValueError, AttributeError):
+            continue
+        if isinstance(value, (int, float)) and value > 0:
+            return float(value)
+    return None
+
+
+def finished_rounds(out_dir: Path) -> int:
+    """The last round an interrupted run finished (``rounds.csv``), 0 when none."""
+    try:
+        with open(out_dir / "rounds.csv", newline="", encoding="utf-8") as fh:
+            return max((int(row["round"]) for row in csv.DictReader(fh) if row.get("round", "").isdigit()),
+                       default=0)
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
+@dataclass
+class SweepClock:
+    """A sweep's progress and time left (:func:`fedrs.study.cost.time_left`) as its runs end.
+
+    ``remaining``: the cost model's seconds of each run still to execute (label -> seconds, a
+    resumed run's rounds left only); ``full``: each one's whole-run estimate, what its measured
+    wall time is compared with; ``finished``: ``(estimated, measured)`` seconds of the finished
+    runs so far (those complete on disk when the sweep starts)."""
+
+    remaining: dict[str, float]
+    full: dict[str, float]
+    finished: list[tuple[float, float]]
+    jobs: int
+    done: int
+    total: int
+    started: dict[str, float] = field(default_factory=dict)
+
+    def start(self, label: str, now: float | None = None) -> None:
+        """``label``'s run starts executing now."""
+        self.started[label] = time.time() if now is None else now
+
+    def end(self, outcome: RunOutcome) -> None:
+        """A run ended (any outcome); a done run with a measured wall time calibrates the model."""
+        self.done += 1
+        self.started.pop(outcome.label, None)
+        self.remaining.pop(outcome.label, None)
+        if outcome.status == "done":
+            measured = measured_seconds(Path(outcome.out_dir)) or outcome.seconds
+            if measured and outcome.label in self.full:
+                self.finished.append((self.full[outcome.label], measured))
+
+    def now(self, at: float | None = None) -> TimeLeft:
+        at = time.time() if at is None else at
+        labels = sorted(self.remaining, key=lambda label: label not in self.started)  # running ones first
+        elapsed = [at - self.started[label] for label in labels if label in self.started]
+        return time_left([self.remaining[label] for label in labels], self.finished, self.jobs,
+                         self.done, self.total, elapsed)
+
+
 def sweep(params: Sequence[str | Path], study: str | None = None, results: str | Path | None = None,
           jobs: int = 1, notebook: str | Path | None = None, kernel: str | None = DEFAULT_KERNEL,
-          timeout: float | None = None, force: bool = False, progress: bool = True) -> SweepSummary:
-    """Execute every params file's run (see the module docstring); returns the outcomes."""
+          timeout: float | None = None, force: bool = False, progress: bool = True,
+          executor: str = "local", job_options: executors.JobOptions | None = None) -> SweepSummary:
+    """Execute every params file's run (see the module docstring); returns the outcomes.
+
+    ``executor``: ``local`` (``jobs`` worker processes), ``submitit-local`` or ``slurm``
+    (:mod:`fedrs.study.executors`: at most ``jobs`` submitted at once, ``job_options`` their
+    scheduler options). ``progress``: a progress bar; without it, one log line per finished run."""
     from tqdm.auto import tqdm
 
+    from fedrs.paths import results_root
+
+    job_options = job_options or executors.JobOptions()
+    executors.check_executor(executor, job_options)
     notebook = Path(notebook) if notebook else default_notebook()
     if not notebook.is_file():
         raise SweepError(f"run notebook {notebook} not found: pass --notebook PATH")
@@ -483,6 +670,7 @@ def sweep(params: Sequence[str | Path], study: str | None = None, results: str |
     started = time.time()
     outcomes: dict[str, RunOutcome] = {}
     todo: list[tuple[RunSpec, bool, bool]] = []  # (run, resume, start from an empty folder)
+    calibration: list[tuple[float, float]] = []  # (estimated, measured) seconds of complete runs on disk
     for spec in specs:
         status = run_status(spec)
         if status == "busy":
@@ -491,6 +679,9 @@ def sweep(params: Sequence[str | Path], study: str | None = None, results: str |
             todo.append((spec, False, True))
         elif status == "complete":
             outcomes[spec.label] = RunOutcome(spec.label, "skipped", str(spec.out_dir))
+            measured = measured_seconds(spec.out_dir)
+            if measured:
+                calibration.append((estimate_seconds(spec), measured))
         elif status == "stale":
             outcomes[spec.label] = RunOutcome(
                 spec.label, "failed", str(spec.out_dir),
@@ -500,49 +691,87 @@ def sweep(params: Sequence[str | Path], study: str | None = None, results: str |
             todo.append((spec, status == "partial", False))
     ensure_inputs([configs[spec] for spec, _, _ in todo])
     jobs = max(1, min(jobs, len(todo) or 1))
-    threads = max(1, (os.cpu_count() or 1) // jobs)
+    if executor == "slurm":
+        threads = job_options.cpus  # the job's own cores (None: the kernel's default)
+    else:
+        threads = max(1, (os.cpu_count() or 1) // jobs)
+    clock = SweepClock(
+        remaining={spec.label: estimate_seconds(spec, finished_rounds(spec.out_dir) if resume else 0)
+                   for spec, resume, _ in todo},
+        full={spec.label: estimate_seconds(spec) for spec, _, _ in todo},
+        finished=calibration, jobs=jobs, done=len(outcomes), total=len(specs))
+    estimate = clock.now()
+    logger.info("sweep: %d runs, %d to execute (%s, %d at once): %s", len(specs), len(todo), executor, jobs,
+                estimate.text())
+    # several GPUs and parallel local runs: each run slot its own GPU
+    gpu_runs = [spec for spec, _, _ in todo if configs[spec].backbone.device in ROUND_ROBIN_DEVICES]
+    devices = executors.visible_cuda_devices() if executor == "local" and jobs > 1 and gpu_runs else []
+    if len(devices) > 1:
+        logger.info("sweep: %d GPUs visible (%s): run slot i of %d uses GPU i mod %d", len(devices),
+                    ",".join(devices), jobs, len(devices))
+
     bar = tqdm(total=len(specs), initial=len(outcomes), unit="run", desc="sweep", disable=not progress)
-    bar.set_postfix(failed=sum(o.status == "failed" for o in outcomes.values()))
+
+    def show() -> None:
+        left = clock.now()
+        failed = sum(o.status == "failed" for o in outcomes.values())
+        bar.set_postfix_str(f"failed={failed}" + ("" if left.done >= left.total else f", {left.left_text()}"))
 
     def record(outcome: RunOutcome) -> None:
         outcomes[outcome.label] = outcome
+        clock.end(outcome)
         bar.update(1)
-        bar.set_postfix(failed=sum(o.status == "failed" for o in outcomes.values()))
+        show()
         if outcome.status == "failed":
-            bar.write(f"FAILED {outcome.label}: {outcome.error} (log: {outcome.log})")
+            job_log = f", job log: {outcome.job_log}" if outcome.job_log else ""
+            bar.write(f"FAILED {outcome.label}: {outcome.error} (log: {outcome.log}{job_log})")
+        if not progress:
+            logger.info("%s: %s", outcome.label, clock.now().text())
 
+    show()
     try:
         with _process_tree():
-            # always worker processes: a crashing kernel or library cannot take the sweep down, and
-            # each worker's stderr goes to its run's log
-            pool = ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"))
+            pool = executors.open_pool(executor, jobs, Path(results or results_root()) / executors.SUBMITIT_FOLDER,
+                                       job_options)
             try:
-                futures: dict[Future, RunSpec] = {
-                    pool.submit(execute_run, spec, notebook, resume, kernel, timeout, threads, True, fresh): spec
-                    for spec, resume, fresh in todo
-                }
-                pending = set(futures)
-                while pending:
-                    finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-                    for fut in finished:
-                        spec = futures[fut]
+                queue = deque(todo)
+                free_slots = list(range(jobs))
+                running: dict = {}  # pool handle -> (run, slot)
+                while queue or running:
+                    while queue and free_slots:
+                        spec, resume, fresh = queue.popleft()
+                        slot = free_slots.pop(0)
+                        env = (executors.gpu_environment(slot, devices)
+                               if configs[spec].backbone.device in ROUND_ROBIN_DEVICES else {})
+                        job = RunJob(spec, notebook, resume, fresh, kernel, timeout, threads,
+                                     tuple(sorted(env.items())))
+                        running[pool.submit(job, name=f"fedrs:{spec.label}")] = (spec, slot)
+                        if pool.starts_on_submit:
+                            clock.start(spec.label)
+                    for handle in pool.wait(set(running)):
+                        spec, slot = running.pop(handle)
+                        free_slots.append(slot)
+                        free_slots.sort()
                         try:
-                            record(fut.result())
-                        except Exception as exc:  # noqa: BLE001 - a crashed worker is one failed run
-                            record(RunOutcome(spec.label, "failed", str(spec.out_dir), error=_one_line(exc),
-                                              log=str(spec.out_dir / LOG_FILE)))
+                            outcome = pool.result(handle)
+                        except executors.JobCrashed as exc:  # a crashed worker or job is one failed run
+                            outcome = RunOutcome(spec.label, "failed", str(spec.out_dir), error=str(exc),
+                                                 log=str(spec.out_dir / LOG_FILE), job_log=exc.log)
+                        outcome.job_log = outcome.job_log or pool.log(handle)
+                        record(outcome)
             except BaseException:
-                # interrupted: drop what has not started; the process tree (workers, kernels) is
-                # stopped by _process_tree on the way out, not waited for
-                pool.shutdown(wait=False, cancel_futures=True)
+                # interrupted: drop what has not started, cancel submitted jobs; the local process
+                # tree (workers, kernels, local jobs) is stopped by _process_tree on the way out
+                pool.close(cancel=True)
                 raise
-            pool.shutdown(wait=True)
+            pool.close()
     finally:
         bar.close()
     ordered = [outcomes[s.label] for s in specs if s.label in outcomes]
-    return SweepSummary(ordered, time.time() - started)
+    return SweepSummary(ordered, time.time() - started, estimate, clock.now(), executor)
 
 
-__all__ = ["RunOutcome", "RunSpec", "SweepError", "SweepInterrupted", "SweepSummary", "acquire_lock",
-           "default_notebook", "ensure_inputs", "execute_run", "expand_params", "lock_owner", "lock_path", "plan",
-           "release_lock", "run_status", "study_of", "sweep", "validate_params"]
+__all__ = ["ROUND_ROBIN_DEVICES", "RunJob", "RunOutcome", "RunSpec", "SweepClock", "SweepError", "SweepInterrupted",
+           "SweepSummary", "acquire_lock", "default_notebook", "ensure_inputs", "estimate_seconds", "execute_run",
+           "expand_params", "finished_rounds", "lock_owner", "lock_path", "measured_seconds", "plan", "release_lock",
+           "run_status", "slurm_job_alive", "study_of", "sweep", "validate_params"]

@@ -3,13 +3,16 @@
 - :mod:`~fedrs.study.vocabulary`: the study's names and orders (method labels, ablation variants
   and their switches, prompt lengths, datasets), shared by ``params/make_studies.py``, the tables,
   the figures and the benchmarks;
-- :mod:`~fedrs.study.sweep`: one executed run notebook per params file (``fedrs sweep``);
+- :mod:`~fedrs.study.sweep`: one executed run notebook per params file (``fedrs sweep``), its
+  locks, resume and status;
+- :mod:`~fedrs.study.executors`: where those runs execute (local processes, or submitit: Slurm and
+  its local mode), all running the sweep's one job function;
 - :mod:`~fedrs.study.collect`: run folders -> one row per run (its row key, accuracies, test-set counts);
 - :mod:`~fedrs.study.stats`: paired differences over seeds (t-intervals) and Wilson test-set intervals;
 - :mod:`~fedrs.study.tables`: rows -> the study's tables (mean +- std over seeds, paired differences
   to FedRSCLIP, test-set intervals; headings name the backbone and the protocol);
 - :mod:`~fedrs.study.cost`: a run's estimated cost from measured round times (params/make_studies.py
-  --estimate; a sweep's time left);
+  --estimate) and a sweep's time left, calibrated on the runs already finished;
 - :mod:`~fedrs.study.plots`: every figure (the notebooks' and the report's);
 - :mod:`~fedrs.study.report`: tables and figures of a results folder written to disk (``fedrs report``);
 - this module: what the notebooks need to start from a fresh clone (:func:`use_project_roots`,

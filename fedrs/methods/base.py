@@ -162,8 +162,9 @@ class Method(ABC):
         raise NotImplementedError
 
     @abstractmethod
-    def loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
-        """``(total loss, {term name: value})`` on one batch, with the module in train mode."""
+    def loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor | float]]:
+        """``(total loss, {term name: value})`` on one batch, with the module in train mode; term values
+        are detached scalar tensors (or floats), read back once per client update."""
         raise NotImplementedError
 
     @abstractmethod

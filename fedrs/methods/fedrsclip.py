@@ -131,27 +131,29 @@ class FedRSCLIP(Method):
             self._plain = template_text_features(self.backbone, self.classnames, self.cfg.plain_template)
         return self._plain
 
-    def loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        # the terms stay detached tensors: client_update sums them on the device and reads them back
+        # once per update (an .item() per term and step would synchronise a GPU every step)
         c, m = self.cfg, self.module
         text = m.text_features()
         image = m.image_features(batch.images, batch.features)
         labels = batch.labels
         ce = classification_loss(m.logits(image, text["combined"]), labels)
-        total, terms = ce, {"ce": ce.item()}
+        total, terms = ce, {"ce": ce.detach()}
         if c.lambda_dpa > 0 and text["private"] is not None:
             dpa = dual_prompt_alignment_loss(
                 text["shared"], text["private"], c.dpa, image_features=image, logit_scale=m.logit_scale,
                 plain=self.plain_features() if c.dpa == "contrastive" else None,
                 temperature=c.dpa_temperature)
             total = total + c.lambda_dpa * dpa
-            terms["dpa"] = dpa.item()
+            terms["dpa"] = dpa.detach()
         if c.lambda_cma > 0:
             temperature = c.cma_temperature or float(1.0 / m.logit_scale)
             cma = cross_modal_alignment_loss(image, text["combined"][labels], labels, c.cma,
                                              temperature=temperature)
             total = total + c.lambda_cma * cma
-            terms["cma"] = cma.item()
-        terms["loss"] = total.item()
+            terms["cma"] = cma.detach()
+        terms["loss"] = total.detach()
         return total, terms
 
     def logits(self, batch: Batch, personalised: bool = True) -> torch.Tensor:

@@ -82,14 +82,15 @@ class TextPromptMethod(Method):
     def scores(self, image: torch.Tensor, personalised: bool) -> torch.Tensor:
         return self.module.logits(image, self.class_features(personalised))
 
-    def loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        # detached tensors, read back once per client update (see FedRSCLIP.loss)
         logits, extra = self.train_outputs(self.image_features(batch))
         total = ce = classification_loss(logits, batch.labels)
-        terms = {"ce": ce.item()}
+        terms = {"ce": ce.detach()}
         for key, (weight, value) in extra.items():
             total = total + weight * value
-            terms[key] = value.item()
-        terms["loss"] = total.item()
+            terms[key] = value.detach()
+        terms["loss"] = total.detach()
         return total, terms
 
     def logits(self, batch: Batch, personalised: bool = True) -> torch.Tensor:

@@ -25,10 +25,11 @@ from fedrs.evaluate.classification import (
     balanced_accuracy,
     balanced_summary,
     class_counts,
+    harmonic_mean,
     personalised_summary,
 )
 from fedrs.federated.dp import privacy_summary
-from fedrs.federated.engine import FederatedEngine
+from fedrs.federated.engine import FederatedEngine, NovelClasses
 from fedrs.methods import create_method
 from fedrs.methods.base import ClientData, Method
 from fedrs.prompts import set_tower_precision
@@ -37,7 +38,8 @@ from fedrs.runs import CHECKPOINT, CLIENTS, ROUNDS, RunConfig, RunFolder, TrainC
 #: leading columns of rounds.csv / clients.csv (the rest follow in first-seen order)
 ROUND_COLUMNS = ("round", "client", "lr", "clients_sampled", "personalised_acc_weighted",
                  "personalised_acc_unweighted", "personalised_acc_balanced", "global_acc",
-                 "unseen_client_global_acc", "personalised_acc",
+                 "unseen_client_global_acc", "novel_personalised_acc", "novel_global_acc", "hm_personalised",
+                 "hm_global", "personalised_acc",
                  "balanced_acc", "test_examples", "num_examples", "train_loss", "train_ce", "train_dpa", "train_cma")
 
 
@@ -119,6 +121,9 @@ class RunSetup:
     #: pool indices of the unseen clients' test splits, concatenated in client order (``None``
     #: without unseen clients): what ``unseen_client_global_acc`` scores
     unseen_test: torch.Tensor | None = None
+    #: base-to-novel runs: the novel classes (``classnames`` and ``method`` are the base ones)
+    novel: NovelClasses | None = None
+    novel_classnames: list[str] = dataclasses.field(default_factory=list)
 
 
 def unseen_test_indices(partition) -> torch.Tensor | None:
@@ -146,20 +151,43 @@ def prepare_run(cfg: RunConfig, datasets: list | None = None, progress: bool = T
     datasets = list(datasets) if datasets is not None else load_datasets(cfg.data)
     partition = _partition(datasets, cfg.data)
     names = prompt_names_of(datasets, partition)
-    method = create_method(cfg.method, backbone, names, seed=cfg.train.seed)
+    base = partition.num_base_classes  # all classes unless base-to-novel: the method knows the base names only
+    method = create_method(cfg.method, backbone, names[:base], seed=cfg.train.seed)
     set_tower_precision(method.module, cfg.train.precision)
     clients, pooled_test = build_clients(method, backbone, datasets, partition, cfg.train, progress)
-    return RunSetup(backbone, datasets, partition, names, method, clients, pooled_test,
-                    unseen_test_indices(partition))
+    setup = RunSetup(backbone, datasets, partition, names[:base], method, clients, pooled_test,
+                     unseen_test_indices(partition))
+    if partition.base_to_novel:
+        setup.pooled_test = torch.as_tensor(partition.base_test_indices, dtype=torch.long)
+        setup.novel_classnames = names[base:]
+        setup.novel = novel_classes(cfg, backbone, partition, clients[0], names[base:])
+    return setup
+
+
+def novel_classes(cfg: RunConfig, backbone, partition, pool: ClientData, novel_names: list[str]) -> NovelClasses:
+    """The novel side of a base-to-novel run: the method again over ``novel_names`` (same
+    configuration and seed), the pool with labels moved into the novel space, and the novel test
+    splits of the partition's clients."""
+    method = create_method(cfg.method, backbone, novel_names, seed=cfg.train.seed)
+    set_tower_precision(method.module, cfg.train.precision)
+    pooled_test = torch.as_tensor(partition.novel_test_indices, dtype=torch.long)
+    data = dataclasses.replace(pool, client_id=-1, labels=pool.labels - partition.num_base_classes,
+                               train_indices=pool.train_indices[:0], test_indices=pooled_test)
+    return NovelClasses(method, data, [torch.as_tensor(c.novel_test_indices, dtype=torch.long)
+                                       for c in partition.clients], pooled_test)
 
 
 @torch.no_grad()
 def zero_shot_reference(server_data: ClientData, clients: Sequence[ClientData],
-                        text_features: torch.Tensor, unseen_test: torch.Tensor | None = None) -> dict:
+                        text_features: torch.Tensor, unseen_test: torch.Tensor | None = None,
+                        novel: tuple[torch.Tensor, NovelClasses] | None = None) -> dict:
     """Accuracy of the frozen image features against fixed class features ``[C, D]`` (the
     zero-shot reference): weighted/unweighted/balanced over the clients' test splits, on the
-    pooled test split (``server_data.test_indices``) and, given ``unseen_test``, on the unseen
-    clients' test splits. Empty when the pool holds no features."""
+    pooled test split (``server_data.test_indices``), given ``unseen_test`` on the unseen
+    clients' test splits and, given ``novel`` (the novel class features ``[C_novel, D]`` and the
+    run's :class:`NovelClasses`), on the novel classes with novel names only (``novel_global_acc``:
+    one classifier, so the clients' novel splits together score the same) and ``hm_global``.
+    Empty when the pool holds no features."""
     features = server_data.features
     if features is None:
         return {}
@@ -183,6 +211,13 @@ def zero_shot_reference(server_data: ClientData, clients: Sequence[ClientData],
     if unseen_test is not None:
         correct, total = counts(unseen_test)
         out["unseen_client_global_acc"] = correct / max(total, 1)
+    if novel is not None:
+        novel_features, classes = novel
+        idx = classes.pooled_test
+        correct, total = accuracy_counts(feats[idx] @ novel_features.t().to(feats.device), classes.data.labels[idx])
+        if total:  # (JSON holds no NaN)
+            out["novel_global_acc"] = correct / total
+            out["hm_global"] = harmonic_mean(out["global_acc"], out["novel_global_acc"])
     return out
 
 
@@ -219,6 +254,14 @@ def summarise(cfg: RunConfig, method: Method, backbone, partition, history: list
         # the global model on the test splits of clients that never trained (data.unseen_clients)
         **({"unseen_client_global_accuracy": final["unseen_client_global_acc"]}
            if "unseen_client_global_acc" in final else {}),
+        # base-to-novel (data.class_split): personalised/global accuracy above are on the base classes
+        **({"novel_personalised_accuracy": _finite_or_none(final["novel_personalised_acc"]),
+            "novel_global_accuracy": _finite_or_none(final["novel_global_acc"]),
+            "harmonic_mean_personalised": _finite_or_none(final["hm_personalised"]),
+            "harmonic_mean_global": _finite_or_none(final["hm_global"]),
+            "base_classes": list(partition.classnames[:partition.num_base_classes]),
+            "novel_classes": list(partition.classnames[partition.num_base_classes:])}
+           if "novel_global_acc" in final else {}),
         "zeroshot": zeroshot,
         "upload_values_per_client_round": desc["upload_values_per_client_round"],
         "upload_bytes_per_client_round": desc["upload_bytes_per_client_round"],
@@ -254,7 +297,8 @@ def run_classification(cfg: RunConfig, folder: RunFolder, *, resume: bool = Fals
     engine = make_engine(method, setup.clients, setup.pooled_test, cfg.train, cfg.eval, folder / CHECKPOINT,
                          privacy=cfg.privacy,
                          # only when there are unseen clients: an engine factory need not know the option
-                         **({"unseen_test": setup.unseen_test} if setup.unseen_test is not None else {}))
+                         **({"unseen_test": setup.unseen_test} if setup.unseen_test is not None else {}),
+                         **({"novel": setup.novel} if setup.novel is not None else {}))
     setup_s = time.perf_counter() - started
 
     def after_round(r: int, row: dict) -> None:
@@ -274,7 +318,11 @@ def run_classification(cfg: RunConfig, folder: RunFolder, *, resume: bool = Fals
 
             pooled = torch.cat([image_features(backbone, ds, progress=False) for ds in setup.datasets])
             server = dataclasses.replace(server, features=pooled.to(backbone.device))
-        zeroshot = zero_shot_reference(server, engine.clients, text_features, setup.unseen_test)
+        novel = None
+        if setup.novel is not None:
+            novel = (template_text_features(backbone, setup.novel_classnames, cfg.eval.zeroshot_template),
+                     setup.novel)
+        zeroshot = zero_shot_reference(server, engine.clients, text_features, setup.unseen_test, novel)
         zeroshot["template"] = cfg.eval.zeroshot_template
     metrics = summarise(cfg, method, backbone, partition, history, zeroshot, engine.elapsed)
     metrics["engine"] = engine.name
@@ -287,7 +335,8 @@ def run_classification(cfg: RunConfig, folder: RunFolder, *, resume: bool = Fals
 
 
 __all__ = [
-    "ROUND_COLUMNS", "RunSetup", "prepare_run", "unseen_test_indices", "build_clients", "load_datasets",
+    "ROUND_COLUMNS", "RunSetup", "prepare_run", "unseen_test_indices", "novel_classes", "build_clients",
+    "load_datasets",
     "prompt_names_of", "image_representation",
     "zero_shot_reference", "summarise", "run_classification",
 ]

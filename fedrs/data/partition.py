@@ -79,13 +79,15 @@ Scheme = Literal["iid", "dirichlet", "pathological"]
 SCHEMES: tuple[str, ...] = ("iid", "dirichlet", "pathological")
 TestScheme = Literal["disjoint", "shared_pool"]
 TEST_SCHEMES: tuple[str, ...] = ("disjoint", "shared_pool")
+ClassSplit = Literal["all", "base-to-novel"]
+CLASS_SPLITS: tuple[str, ...] = ("all", "base-to-novel")
 MAX_DIRICHLET_ATTEMPTS = 1000
 FORMAT = "fedrs-partition"
 FORMAT_VERSION = 2  # 2: duplicate groups, test_scheme, exclusive/distinct test counts
 _INT_LIST = re.compile(r"\[\s+(-?\d+(?:,\s+-?\d+)*)\s+\]")
 
 # child-generator stages: (seed, stage, ...) -> numpy.random.default_rng
-_SPLIT, _CLIENTS, _FEW_SHOT, _TEST = 0, 1, 2, 3
+_SPLIT, _CLIENTS, _FEW_SHOT, _TEST, _NOVEL = 0, 1, 2, 3, 4
 
 
 # --- configuration -----------------------------------------------------------------------------
@@ -117,6 +119,17 @@ class PartitionConfig:
     hold less data than in a ``num_clients`` partition (compare runs at equal
     ``num_clients + unseen_clients``); 0 (the default) builds exactly the partition it always did.
     Single-dataset partitions only.
+
+    ``class_split: base-to-novel`` is the base-to-novel protocol of CoOp/CoCoOp, followed by
+    FedTPG, FedPGP and FLiP: the classes, in the dataset's class order (its sorted label indices),
+    are cut into the first ``ceil(C / 2)`` (*base*) and the rest (*novel*,
+    :func:`num_base_classes`). The pooled train/test split is the usual one; only base-class
+    training images are partitioned over the clients (novel-class training images are never
+    used), so every client's share and personalised test split hold base classes only. The
+    pooled test images of the novel classes are dealt out to the training clients (per novel
+    class, shuffled and cut into near-equal parts, seeded ``(seed, novel)``), each client's
+    ``novel_test_indices``: where its model is scored on classes it never saw. Single-dataset
+    partitions only; ``all`` (the default) uses every class.
     """
 
     dataset: str
@@ -133,6 +146,7 @@ class PartitionConfig:
     clients_per_dataset: list[int] | None = None
     label_map: dict[str, dict[str, str]] | None = None
     unseen_clients: int = 0
+    class_split: ClassSplit = "all"
 
     def __post_init__(self) -> None:
         def integer(name: str, lowest: int) -> None:
@@ -154,6 +168,12 @@ class PartitionConfig:
         integer("unseen_clients", 0)
         if self.unseen_clients and self.cross_domain is not None:
             raise ConfigError("unseen_clients is for single-dataset partitions: drop it or cross_domain")
+        if self.class_split not in CLASS_SPLITS:
+            raise ConfigError(f"class_split must be one of {list(CLASS_SPLITS)} (base-to-novel: train on the "
+                              f"first half of the classes, score the rest too), got {self.class_split!r}")
+        if self.class_split != "all" and self.cross_domain is not None:
+            raise ConfigError(f"class_split={self.class_split!r} is for single-dataset partitions: drop it or "
+                              "cross_domain")
         if self.few_shot is not None:
             integer("few_shot", 1)
         if isinstance(self.alpha, bool) or not isinstance(self.alpha, (int, float)) \
@@ -174,7 +194,8 @@ class PartitionConfig:
         return (f"{label}, {num_clients or self.num_clients} clients"
                 + (f", {self.few_shot}-shot" if self.few_shot else "")
                 + (", shared-pool tests" if self.test_scheme == "shared_pool" else "")
-                + (f", +{self.unseen_clients} unseen clients" if self.unseen_clients else ""))
+                + (f", +{self.unseen_clients} unseen clients" if self.unseen_clients else "")
+                + (f", {self.class_split}" if self.class_split != "all" else ""))
 
     def to_dict(self) -> dict[str, Any]:
         """The configuration as plain data, without the fields added after version 2 of the
@@ -215,7 +236,13 @@ class PartitionConfig:
 
 #: PartitionConfig fields added after manifests were first written, with their defaults: left out
 #: of a manifest (and of metrics.json's partition) while at the default
-ADDED_DEFAULTS: dict[str, Any] = {"unseen_clients": 0}
+ADDED_DEFAULTS: dict[str, Any] = {"unseen_clients": 0, "class_split": "all"}
+
+
+def num_base_classes(num_classes: int) -> int:
+    """How many of ``num_classes`` classes are *base* under ``class_split: base-to-novel``: the
+    first ``ceil(C / 2)`` in class order, as CoOp's ``subsample_classes`` (``m = ceil(n / 2)``)."""
+    return (num_classes + 1) // 2
 
 
 # --- named configurations ----------------------------------------------------------------------
@@ -321,6 +348,8 @@ class ClientSplit:
     ``class_histogram`` counts the training images per class; ``share_histogram`` the client's
     share of the pool before few-shot sampling (equal to ``class_histogram`` without few-shot),
     which its test split follows. ``dataset`` is the client's dataset (its cross-domain group).
+    ``novel_test_indices``: under ``class_split: base-to-novel``, the client's share of the pooled
+    test images of the novel classes (``None`` otherwise, and for unseen clients).
     """
 
     client_id: int
@@ -329,6 +358,7 @@ class ClientSplit:
     class_histogram: list[int]
     share_histogram: list[int] | None = None
     dataset: str = ""
+    novel_test_indices: list[int] | None = None
 
     def __post_init__(self) -> None:
         if self.share_histogram is None:
@@ -385,6 +415,33 @@ class Partition:
         return len(self.clients)
 
     @property
+    def base_to_novel(self) -> bool:
+        return self.config.class_split == "base-to-novel"
+
+    @property
+    def num_base_classes(self) -> int:
+        """The classes the clients train on: the first ``num_base_classes`` of :attr:`classnames`
+        (all of them unless base-to-novel)."""
+        return num_base_classes(len(self.classnames)) if self.base_to_novel else len(self.classnames)
+
+    @property
+    def base_test_indices(self) -> list[int]:
+        """The pooled test images of the classes the clients train on (global accuracy): all of
+        :attr:`test_indices` unless base-to-novel."""
+        if not self.base_to_novel:
+            return list(self.test_indices)
+        labels = self.labels
+        return [i for i in self.test_indices if labels[i] < self.num_base_classes]
+
+    @property
+    def novel_test_indices(self) -> list[int]:
+        """The pooled test images of the novel classes (empty unless base-to-novel)."""
+        if not self.base_to_novel:
+            return []
+        labels = self.labels
+        return [i for i in self.test_indices if labels[i] >= self.num_base_classes]
+
+    @property
     def labels(self) -> np.ndarray:
         """Every sample's label in the partition's class space, in global index order."""
         parts = [np.asarray(d.label_map, dtype=np.int64)[np.asarray(d.labels, dtype=np.int64)]
@@ -416,7 +473,9 @@ class Partition:
         test images no other client holds and how many distinct test images the clients hold
         together (for auditing the test scheme), and the number of exact-duplicate groups."""
         hists = np.array([c.class_histogram for c in self.clients], dtype=float)
-        pool = np.bincount(self.labels[self.train_indices], minlength=len(self.classnames))
+        pooled_train = self.labels[self.train_indices]
+        pooled_train = pooled_train[pooled_train < self.num_base_classes]  # what the clients can hold
+        pool = np.bincount(pooled_train, minlength=len(self.classnames))
         pool = pool / max(pool.sum(), 1)
         shares = hists / np.maximum(hists.sum(axis=1, keepdims=True), 1)
         train = [len(c.train_indices) for c in self.clients]
@@ -444,6 +503,9 @@ class Partition:
             "mean_classes_per_client": round(float(np.mean(classes)), 6),
             "label_skew_tv": round(float(0.5 * np.abs(shares - pool).sum(axis=1).mean()), 6),
         }
+        if self.base_to_novel:
+            out["num_base_classes"] = self.num_base_classes
+            out["novel_test_samples_per_client"] = [len(c.novel_test_indices or []) for c in self.clients]
         if self.unseen:
             out["unseen_clients"] = len(self.unseen)
             out["unseen_samples_per_client"] = [len(c.train_indices) for c in self.unseen]
@@ -455,10 +517,13 @@ class Partition:
         labels = self.labels
 
         def client(c: ClientSplit) -> dict[str, Any]:
-            return {"client_id": c.client_id, "dataset": c.dataset,
-                    "class_histogram": c.class_histogram, "share_histogram": c.share_histogram,
-                    "test_histogram": _histogram(labels[c.test_indices], len(self.classnames)),
-                    "train_indices": c.train_indices, "test_indices": c.test_indices}
+            row = {"client_id": c.client_id, "dataset": c.dataset,
+                   "class_histogram": c.class_histogram, "share_histogram": c.share_histogram,
+                   "test_histogram": _histogram(labels[c.test_indices], len(self.classnames)),
+                   "train_indices": c.train_indices, "test_indices": c.test_indices}
+            if c.novel_test_indices is not None:
+                row["novel_test_indices"] = c.novel_test_indices
+            return row
 
         out = {
             "format": FORMAT,
@@ -511,10 +576,11 @@ class Partition:
             part = cls(
                 dataset=data["dataset"], classnames=list(data["classnames"]),
                 train_indices=list(data["train_indices"]), test_indices=list(data["test_indices"]),
-                clients=[ClientSplit(**{k: c[k] for k in _CLIENT_FIELDS}) for c in data["clients"]],
+                clients=[ClientSplit(**{k: c[k] for k in _CLIENT_FIELDS if k in c}) for c in data["clients"]],
                 config=from_dict(PartitionConfig, data["config"], "config"),
                 domains=[Domain(**d) for d in data["domains"]],
-                unseen=[ClientSplit(**{k: c[k] for k in _CLIENT_FIELDS}) for c in data.get("unseen_clients", [])],
+                unseen=[ClientSplit(**{k: c[k] for k in _CLIENT_FIELDS if k in c})
+                        for c in data.get("unseen_clients", [])],
             )
             part.validate()
             rows = part.to_dict()
@@ -590,6 +656,7 @@ class Partition:
         ratio = cfg.test_fraction / (1 - cfg.test_fraction)
         for c in everyone:
             self._validate_client(c, labels, owner, is_test)
+        self._validate_novel(labels)
         for d, k in zip(self.domains, cfg.client_groups()):
             _check(sum(c.dataset == d.dataset for c in self.clients) == k,
                    f"domain {d.dataset!r} must have {k} clients")
@@ -597,6 +664,7 @@ class Partition:
             if cfg.few_shot is not None:
                 continue
             pool = train[(train >= d.offset) & (train < d.stop)]
+            pool = pool[labels[pool] < self.num_base_classes]  # base-to-novel: novel classes stay unused
             held = labels[pool]
             holders = k + cfg.unseen_clients  # single-dataset when there are unseen clients
             if cfg.scheme == "pathological" and cfg.classes_per_client * holders < len(np.unique(held)):
@@ -605,6 +673,25 @@ class Partition:
                 pool = pool[np.isin(held, sorted(held_classes))]
             _check(bool(np.all(owner[pool] >= 0)),
                    f"domain {d.dataset!r}: training images left unassigned")
+
+    def _validate_novel(self, labels: np.ndarray) -> None:
+        """Base-to-novel: clients hold base classes only, and the pooled novel test images are
+        dealt out to the training clients exactly once; otherwise no client has a novel split."""
+        base = self.num_base_classes
+        if not self.base_to_novel:
+            _check(all(c.novel_test_indices is None for c in self.clients + self.unseen),
+                   "novel_test_indices without class_split: base-to-novel")
+            return
+        for c in self.clients + self.unseen:
+            held = np.asarray(c.train_indices + c.test_indices, dtype=np.int64)
+            _check(bool(np.all(labels[held] < base)), f"client {c.client_id}: holds a novel class under base-to-novel")
+        _check(all(c.novel_test_indices is None for c in self.unseen), "an unseen client has a novel test split")
+        _check(all(c.novel_test_indices is not None for c in self.clients), "a client has no novel test split")
+        dealt = [np.asarray(c.novel_test_indices, dtype=np.int64) for c in self.clients]
+        _check(all(_sorted_unique(d) for d in dealt), "novel test indices must be sorted and unique")
+        together = np.sort(np.concatenate(dealt)) if dealt else np.zeros(0, dtype=np.int64)
+        _check(np.array_equal(together, np.asarray(self.novel_test_indices, dtype=np.int64)),
+               "the novel test images must be dealt out to the clients exactly once")
 
     def _validate_client(self, c: ClientSplit, labels: np.ndarray, owner: np.ndarray,
                          is_test: np.ndarray) -> None:
@@ -750,15 +837,21 @@ def _assemble(cfg: PartitionConfig, classnames: list[str], domains: list[Domain]
         train, test = _stratified_split(own, len(d.classnames), cfg.test_fraction, cfg.seed,
                                         d.duplicate_groups)
         k += cfg.unseen_clients  # single-dataset only: the unseen clients are the last ones
-        if k > len(train):
+        base = num_base_classes(num_classes) if cfg.class_split == "base-to-novel" else num_classes
+        pool = train[y[train] < base]  # base-to-novel: novel-class training images are never used
+        if k > len(pool):
             raise ConfigError(f"num_clients={k - cfg.unseen_clients}"
                               + (f" + unseen_clients={cfg.unseen_clients}" if cfg.unseen_clients else "")
-                              + f" exceeds the {len(train)} training images of {d.dataset!r} (after the test "
+                              + f" exceeds the {len(pool)} training images of {d.dataset!r} (after the test "
                               f"split): use fewer clients")
-        shares = _split_pool(train, y, k, cfg, d.dataset, _rng(cfg.seed, _CLIENTS, g))
+        shares = _split_pool(pool, y, k, cfg, d.dataset, _rng(cfg.seed, _CLIENTS, g))
         kept = shares if cfg.few_shot is None else _few_shot(shares, y, cfg.few_shot, _rng(cfg.seed, _FEW_SHOT, g))
         tests = _client_tests(shares, y, test, num_classes, cfg, d.dataset, _rng(cfg.seed, _TEST, g))
-        for share, own_train, own_test in zip(shares, kept, tests):
+        novel = [None] * k
+        if base < num_classes:  # dealt to the training clients only
+            novel[:cfg.num_clients] = [(t + d.offset).tolist() for t in _novel_tests(
+                test[y[test] >= base], y, cfg.num_clients, _rng(cfg.seed, _NOVEL, g))]
+        for share, own_train, own_test, own_novel in zip(shares, kept, tests, novel):
             clients.append(ClientSplit(
                 client_id=len(clients),
                 train_indices=(own_train + d.offset).tolist(),
@@ -766,6 +859,7 @@ def _assemble(cfg: PartitionConfig, classnames: list[str], domains: list[Domain]
                 class_histogram=_histogram(y[own_train], num_classes),
                 share_histogram=_histogram(y[share], num_classes),
                 dataset=d.dataset,
+                novel_test_indices=own_novel,
             ))
         train_all.append(train + d.offset)
         test_all.append(test + d.offset)
@@ -897,6 +991,17 @@ def _pathological(pool: np.ndarray, y: np.ndarray, k: int, cfg: PartitionConfig,
         for i, chunk in zip(rng.permutation(who), np.array_split(idx, len(who))):
             parts[i].append(chunk)
     return [np.concatenate(p) for p in parts]
+
+
+def _novel_tests(novel_test: np.ndarray, y: np.ndarray, k: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """The pooled novel-class test images over ``k`` clients (sorted each): per class, shuffled and
+    cut into ``k`` near-equal parts, the larger parts going to a seeded random order of clients."""
+    parts: list[list[np.ndarray]] = [[] for _ in range(k)]
+    for c in np.unique(y[novel_test]):
+        images = rng.permutation(novel_test[y[novel_test] == c])
+        for i, chunk in zip(rng.permutation(k), np.array_split(images, k)):
+            parts[int(i)].append(chunk)
+    return [np.sort(np.concatenate(p)).astype(np.int64) if p else np.zeros(0, dtype=np.int64) for p in parts]
 
 
 def _few_shot(shares: list[np.ndarray], y: np.ndarray, shots: int,
@@ -1061,7 +1166,8 @@ def _check(ok: bool, message: str) -> None:
 
 
 __all__ = [
-    "PartitionConfig", "ADDED_DEFAULTS", "Partition", "ClientSplit", "Domain", "SCHEMES", "FED_RSIC_CONFIGS",
+    "PartitionConfig", "ADDED_DEFAULTS", "CLASS_SPLITS", "num_base_classes", "Partition", "ClientSplit", "Domain",
+    "SCHEMES", "FED_RSIC_CONFIGS",
     "FED_RSIC_OFFLINE", "DEFAULT_LABEL_MAP", "fed_rsic_config", "harmonised_classnames",
     "build_partition", "build_cross_domain_partition", "partition_dataset",
     "partition_cross_domain", "build_fed_rsic", "split_by_label",

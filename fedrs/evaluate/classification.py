@@ -71,6 +71,15 @@ def personalised_summary(counts: Sequence[tuple[float, float]]) -> dict[str, flo
     }
 
 
+def harmonic_mean(base: float, novel: float) -> float:
+    """``2 B N / (B + N)``: the base-to-novel summary of CoOp/CoCoOp (0 when both are 0, NaN when
+    either is NaN)."""
+    base, novel = float(base), float(novel)
+    if math.isnan(base) or math.isnan(novel):
+        return float("nan")
+    return 2 * base * novel / (base + novel) if base + novel > 0 else 0.0
+
+
 def balanced_summary(per_client: Sequence[float]) -> float:
     """Mean of the clients' balanced accuracies over the clients that have one (a client without
     test images has NaN); NaN when none has."""
@@ -79,4 +88,4 @@ def balanced_summary(per_client: Sequence[float]) -> float:
 
 
 __all__ = ["accuracy_counts", "class_counts", "balanced_accuracy", "predict_class_counts",
-           "personalised_summary", "balanced_summary"]
+           "personalised_summary", "balanced_summary", "harmonic_mean"]

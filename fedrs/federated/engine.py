@@ -35,6 +35,7 @@ import pickle
 import random
 import time
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
@@ -47,6 +48,7 @@ from fedrs.errors import FedrsError
 from fedrs.evaluate.classification import (
     balanced_accuracy,
     balanced_summary,
+    harmonic_mean,
     personalised_summary,
     predict_class_counts,
 )
@@ -78,6 +80,28 @@ _SAMPLE, _LOCAL = 1, 2
 def derived_seed(seed: int, *key: int) -> int:
     """A 63-bit seed for one (stage, round, client) from the run seed."""
     return int(np.random.SeedSequence(seed, spawn_key=key).generate_state(2, np.uint64)[0] >> np.uint64(1))
+
+
+@dataclass
+class NovelClasses:
+    """What a base-to-novel run (``data.class_split: base-to-novel``) scores besides the base classes.
+
+    ``method`` is the run's method built again over the novel class names only (the run's own
+    method knows the base names only); the trained tensors are copied into it, which works for
+    every method whose tensors do not depend on the number of classes (all of fedrs' prompt
+    methods: their prompts are class-agnostic). ``data`` is the data pool with labels moved into
+    the novel space (``label - num_base``); ``client_tests`` holds each client's novel test
+    indices (partition order) and ``pooled_test`` all of them (global accuracy).
+    """
+
+    method: Method
+    data: ClientData
+    client_tests: list[torch.Tensor]
+    pooled_test: torch.Tensor
+
+    def transfers_from(self, method: Method) -> bool:
+        """Whether ``method``'s trained tensors fit this method's (same names and shapes)."""
+        return method.shapes(method.trainable_names) == self.method.shapes(self.method.trainable_names)
 
 
 def personalised_evaluation(method: Method, global_shared: Mapping[str, object],
@@ -136,6 +160,8 @@ class FederatedEngine:
         pooled_test: pool indices of the pooled test set (global accuracy).
         unseen_test: pool indices of the test splits of clients who never train (``None``: none);
             the server's tensors are scored there too (``unseen_client_global_acc``).
+        novel: base-to-novel runs: the novel classes (:class:`NovelClasses`), scored with novel
+            class names only (``novel_*_acc`` and the harmonic means ``hm_*``).
         train, evaluation: the run's ``train`` and ``eval`` sections.
         checkpoint: file for the per-round checkpoint (``None``: no checkpoints).
 
@@ -149,7 +175,8 @@ class FederatedEngine:
 
     def __init__(self, method: Method, clients: Sequence[ClientData], pooled_test: torch.Tensor,
                  train: TrainConfig, evaluation: EvalConfig, checkpoint: str | Path | None = None,
-                 privacy: PrivacyConfig | None = None, unseen_test: torch.Tensor | None = None):
+                 privacy: PrivacyConfig | None = None, unseen_test: torch.Tensor | None = None,
+                 novel: NovelClasses | None = None):
         if not clients:
             raise FedrsError("the federated engine needs at least one client")
         self.method, self.clients = method, method.arrange_clients(clients)
@@ -159,6 +186,7 @@ class FederatedEngine:
         self.train, self.evaluation = train, evaluation
         self.privacy = privacy or PrivacyConfig()
         self.unseen_test = unseen_test
+        self.novel = novel
         self.checkpoint = Path(checkpoint) if checkpoint is not None else None
         self.global_shared: dict[str, torch.Tensor] = {}
         self.client_states: list[dict[str, torch.Tensor]] = []
@@ -251,7 +279,37 @@ class FederatedEngine:
             correct, total = predict_counts(self.method, self.server_data, self.unseen_test, personalised=False,
                                             batch_size=self.evaluation.batch_size)
             row["unseen_client_global_acc"] = correct / max(total, 1)
+        if self.novel is not None:
+            row.update(self.evaluate_novel(row))
         return row, per_client
+
+    def evaluate_novel(self, base: dict) -> dict:
+        """Base-to-novel: the global tensors (``novel_global_acc``) and every client's own tensors
+        (``novel_personalised_acc``, pooled over the clients' novel test splits, i.e. weighted)
+        on the novel classes, with novel class names only, and the harmonic means with the base
+        accuracies of ``base`` (``hm_global``, ``hm_personalised``). NaN when the method's tensors
+        depend on the number of classes (they cannot carry over to other classes)."""
+        novel, batch_size = self.novel, self.evaluation.batch_size
+        nan = float("nan")
+        if not novel.transfers_from(self.method):
+            global_acc = personalised = nan
+        else:
+            load_client(novel.method, self.global_shared, novel.method.initial_private(-1))
+            correct, total = predict_counts(novel.method, novel.data, novel.pooled_test, personalised=False,
+                                            batch_size=batch_size)
+            global_acc = correct / max(total, 1) if total else nan
+            # a method that pools every client into one (centralised) scores its one model on all of them
+            tests = novel.client_tests if len(novel.client_tests) == len(self.clients) \
+                else [torch.cat(novel.client_tests)]
+            counts = []
+            for state, indices in zip(self.client_states, tests):
+                load_client(novel.method, self.global_shared, state)
+                counts.append(predict_counts(novel.method, novel.data, indices, personalised=True,
+                                             batch_size=batch_size))
+            personalised = personalised_summary(counts)["weighted"]
+        return {"novel_personalised_acc": personalised, "novel_global_acc": global_acc,
+                "hm_personalised": harmonic_mean(base["personalised_acc_weighted"], personalised),
+                "hm_global": harmonic_mean(base["global_acc"], global_acc)}
 
     def run_round(self, r: int) -> tuple[dict, list[dict]]:
         """Train round ``r`` (1-based): sampled clients update, the server averages."""
@@ -342,5 +400,6 @@ class FederatedEngine:
 
 
 __all__ = [
-    "FederatedEngine", "personalised_evaluation", "round_lr", "sample_clients", "derived_seed", "CHECKPOINT_FORMAT",
+    "FederatedEngine", "NovelClasses", "personalised_evaluation", "round_lr", "sample_clients", "derived_seed",
+    "CHECKPOINT_FORMAT",
 ]

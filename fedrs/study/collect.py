@@ -58,7 +58,7 @@ RUN_COLUMNS = [
     "backbone", "dataset", "split", "clients", "participation", "rounds", "row", "label", "method", "base",
     "ablation", "sensitivity", "variant", "prompt_length", "seed", "personalised_acc",
     "personalised_acc_unweighted", "personalised_acc_balanced", "global_acc", "unseen_client_global_acc",
-    "personalised_correct",
+    "novel_personalised_acc", "novel_global_acc", "hm_personalised", "hm_global", "personalised_correct",
     "personalised_total", "global_correct", "global_total", "test_distinct", "test_exclusive", "upload_values",
     "upload_bytes", "wall_s", "study", "run", "config",
 ]
@@ -85,6 +85,12 @@ _FIELDS: dict[str, tuple[str, ...]] = {
     "global_acc": ("global_accuracy",),
     # the global model on the test splits of clients that never trained (data.unseen_clients; else NaN)
     "unseen_client_global_acc": ("unseen_client_global_accuracy",),
+    # base-to-novel (data.class_split): the novel classes with novel names only, and the harmonic
+    # means 2BN/(B+N) with the base accuracies (personalised_acc, global_acc are the base ones there)
+    "novel_personalised_acc": ("novel_personalised_accuracy",),
+    "novel_global_acc": ("novel_global_accuracy",),
+    "hm_personalised": ("harmonic_mean_personalised",),
+    "hm_global": ("harmonic_mean_global",),
     "upload_values": ("upload_values_per_client_round",),
     "upload_bytes": ("upload_bytes_per_client_round",),
     "wall_s": ("wall_time_s",),
@@ -92,7 +98,8 @@ _FIELDS: dict[str, tuple[str, ...]] = {
 }
 #: run folders store accuracies as fractions (correct / total); tables and figures show percent
 ACCURACY_COLUMNS = ("personalised_acc", "personalised_acc_unweighted", "personalised_acc_balanced", "global_acc",
-                    "unseen_client_global_acc")
+                    "unseen_client_global_acc", "novel_personalised_acc", "novel_global_acc", "hm_personalised",
+                    "hm_global")
 
 
 class ReportError(FedrsError):
@@ -142,7 +149,8 @@ def split_label(value: Any) -> str:
     ``{"scheme": "dirichlet", "alpha": 0.5}`` -> ``Dir(0.5)``; ``iid`` -> ``IID``;
     ``pathological`` with ``classes_per_client: 2`` -> ``Path(2 cls)``; few-shot K adds ``, K-shot``;
     client test splits drawn from a shared pool (``test_scheme: shared_pool``) add ``, shared-pool tests``;
-    ``unseen_clients: U`` adds ``, +U unseen clients`` (another setting: the training clients differ).
+    ``unseen_clients: U`` adds ``, +U unseen clients`` (another setting: the training clients differ);
+    ``class_split: base-to-novel`` adds ``, base-to-novel``.
     """
     if value is None:
         return "-"
@@ -161,8 +169,10 @@ def split_label(value: Any) -> str:
     shots = lookup(flat, ("few_shot",))
     shared = lookup(flat, ("test_scheme",)) == "shared_pool"
     unseen = lookup(flat, ("unseen_clients",))
+    classes = lookup(flat, ("class_split",))
     return (label + (f", {shots}-shot" if shots else "") + (", shared-pool tests" if shared else "")
-            + (f", +{unseen} unseen clients" if unseen else ""))
+            + (f", +{unseen} unseen clients" if unseen else "")
+            + (f", {classes}" if classes not in (None, "all") else ""))
 
 
 def _num(v: Any) -> str:
@@ -233,7 +243,8 @@ def read_run(run_dir: str | Path, results_dir: str | Path | None = None) -> dict
         row[column] = 100.0 * value
     if not has_global_model(str(row["method"])):
         row["global_acc"] = float("nan")  # the server's prompt never trained: not a global model
-        row["unseen_client_global_acc"] = float("nan")
+        for column in ("unseen_client_global_acc", "novel_global_acc", "hm_global"):
+            row[column] = float("nan")
     row.update(test_counts(run_dir, row, metrics))
     rel = run_dir.relative_to(results_dir) if results_dir is not None else Path(run_dir.name)
     row["run"] = rel.name

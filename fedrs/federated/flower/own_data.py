@@ -346,9 +346,9 @@ def run_own_data(cfg: RunConfig, out_dir: str | Path, make_engine: Callable[...,
     from fedrs.federated.dp import privacy_summary
     from fedrs.io import write_json_atomic
 
-    if cfg.data.unseen_clients:  # they would be partitioned from a pool the server never sees
-        raise ConfigError(f"data.unseen_clients={cfg.data.unseen_clients} needs a partitioned run: clients "
-                          "with their own data have no unseen clients to score; drop it")
+    if cfg.data.unseen_clients or cfg.data.class_split != "all":  # both are ways to partition a pool
+        raise ConfigError("data.unseen_clients and data.class_split need a partitioned run (clients with their "
+                          "own data are not partitioned by the server): drop them")
     started = time.perf_counter() if started is None else started
     folder = RunFolder(out_dir)
     if folder.prepare(cfg, resume=False, force=force):

@@ -119,7 +119,11 @@ class FlowerEngine(FederatedEngine):
 
     def __init__(self, grid: Grid, params: str, method, clients, pooled_test, train, evaluation,
                  checkpoint=None, *, privacy: PrivacyConfig | None = None, node_wait: float = 120.0,
-                 reply_timeout: float = 3600.0, unseen_test=None):
+                 reply_timeout: float = 3600.0, unseen_test=None, novel=None):
+        if novel is not None:  # the novel-class personalised accuracy needs every client's private tensors
+            raise FedrsError("data.class_split: base-to-novel runs on the in-process engine only (scoring each "
+                             "client's own model on the novel classes would need a novel evaluate message); "
+                             "run it with `fedrs run`")
         super().__init__(method, clients, pooled_test, train, evaluation, checkpoint=None, unseen_test=unseen_test)
         self.grid, self.params, self.node_wait, self.reply_timeout = grid, params, node_wait, reply_timeout
         self.privacy = privacy or PrivacyConfig()

@@ -174,3 +174,17 @@ def test_report_reads_base_to_novel(run):
     saved = json.loads((out / "metrics.json").read_text())
     assert row["hm_global"] == pytest.approx(100 * saved["harmonic_mean_global"])
     assert row["novel_personalised_acc"] == pytest.approx(100 * saved["novel_personalised_accuracy"])
+
+
+def test_report_gives_base_to_novel_a_table_of_its_own(run):
+    from fedrs.study.collect import collect_runs
+    from fedrs.study.tables import build_tables
+
+    out, _ = run
+    tables = build_tables(collect_runs(out.parent))
+    assert "methods" not in tables  # the base-to-novel setting is not a methods-table setting
+    headings = [h for h, _ in tables["base_to_novel"].markdown_sections]
+    assert [h.split(" · ")[0] for h in headings] == [
+        "Personalised, base classes accuracy", "Personalised, novel classes accuracy",
+        "Personalised, harmonic mean accuracy", "Global, base classes accuracy", "Global, novel classes accuracy",
+        "Global, harmonic mean accuracy"]

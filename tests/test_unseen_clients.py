@@ -158,3 +158,14 @@ def test_report_reads_the_unseen_accuracy_as_its_own_setting(run, tmp_path):
     params["data"]["unseen_clients"] = 0
     older = {**params, "data": {k: v for k, v in params["data"].items() if k != "unseen_clients"}}
     assert run_config_id(params) == run_config_id(older)  # a field added later, at its default
+
+
+def test_report_gives_unseen_clients_a_table_of_their_own(run):
+    from fedrs.study.tables import build_tables
+
+    out, metrics, _ = run
+    tables = build_tables(collect_runs(out.parent))
+    assert "methods" not in tables
+    sections = dict(tables["unseen_clients"].markdown_sections)
+    unseen = next(frame for heading, frame in sections.items() if heading.startswith("Global on clients"))
+    assert unseen["Accuracy (%)"].tolist() == [f"{100 * metrics['unseen_client_global_accuracy']:.2f}"]

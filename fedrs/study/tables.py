@@ -56,6 +56,18 @@ ACCURACIES = {"personalised_acc": "personalised", "global_acc": "global"}
 #: clients' label distributions
 METHOD_ACCURACIES = {"personalised_acc": "personalised", "personalised_acc_balanced": "personalised (class-balanced)",
                      "global_acc": "global"}
+#: the base-to-novel table's accuracies (data.class_split: base-to-novel): base and novel classes, each
+#: with its own class names only, and their harmonic means 2BN/(B+N)
+BASE_TO_NOVEL_ACCURACIES = {
+    "personalised_acc": "personalised, base classes", "novel_personalised_acc": "personalised, novel classes",
+    "hm_personalised": "personalised, harmonic mean", "global_acc": "global, base classes",
+    "novel_global_acc": "global, novel classes", "hm_global": "global, harmonic mean"}
+#: the unseen-clients table's accuracies (data.unseen_clients)
+UNSEEN_CLIENT_ACCURACIES = {"personalised_acc": "personalised (training clients)",
+                            "global_acc": "global (pooled test set)",
+                            "unseen_client_global_acc": "global on clients that never trained"}
+#: split labels (fedrs.study.collect.split_label) of the generalisation settings, which get tables of their own
+BASE_TO_NOVEL_SPLIT, UNSEEN_CLIENTS_SPLIT = "base-to-novel", "unseen clients"
 #: accuracy column -> the run columns of its correct and total test images
 TEST_COUNTS = {"personalised_acc": ("personalised_correct", "personalised_total"),
                "global_acc": ("global_correct", "global_total")}
@@ -503,15 +515,61 @@ TABLE_BUILDERS: dict[str, Callable[[pd.DataFrame], Table]] = {
 }
 
 
+def _generalisation(runs: pd.DataFrame, kind: str) -> pd.Series:
+    """Runs whose setting is the generalisation ``kind`` (a part of their split label)."""
+    return runs["split"].fillna("").astype(str).str.contains(kind, regex=False)
+
+
+def base_to_novel_table(runs: pd.DataFrame) -> Table:
+    """Base-to-novel: every method trained on the base classes, scored on base and novel classes."""
+    s = summarise(runs[_generalisation(runs, BASE_TO_NOVEL_SPLIT)], SETTING + ["row"],
+                  values=tuple(BASE_TO_NOVEL_ACCURACIES))
+    s.insert(s.columns.get_loc("row") + 1, "label", [_first(runs, k, "label") for k in s["row"]])
+    s.insert(s.columns.get_loc("row") + 1, "method", [_first(runs, k, "method") for k in s["row"]])
+    return Table("base_to_novel", "Base-to-novel generalisation", s,
+                 _caption("Base-to-novel (CoOp/CoCoOp's protocol, as FedTPG, FedPGP and FLiP): the clients train on "
+                          "the first half of the classes (base, rounded up) and are scored on them with base class "
+                          "names only, and on the other half (novel, never trained on) with novel names only; "
+                          "harmonic mean 2BN/(B+N). Personalised: each client's own model (shared + private "
+                          "parameters) on its own base test split and on its share of the novel test images",
+                          f"{NOT_APPLICABLE} or -: the method has no global model."),
+                 _paired_sections(s, "Method", lambda r: r["label"], accuracies=BASE_TO_NOVEL_ACCURACIES))
+
+
+def unseen_clients_table(runs: pd.DataFrame) -> Table:
+    """The global model on clients that never trained (data.unseen_clients)."""
+    s = summarise(runs[_generalisation(runs, UNSEEN_CLIENTS_SPLIT)], SETTING + ["row"],
+                  values=tuple(UNSEEN_CLIENT_ACCURACIES))
+    s.insert(s.columns.get_loc("row") + 1, "label", [_first(runs, k, "label") for k in s["row"]])
+    s.insert(s.columns.get_loc("row") + 1, "method", [_first(runs, k, "method") for k in s["row"]])
+    return Table("unseen_clients", "The global model on clients that never trained", s,
+                 _caption("Clients partitioned with the others (same scheme and seed) that never train nor are "
+                          "sampled: the server's model on their test splits, beside the usual accuracies of the "
+                          "training clients",
+                          f"{NOT_APPLICABLE}: the method has no global model."),
+                 _paired_sections(s, "Method", lambda r: r["label"], accuracies=UNSEEN_CLIENT_ACCURACIES))
+
+
+#: tables over the generalisation settings only (every other table leaves those settings out)
+GENERALISATION_BUILDERS: dict[str, Callable[[pd.DataFrame], Table]] = {
+    "base_to_novel": base_to_novel_table,
+    "unseen_clients": unseen_clients_table,
+}
+
+
 def build_tables(runs: pd.DataFrame) -> dict[str, Table]:
     """Every study table that has at least one row, by name (fixed order)."""
     runs = runs[runs[list(ACCURACY_COLUMNS)].notna().any(axis=1)]  # classification runs only
-    tables = {name: build(runs) for name, build in TABLE_BUILDERS.items()}
+    ordinary = runs[~(_generalisation(runs, BASE_TO_NOVEL_SPLIT) | _generalisation(runs, UNSEEN_CLIENTS_SPLIT))]
+    tables = {name: build(ordinary) for name, build in TABLE_BUILDERS.items()}
+    tables.update({name: build(runs) for name, build in GENERALISATION_BUILDERS.items()})
     return {name: t for name, t in tables.items() if not t.frame.empty}
 
 
 __all__ = [
-    "ACCURACIES", "METHOD_ACCURACIES", "METHOD_ROW_KEYS", "NOT_APPLICABLE", "REFERENCE_LABEL", "TABLE_BUILDERS",
+    "ACCURACIES", "METHOD_ACCURACIES", "BASE_TO_NOVEL_ACCURACIES", "UNSEEN_CLIENT_ACCURACIES",
+    "GENERALISATION_BUILDERS", "base_to_novel_table", "unseen_clients_table", "METHOD_ROW_KEYS", "NOT_APPLICABLE",
+    "REFERENCE_LABEL", "TABLE_BUILDERS",
     "TEST_COUNTS", "Table",
     "backbone_protocol", "build_tables", "communication_table", "compared_settings", "constraints_table", "dedupe",
     "fmt_mean_std",

@@ -1,9 +1,10 @@
 #!/usr/bin/env python
 """Generate the study's params files: one YAML per run (row x dataset x setting x seed).
 
-    .venv/bin/python params/make_studies.py             # write every tier (quick, full), the pilot and smoke
+    .venv/bin/python params/make_studies.py             # write every tier (quick, full, privacy), pilot, smoke
     .venv/bin/python params/make_studies.py --check     # write nothing; exit 1 if a file differs or is stale
     .venv/bin/python params/make_studies.py --estimate  # runs and estimated cost of each tier and part
+    .venv/bin/python params/make_studies.py --measure-update-norms PARAMS  # the DP clipping norm's data
 
 It needs fedrs installed (the project's venv): the rows, ablation variants and sensitivity values
 are :mod:`fedrs.study.vocabulary`'s, and every file is named by
@@ -16,7 +17,8 @@ backbone, clients, rounds R, optimiser, evaluation) + the row's method section, 
 file) with the row's switches + the setting (dataset, split, participation, few-shot) + the seed.
 ``fedrs sweep params/studies/<tier>`` writes ``results/<tier>/<part>/<run>/``.
 
-The **full tier** is the study issue's five parts, in the order they run (folders sort so):
+The **full tier** is the study issue's five parts and the privacy issue's privacy-utility part,
+in the order they run (folders sort so):
 
 1. ``1_methods``       every row of the methods table (baselines, controls, FedRSCLIP, pooled
                        data), four datasets, Dirichlet 0.5, 5 seeds;
@@ -27,10 +29,18 @@ The **full tier** is the study issue's five parts, in the order they run (folder
                        (natural clients) for the same six, 3 seeds; base-to-novel is missing (the
                        partitioner has no class split);
 5. ``5_sensitivity``   DPA kinds, loss weights 0.1/10 per term and prompt lengths 8/16 on
-                       Fed-UCMerced, 3 seeds (the defaults are part 1's FedRSCLIP).
+                       Fed-UCMerced, 3 seeds (the defaults are part 1's FedRSCLIP);
+6. ``6_privacy``       FedRSCLIP with central differential privacy on its shared prompt at three
+                       noise multipliers (epsilon about 49, 8 and 1 at delta 1e-5 after R rounds),
+                       Fed-UCMerced, Dirichlet 0.5, seeds 0-2 (issue 15's privacy-utility table;
+                       epsilon = infinity is part 1's FedRSCLIP of the same seeds).
 
 The **quick tier** (``make study``) is the full tier's runs on Fed-UCMerced, Dirichlet 0.5, seeds
 0-2 of parts 1 and 2: the same files (same names, same content) in ``params/studies/quick/``.
+The **privacy tier** (``params/studies/privacy/``, run on its own) is part 6 and the three runs
+of part 1 it is paired against (FedRSCLIP, Fed-UCMerced, Dirichlet 0.5, seeds 0-2), again the
+full tier's files, so ``fedrs report results/privacy`` has the epsilon = infinity column; it is
+not part of the quick tier.
 ``pilot/methods/`` is the convergence pilot (60 rounds, seed 0) and ``smoke/`` one tiny run (the
 default of ``notebooks/02_federated_run.ipynb``).
 
@@ -71,7 +81,7 @@ METHOD_SOURCES = HERE / "offline"
 #: the base both tiers share (rounds R live there, once)
 STUDY_BASE = "study"
 #: folders below params/studies/ this script writes (and may prune)
-GENERATED_ROOTS = ("quick", "full", "pilot", "smoke")
+GENERATED_ROOTS = ("quick", "full", "privacy", "pilot", "smoke")
 
 #: heterogeneity splits: file tag -> data section keys
 SPLITS = {
@@ -88,6 +98,8 @@ SEEDS_5, SEEDS_3, QUICK_SEEDS = (0, 1, 2, 3, 4), (0, 1, 2), (0, 1, 2)
 TWO_DATASETS = ("UCMerced", "EuroSAT")
 #: the quick tier's dataset
 QUICK_DATASET = "UCMerced"
+#: the privacy part's dataset (the issue: Fed-UCMerced)
+PRIVACY_DATASET = "UCMerced"
 #: the six rows of parts 3 and 4
 SIX_ROWS = ("fedrsclip", "promptfl", "fedpgp", "fedotp", "local", "fedrsclip-local")
 #: cross-domain with natural clients: one group of 3 clients per dataset (each group an
@@ -95,6 +107,38 @@ SIX_ROWS = ("fedrsclip", "promptfl", "fedpgp", "fedotp", "local", "fedrsclip-loc
 #: is the datasets' own (domain and label space), not an added label skew
 CROSS_DOMAIN_DATA = {"dataset": CROSS_DOMAIN, "cross_domain": list(STUDY_DATASETS), "num_clients": 12,
                      "scheme": "iid"}
+
+
+#: part 6: central differential privacy on FedRSCLIP's shared prompt (fedrs.federated.dp: the
+#: server clips each client's update of the shared tensors to L2 norm C, averages the clipped
+#: updates with equal weights and adds Gaussian noise of std z * C / m to the mean; an RDP
+#: accountant gives epsilon at delta). Central rather than local DP: the table is about what the
+#: released shared prompt leaks, and for the same z (the same epsilon per client, sampled every
+#: round) local noise of std z * C on each of the m = 10 uploads leaves noise of std z * C /
+#: sqrt(m) on their mean, sqrt(10) = 3.2 times the central noise.
+PRIVACY_MODE = "central"
+#: delta of every reported epsilon: PrivacyConfig's default, far below 1 / clients (10)
+PRIVACY_DELTA = 1e-5
+#: the noise multipliers z, by the epsilon they are meant to reach after R = 40 rounds of all 10
+#: clients (sampling rate 1, so no amplification by sampling): epsilon from the run's own
+#: accountant (fedrs.federated.dp.epsilon_spent, dp-accounting's RDP accountant) at delta 1e-5:
+#: z = 1 -> 48.80 (weak), z = 4 -> 8.08 (moderate), z = 25 -> 1.03 (strong). privacy_note()
+#: recomputes them and refuses a z whose epsilon left its target by more than PRIVACY_TOLERANCE
+#: (R changes epsilon: re-choose z then, with `--estimate`, which prints them).
+PRIVACY_LEVELS = {25.0: 1.0, 4.0: 8.0, 1.0: 50.0}
+PRIVACY_TOLERANCE = 1.25
+#: the clipping norm C of the shared prompt's update (FedRSCLIP uploads 4 x 128 = 512 values). Chosen without test data:
+#: the median of the per-client update norms ||upload - global||_2 of a run without DP (the
+#: clipping quantile 0.5 that adaptive clipping targets, Andrew et al. 2021, "Differentially
+#: Private Learning with Adaptive Clipping"), over all 40 rounds x 10 clients of part 1's
+#: fedrsclip__ucmerced__dir0.5__s0 (training updates only), measured by `make_studies.py
+#: --measure-update-norms params/studies/full/1_methods/fedrsclip__ucmerced__dir0.5__s0.yaml`:
+#: median 0.0356 (quartiles 0.0133 / 0.0634, max 0.334), rounded to one significant digit. The
+#: norms follow the cosine learning rate (median 0.10 in rounds 1-4, 0.043 in 17-20, 0.0009 in
+#: 37-40), so a fixed C clips early rounds and lets the noise outweigh the late ones.
+PRIVACY_CLIP_NORM = 0.04
+#: the privacy part's seeds (the issue: 3 seeds)
+PRIVACY_SEEDS = SEEDS_3
 
 
 #: part 5: FedRSCLIP with one of the study defaults changed (the default values are part 1's run)
@@ -174,6 +218,7 @@ class Setting:
     tag: str                                   # the setting's part of the file name
     data: dict = field(default_factory=dict)   # data keys (split, clients, few-shot, cross-domain)
     train: dict = field(default_factory=dict)  # train keys (participation)
+    privacy: dict = field(default_factory=dict)  # the privacy section (none: no DP)
 
     @property
     def slug(self) -> str:
@@ -197,6 +242,13 @@ def cross_domain() -> Setting:
     return Setting(CROSS_DOMAIN, "natural", dict(CROSS_DOMAIN_DATA))
 
 
+def private(dataset: str, noise_multiplier: float) -> Setting:
+    """The methods table's split with central DP at ``noise_multiplier`` (part 6)."""
+    return Setting(dataset, f"{MAIN_SPLIT}-dp-z{noise_multiplier:g}", dict(SPLITS[MAIN_SPLIT]),
+                   privacy={"mode": PRIVACY_MODE, "clip_norm": PRIVACY_CLIP_NORM,
+                            "noise_multiplier": noise_multiplier, "delta": PRIVACY_DELTA})
+
+
 # --- tiers ----------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -212,7 +264,7 @@ class Run:
 
 
 def full_tier() -> list[Run]:
-    """The study issue's five parts, in order."""
+    """The study issue's five parts and the privacy part, in order."""
     by_key = rows()
     methods = [r.key for r in METHOD_ROWS]
     # the ablation's full model and "V_s uploaded" are methods-table rows: run once, in part 1
@@ -225,6 +277,7 @@ def full_tier() -> list[Run]:
         ("4_realism", list(SIX_ROWS), [partial_participation(d) for d in TWO_DATASETS]
          + [few_shot(d) for d in TWO_DATASETS] + [cross_domain()], SEEDS_3),
         ("5_sensitivity", sensitivity_keys(), [split_setting("UCMerced", MAIN_SPLIT)], SEEDS_3),
+        ("6_privacy", [MAIN_METHOD], [private(PRIVACY_DATASET, z) for z in sorted(PRIVACY_LEVELS)], PRIVACY_SEEDS),
     ]
     return [Run(part, by_key[key], setting, seed)
             for part, keys, settings, seeds in parts
@@ -237,7 +290,16 @@ def quick_tier() -> list[Run]:
             and r.setting.tag == MAIN_SPLIT and r.seed in QUICK_SEEDS]
 
 
-TIERS = {"quick": quick_tier, "full": full_tier}
+def privacy_tier() -> list[Run]:
+    """The full tier's privacy part and the non-DP runs it is paired against (part 1's FedRSCLIP
+    on the same dataset, split and seeds: the epsilon = infinity column)."""
+    full = full_tier()
+    clear = [r for r in full if r.part == "1_methods" and r.row.key == MAIN_METHOD
+             and r.setting.dataset == PRIVACY_DATASET and r.setting.tag == MAIN_SPLIT and r.seed in PRIVACY_SEEDS]
+    return clear + [r for r in full if r.part == "6_privacy"]
+
+
+TIERS = {"quick": quick_tier, "full": full_tier, "privacy": privacy_tier}
 
 
 def merge(base: dict, extra: dict) -> dict:
@@ -247,12 +309,15 @@ def merge(base: dict, extra: dict) -> dict:
     return out
 
 
-def compose(base: dict, name: str, method: dict, dataset: str, data: dict, train: dict, seed: int) -> dict:
+def compose(base: dict, name: str, method: dict, dataset: str, data: dict, train: dict, seed: int,
+            privacy: dict | None = None) -> dict:
     """A run's configuration: ``base`` + dataset, ``data`` keys and seed + the method section +
-    ``train`` keys and seed."""
+    ``train`` keys and seed (+ a ``privacy`` section when given)."""
     data = {"dataset": dataset, **base.get("data", {}), **data, "seed": seed}
     cfg = merge({**base, "data": data}, {"name": name, "method": method, "train": {**train, "seed": seed}})
-    return {k: cfg[k] for k in ("name", "backbone", "data", "method", "train", "eval") if k in cfg}
+    if privacy:
+        cfg["privacy"] = dict(privacy)
+    return {k: cfg[k] for k in ("name", "backbone", "data", "method", "train", "eval", "privacy") if k in cfg}
 
 
 @dataclass(frozen=True)
@@ -265,6 +330,7 @@ class File:
     base: str        # params/studies/_base/<base>.yaml
     source: str      # params/offline/<source>_ucmerced.yaml
     switches: dict
+    note: str = ""   # an extra header comment line (the epsilon a DP run will spend)
 
     @property
     def path(self) -> Path:
@@ -275,7 +341,8 @@ class File:
         header = (f"# Generated by params/make_studies.py (study {self.study}) "
                   f"from params/studies/_base/{self.base}.yaml\n"
                   f"# and params/offline/{self.source}_ucmerced.yaml{with_}: edit those, then regenerate.\n"
-                  f"#   fedrs sweep params/studies/{self.study}/{self.name}.yaml\n")
+                  + (f"# {self.note}\n" if self.note else "")
+                  + f"#   fedrs sweep params/studies/{self.study}/{self.name}.yaml\n")
         return header + yaml.safe_dump(self.cfg, sort_keys=False, default_flow_style=False, width=100)
 
 
@@ -284,9 +351,41 @@ def tier_files(tier: str) -> list[File]:
     out = []
     for run in TIERS[tier]():
         cfg = compose(base, run.name, run.row.section, run.setting.dataset, run.setting.data, run.setting.train,
-                      run.seed)
-        out.append(File(f"{tier}/{run.part}", run.name, cfg, STUDY_BASE, run.row.source, run.row.switches))
+                      run.seed, run.setting.privacy)
+        out.append(File(f"{tier}/{run.part}", run.name, cfg, STUDY_BASE, run.row.source, run.row.switches,
+                        privacy_note(cfg)))
     return out
+
+
+def planned_epsilon(cfg: dict) -> float | None:
+    """The epsilon a run's configuration spends by its last round, from the accountant the run
+    itself uses (:func:`fedrs.federated.dp.epsilon_spent`); ``None`` without DP."""
+    from fedrs.config import from_dict
+    from fedrs.federated.dp import epsilon_spent
+    from fedrs.runs import PrivacyConfig
+
+    if not cfg.get("privacy"):
+        return None
+    privacy = from_dict(PrivacyConfig, cfg["privacy"], "privacy")
+    clients = cfg["data"]["num_clients"]
+    per_round = max(1, round(clients * cfg["train"].get("sample_fraction", 1.0)))
+    return epsilon_spent(privacy, clients, per_round, cfg["train"]["rounds"])
+
+
+def privacy_note(cfg: dict) -> str:
+    """The header line of a DP run naming the epsilon it will spend ('' without DP). Refuses a
+    noise multiplier whose epsilon is off its :data:`PRIVACY_LEVELS` target by more than
+    :data:`PRIVACY_TOLERANCE` (the rounds R or the clients changed: choose z again)."""
+    epsilon = planned_epsilon(cfg)
+    if epsilon is None:
+        return ""
+    z = cfg["privacy"]["noise_multiplier"]
+    target = PRIVACY_LEVELS.get(z)
+    if target is not None and not target / PRIVACY_TOLERANCE <= epsilon <= target * PRIVACY_TOLERANCE:
+        raise SystemExit(f"noise multiplier {z:g} now spends epsilon {epsilon:.2f} (target {target:g}): the rounds or "
+                         f"clients changed; choose PRIVACY_LEVELS again (params/make_studies.py --estimate)")
+    return (f"central DP: epsilon {epsilon:.2f} at delta {cfg['privacy']['delta']:g} after "
+            f"{cfg['train']['rounds']} rounds (fedrs.federated.dp.epsilon_spent)")
 
 
 #: the convergence pilot of the study issue: 60 rounds, seed 0, four methods on two datasets, to
@@ -314,7 +413,7 @@ def smoke_files() -> list[File]:
 
 
 def generate() -> list[File]:
-    files = tier_files("quick") + tier_files("full") + pilot_files() + smoke_files()
+    files = [f for tier in TIERS for f in tier_files(tier)] + pilot_files() + smoke_files()
     paths = [f.path for f in files]
     if len(set(paths)) != len(paths):
         raise SystemExit("two generated runs share a file name: make their rows or settings differ")
@@ -357,6 +456,58 @@ def estimate(files: list[File], jobs: int) -> str:
         for part, secs in parts.items():
             lines.append(f"  {part:16s} {len(secs):4d} runs  {sum(secs) / 3600:6.1f} core-h  "
                          f"~{sum(secs) / 3600 / jobs:5.1f} h wall")
+    spent = {(f.cfg["privacy"]["noise_multiplier"], f.cfg["privacy"]["delta"], f.cfg["train"]["rounds"]):
+             planned_epsilon(f.cfg) for f in files if f.cfg.get("privacy")}
+    if spent:
+        lines += ["", "Privacy part (central DP, fedrs.federated.dp.epsilon_spent):"]
+        lines += [f"  noise multiplier {z:g}: epsilon {eps:.2f} at delta {delta:g} after {rounds} rounds"
+                  for (z, delta, rounds), eps in sorted(spent.items())]
+    return "\n".join(lines)
+
+
+# --- the clipping norm of the privacy part -----------------------------------------------------------
+
+def measure_update_norms(params: Path, out_dir: Path, datasets: list | None = None) -> list[list[float]]:
+    """Run ``params`` (a run without DP) into ``out_dir`` and return, per round, each averaged
+    client's L2 norm of its shared-tensor update ``upload - global`` (client order): what
+    :data:`PRIVACY_CLIP_NORM` is chosen from. Training updates only; evaluation runs once, at the
+    end, and its numbers are not used. The run itself is the run without the measurement.
+    ``datasets``: as :func:`fedrs.experiment.run_experiment`'s (tests)."""
+    from unittest import mock
+
+    import fedrs.federated.dp as dp
+    from fedrs.experiment import run_experiment
+    from fedrs.runs import load_run_config
+
+    cfg = load_run_config(params)
+    if cfg.privacy.mode != "none":
+        raise SystemExit(f"{params}: measure the update norms of a run without DP (privacy.mode: none)")
+    cfg.eval.every = cfg.train.rounds
+    norms: list[list[float]] = []
+    central_dp = dp.apply_central_dp
+
+    def recording(global_before, aggregate, results, privacy, generator):  # the engine's DP step, unchanged
+        norms.append([dp.l2_norm(dp.update_of(global_before, r.shared))
+                      for r in sorted(results, key=lambda r: r.client_id)])
+        return central_dp(global_before, aggregate, results, privacy, generator)
+
+    with mock.patch.object(dp, "apply_central_dp", recording):
+        run_experiment(cfg, out_dir, progress=False, force=True, datasets=datasets)
+    return norms
+
+
+def norms_summary(norms: list[list[float]]) -> str:
+    """Median and quartiles of the update norms over all rounds and clients, and per tenth of the run."""
+    import numpy as np
+
+    flat = np.array([x for row in norms for x in row])
+    lines = [f"{len(flat)} client updates over {len(norms)} rounds: median {np.median(flat):.4f}, "
+             f"quartiles {np.quantile(flat, 0.25):.4f} / {np.quantile(flat, 0.75):.4f}, "
+             f"min {flat.min():.4f}, max {flat.max():.4f}"]
+    step = max(1, len(norms) // 10)
+    for start in range(0, len(norms), step):
+        part = np.array([x for row in norms[start:start + step] for x in row])
+        lines.append(f"  rounds {start + 1}-{min(start + step, len(norms))}: median {np.median(part):.4f}")
     return "\n".join(lines)
 
 
@@ -374,7 +525,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="write nothing; exit 1 if a file on disk differs from the generator or is stale")
     parser.add_argument("--estimate", action="store_true", help="print each tier's runs and estimated cost")
     parser.add_argument("--jobs", type=int, default=2, help="parallel runs for the wall-time estimate (default 2)")
+    parser.add_argument("--measure-update-norms", metavar="PARAMS", type=Path,
+                        help="run PARAMS (no DP) and print its clients' update norms of the shared tensors, "
+                             "from which the privacy part's clipping norm is chosen (minutes: a whole run)")
+    parser.add_argument("--out", type=Path, default=Path("runs/update_norms"),
+                        help="run folder of --measure-update-norms (default runs/update_norms)")
     args = parser.parse_args(argv)
+    if args.measure_update_norms:
+        print(norms_summary(measure_update_norms(args.measure_update_norms, args.out)))
+        return 0
     files = generate()
     if args.estimate:
         print(estimate(files, args.jobs))

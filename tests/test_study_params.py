@@ -1,5 +1,6 @@
-"""params/studies: the generator's tiers (quick a strict subset of full, the issue's five parts in
-order), every file a valid run config named by its row key, and the rows of the controls."""
+"""params/studies: the generator's tiers (quick and privacy strict subsets of full, the study
+issue's five parts and the privacy part in order), every file a valid run config named by its row
+key, the DP settings of the privacy part, and the rows of the controls."""
 
 from __future__ import annotations
 
@@ -33,6 +34,11 @@ def quick() -> dict[str, dict]:
 @pytest.fixture(scope="module")
 def full() -> dict[str, dict]:
     return _tier("full")
+
+
+@pytest.fixture(scope="module")
+def privacy_tier() -> dict[str, dict]:
+    return _tier("privacy")
 
 
 @pytest.fixture(scope="module")
@@ -71,11 +77,11 @@ def test_check_reports_a_hand_edited_and_a_stale_file(make_studies, tmp_path, mo
     assert make_studies.main(["--check"]) == 1
 
 
-def test_every_file_loads_as_a_run_config_named_by_its_row_key(quick, full):
+def test_every_file_loads_as_a_run_config_named_by_its_row_key(quick, full, privacy_tier):
     from fedrs.config import from_dict
     from fedrs.runs import RunConfig
 
-    for tier, files in (("quick", quick), ("full", full)):
+    for tier, files in (("quick", quick), ("full", full), ("privacy", privacy_tier)):
         for name, cfg in files.items():
             run = from_dict(RunConfig, cfg, f"{tier}/{name}")
             stem = name.split("/")[1]
@@ -112,12 +118,15 @@ def _keys(cfgs):
     return {vocabulary.row_key(c["method"]) for c in cfgs}
 
 
-def test_full_tier_has_the_issue_s_five_parts_in_order(full):
+def test_full_tier_has_the_issue_s_five_parts_and_the_privacy_part_in_order(full):
     parts = _parts(full)
-    assert sorted(parts) == ["1_methods", "2_constraints", "3_heterogeneity", "4_realism", "5_sensitivity"]
+    assert sorted(parts) == ["1_methods", "2_constraints", "3_heterogeneity", "4_realism", "5_sensitivity",
+                             "6_privacy"]
     seeds = {part: {c["train"]["seed"] for c in cfgs} for part, cfgs in parts.items()}
     assert seeds == {"1_methods": {0, 1, 2, 3, 4}, "2_constraints": {0, 1, 2, 3, 4},
-                     "3_heterogeneity": {0, 1, 2}, "4_realism": {0, 1, 2}, "5_sensitivity": {0, 1, 2}}
+                     "3_heterogeneity": {0, 1, 2}, "4_realism": {0, 1, 2}, "5_sensitivity": {0, 1, 2},
+                     "6_privacy": {0, 1, 2}}
+    assert all("privacy" not in c for part, cfgs in parts.items() if part != "6_privacy" for c in cfgs)
     six = {"fedrsclip", "promptfl", "fedpgp", "fedotp", "local", "fedrsclip-local"}
 
     methods = parts["1_methods"]
@@ -154,6 +163,87 @@ def test_full_tier_has_the_issue_s_five_parts_in_order(full):
     assert {m["n_ctx"] for m in methods_of} | {4} == set(vocabulary.PROMPT_LENGTHS)
     assert {m["lambda_dpa"] for m in methods_of} == {m["lambda_cma"] for m in methods_of} == set(vocabulary.LAMBDAS)
     assert "fedrsclip" not in _keys(sensitivity)  # the defaults are part 1's run
+
+
+def _epsilon(cfg: dict) -> float:
+    from fedrs.config import from_dict
+    from fedrs.federated.dp import epsilon_spent
+    from fedrs.runs import PrivacyConfig
+
+    clients = cfg["data"]["num_clients"]
+    return epsilon_spent(from_dict(PrivacyConfig, cfg["privacy"]), clients,
+                         round(clients * cfg["train"]["sample_fraction"]), cfg["train"]["rounds"])
+
+
+def test_privacy_part_is_fedrsclip_under_central_dp_at_three_noise_levels(full):
+    private = _parts(full)["6_privacy"]
+    part1 = {n.split("/")[1]: c for n, c in full.items() if n.startswith("1_methods/")}
+    assert len(private) == 3 * 3
+    assert _keys(private) == {"fedrsclip"}
+    levels = {}
+    for cfg in private:
+        dp = cfg["privacy"]
+        assert (dp["mode"], dp["delta"]) == ("central", 1e-5)
+        assert dp["clip_norm"] == 0.04  # the measured median update norm (make_studies.PRIVACY_CLIP_NORM)
+        z, seed = dp["noise_multiplier"], cfg["train"]["seed"]
+        levels.setdefault(z, set()).add(seed)
+        # the run is part 1's FedRSCLIP of the same seed, plus the privacy section
+        clear = part1[f"fedrsclip__ucmerced__dir0.5__s{seed}"]
+        assert {k: v for k, v in cfg.items() if k not in ("name", "privacy")} == \
+            {k: v for k, v in clear.items() if k != "name"}
+        assert cfg["name"] == f"fedrsclip__ucmerced__dir0.5-dp-z{z:g}__s{seed}"
+    assert levels == {1.0: {0, 1, 2}, 4.0: {0, 1, 2}, 25.0: {0, 1, 2}}
+    # strong, moderate and weak privacy after R rounds by the runs' own accountant
+    epsilons = {cfg["privacy"]["noise_multiplier"]: _epsilon(cfg) for cfg in private}
+    assert epsilons[25.0] == pytest.approx(1.03, abs=0.01)
+    assert epsilons[4.0] == pytest.approx(8.08, abs=0.01)
+    assert epsilons[1.0] == pytest.approx(48.80, abs=0.01)
+
+
+def test_dp_files_name_their_epsilon_in_the_header():
+    path = STUDIES / "full" / "6_privacy" / "fedrsclip__ucmerced__dir0.5-dp-z4__s0.yaml"
+    assert "# central DP: epsilon 8.08 at delta 1e-05 after 40 rounds" in path.read_text()
+
+
+def test_privacy_tier_is_the_privacy_part_and_its_non_dp_pairs(privacy_tier, full, quick):
+    assert privacy_tier and set(privacy_tier) < set(full)
+    for name, cfg in privacy_tier.items():
+        assert cfg == full[name], name
+    clear = {n for n in privacy_tier if n.startswith("1_methods/")}
+    assert clear == {f"1_methods/fedrsclip__ucmerced__dir0.5__s{s}" for s in range(3)}
+    assert {n for n in privacy_tier if n not in clear} == {n for n in full if n.startswith("6_privacy/")}
+    assert not any("privacy" in c for c in quick.values())
+
+
+def test_a_noise_level_off_its_epsilon_target_is_refused(make_studies, monkeypatch):
+    """R or the clients changed: the generator refuses to write a z whose epsilon left its target."""
+    monkeypatch.setattr(make_studies, "PRIVACY_LEVELS", {25.0: 1.0, 4.0: 30.0, 1.0: 50.0})
+    with pytest.raises(SystemExit, match="noise multiplier 4 now spends epsilon 8.08"):
+        make_studies.tier_files("privacy")
+
+
+def test_update_norms_are_measured_without_changing_the_run(make_studies, tmp_path, monkeypatch):
+    """--measure-update-norms records each client's update norm per round, and the run it measures
+    is the run without the measurement (same final accuracies)."""
+    import json
+
+    from test_federated import make_dataset, tiny_config
+
+    from fedrs.experiment import run_experiment
+    from fedrs.runs import load_run_config
+
+    monkeypatch.setenv("FEDRS_CACHE", str(tmp_path / "cache"))
+    synth = make_dataset(tmp_path / "synth")
+    params = tmp_path / "tiny.yaml"
+    params.write_text(yaml.safe_dump(tiny_config(train={"rounds": 2}, eval={"every": 2})))
+    norms = make_studies.measure_update_norms(params, tmp_path / "measured", datasets=[synth])
+    assert [len(r) for r in norms] == [3, 3]  # 2 rounds x 3 clients
+    assert all(n > 0 for r in norms for n in r)
+    assert "6 client updates over 2 rounds: median" in make_studies.norms_summary(norms)
+    run_experiment(load_run_config(params), tmp_path / "plain", progress=False, datasets=[synth])
+    measured, plain = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("measured", "plain"))
+    assert (measured["personalised_accuracy"], measured["global_accuracy"]) == \
+        (plain["personalised_accuracy"], plain["global_accuracy"])
 
 
 def test_both_tiers_share_one_base_with_rounds_in_one_place(quick, full):
@@ -218,8 +308,10 @@ def test_estimate_prints_every_tier_and_part():
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert "quick: 48 runs" in out.stdout
-    for part in ("1_methods", "2_constraints", "3_heterogeneity", "4_realism", "5_sensitivity"):
+    for part in ("1_methods", "2_constraints", "3_heterogeneity", "4_realism", "5_sensitivity", "6_privacy"):
         assert part in out.stdout
+    assert "privacy: 12 runs" in out.stdout
+    assert "noise multiplier 4: epsilon 8.08 at delta 1e-05 after 40 rounds" in out.stdout
 
 
 def test_cost_model_scales_with_images_participation_and_encoder():

@@ -20,7 +20,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import MaxNLocator, NullFormatter
 
 from fedrs.study.vocabulary import dataset_label, method_label
 
@@ -463,6 +463,50 @@ def mean_learning_curves(rounds: pd.DataFrame, backbone: str, value: str, protoc
     handles = [plt.Line2D([], [], color=c, marker="o", label=label) for label, c in colors.items()]
     fig.legend(handles=handles, loc="outside right upper", fontsize=7)
     fig.suptitle(_title("Learning curves (mean ± std over seeds)", backbone, protocol))
+    return fig
+
+
+@styled
+def privacy_utility(summary: pd.DataFrame, backbone: str, protocol: str = "") -> plt.Figure | None:
+    """Accuracy against the epsilon spent (log x; mean ± std over seeds as error bars), one panel
+    per setting, personalised and global; the row without DP (``dp_mode`` none, epsilon inf) is a
+    dashed line with its ± std band, DP rows without a recorded epsilon are left out.
+    ``summary``: :func:`fedrs.study.privacy.privacy_table`'s frame."""
+    part = summary[summary["backbone"] == backbone]
+    if part.empty:
+        return None
+    part = _with_settings(part)
+    panels = list(dict.fromkeys(zip(part["_setting"], part["base_row"])))
+    fig, axes = _subplots(1, len(panels), figsize=(4.2 * len(panels) + 2, 3.4), squeeze=False,
+                          layout="constrained")
+    colors = {"personalised_acc": "tab:blue", "global_acc": "tab:orange"}
+    for ax, (setting, base) in zip(axes[0], panels):
+        rows = part[(part["_setting"] == setting) & (part["base_row"] == base)]
+        clear = rows[rows["dp_mode"] == "none"]
+        private = rows[(rows["dp_mode"] != "none") & np.isfinite(rows["epsilon"].astype(float))].sort_values("epsilon")
+        for value, color in colors.items():
+            ax.errorbar(private["epsilon"].astype(float), private[f"{value}_mean"],
+                        yerr=np.nan_to_num(private[f"{value}_std"].astype(float)), marker="o", capsize=3, color=color)
+            for _, r in clear.iterrows():
+                mean, std = float(r[f"{value}_mean"]), float(np.nan_to_num(r[f"{value}_std"]))
+                ax.axhline(mean, ls="--", lw=1, color=color)
+                ax.axhspan(mean - std, mean + std, alpha=0.12, color=color, lw=0)
+        ax.set_xscale("log")
+        ticks = sorted(set(private["epsilon"].astype(float)))
+        if ticks:  # label the epsilons of the runs, not powers of ten
+            ax.set_xticks(ticks, [f"{e:.3g}" for e in ticks])
+            ax.xaxis.set_minor_formatter(NullFormatter())
+        deltas = ", ".join(sorted({str(d) for d in private["delta"] if str(d) not in ("", "nan")}))
+        ax.set_xlabel(f"ε after the last round{f' at δ = {deltas}' if deltas else ''} (log scale)")
+        ax.set_ylabel("accuracy (%)")
+        name = clear["label"].iloc[0] if len(clear) else method_label(str(rows["method"].iloc[0]))
+        ax.set_title(f"{name} · " + setting.replace("\n", " · "), fontsize=8)
+    handles = [plt.Line2D([], [], color=c, marker="o", label=f"{v.removesuffix('_acc')} (DP)")
+               for v, c in colors.items()]
+    handles += [plt.Line2D([], [], color=c, ls="--", label=f"{v.removesuffix('_acc')}, no DP (ε = ∞)")
+                for v, c in colors.items()]
+    fig.legend(handles=handles, loc="outside lower center", ncols=2, fontsize=7)
+    fig.suptitle(_title("Privacy-utility: accuracy against ε (mean ± std over seeds)", backbone, protocol))
     return fig
 
 

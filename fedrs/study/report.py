@@ -10,9 +10,16 @@ tables (:mod:`fedrs.study.tables`), draws the figures (:mod:`fedrs.study.plots`)
 * ``tables/sensitivity.{csv,md}``    DPA kind and loss weights
 * ``tables/communication.{csv,md}``  accuracy against values/bytes uploaded per client
 * ``tables/test_sets.{csv,md}``      pooled, client and distinct test images per split
+* ``tables/privacy.{csv,md}``        accuracy and epsilon of the DP runs per noise level, paired against
+  the same row without DP (:mod:`fedrs.study.privacy`; only when the results hold DP runs)
 * ``tables/runs.csv``                one row per run (without wall times; Wilson intervals)
 * ``figures/<table>.{png,pdf}``      one figure per table, ``<table>_paired`` the paired
-  differences to FedRSCLIP with their intervals (+ ``learning_curves`` from rounds.csv)
+  differences to FedRSCLIP with their intervals (+ ``learning_curves`` from rounds.csv,
+  ``privacy_utility``: accuracy against epsilon)
+
+Runs trained with differential privacy share their row with the same row in the clear, so they
+are kept out of every table but the privacy table (and out of the learning curves); ``runs.csv``
+lists them under rows of their own (``<row>@dp-...``, :func:`fedrs.study.privacy.mark_private`).
 
 Every table (mean ± std, paired difference to FedRSCLIP with its 95% t-interval over seeds,
 test-set Wilson interval) names the backbone and the protocol in its headings, and every figure
@@ -31,7 +38,7 @@ from typing import Any, Mapping
 import pandas as pd
 
 from fedrs.io import atomic_path, write_text_atomic
-from fedrs.study import plots
+from fedrs.study import plots, privacy
 from fedrs.study.collect import ReportError, collect_runs, load_rounds
 from fedrs.study.stats import wilson_interval
 from fedrs.study.tables import REFERENCE_LABEL, Table, build_tables, methods_runs, protocol_label
@@ -90,8 +97,10 @@ def report_figures(tables: Mapping[str, Table], runs: pd.DataFrame,
                    results_dir: str | Path) -> dict[str, Any]:
     """Every figure of the report, by file stem (one per table and backbone, the paired
     differences of the methods and the ablation, + learning curves from the methods runs'
-    ``rounds.csv`` under ``results_dir``). Every title names the backbone and the protocol."""
+    ``rounds.csv`` under ``results_dir``, + accuracy against epsilon of the privacy table). Every
+    title names the backbone and the protocol. DP runs are left out of the learning curves."""
     backbones = sorted(runs["backbone"].unique())
+    plain = runs[~privacy.private_mask(runs)]
 
     def stem(name: str, backbone: str) -> str:
         return name if len(backbones) == 1 else f"{name}__{backbone.replace('/', '__')}"
@@ -121,9 +130,12 @@ def report_figures(tables: Mapping[str, Table], runs: pd.DataFrame,
         if "communication" in tables:
             figs[stem("accuracy_vs_communication", b)] = plots.accuracy_vs_communication(
                 tables["communication"].frame, b, protocol("communication", b))
+        if "privacy" in tables:
+            figs[stem("privacy_utility", b)] = plots.privacy_utility(
+                tables["privacy"].frame, b, protocol("privacy", b))
     figs = {k: v for k, v in figs.items() if v is not None}
     if "methods" in tables:
-        rounds = load_rounds(results_dir, methods_runs(runs))
+        rounds = load_rounds(results_dir, methods_runs(plain))
         for b in backbones if "personalised_acc_weighted" in rounds else []:
             fig = plots.mean_learning_curves(rounds, b, "personalised_acc_weighted", protocol("methods", b))
             if fig is not None:
@@ -140,7 +152,11 @@ def write_report(results_dir: str | Path, out_dir: str | Path | None = None,
     if runs.empty:
         raise ReportError(f"no run folders (with metrics.json) under {results_dir}: "
                           "run a study first, e.g. `fedrs sweep params/studies/<study>/*.yaml`")
-    tables = build_tables(runs)
+    tables = build_tables(runs[~privacy.private_mask(runs)])
+    privacy_table = privacy.privacy_table(runs, results_dir)
+    if privacy_table is not None:
+        tables["privacy"] = privacy_table
+    runs = privacy.mark_private(runs)
     files = write_tables(tables, out_dir)
     files.append(write_runs_table(runs, out_dir))
     if figures:

@@ -1,0 +1,157 @@
+"""The privacy-utility table of fedrs report (fedrs.study.privacy) on fabricated run folders: DP
+runs get rows of their own, are paired seed by seed with the same row without DP (hand-computed
+t-interval), read their epsilon from metrics.json, stay out of the other tables, and the report
+renders without DP runs (no section) and with only some of them."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from test_study_report import BACKBONE, T_975_2DF, make_run
+
+from fedrs.study import collect, privacy, report
+
+#: epsilon after 5 rounds of 10 clients at delta 1e-5 as a run would record it (any value: the
+#: table must show what the run folder says)
+EPSILON = {1.0: 48.8, 4.0: 8.08}
+
+
+def make_dp_run(root: Path, study: str, name: str, z: float, *, record: bool = True, **kw) -> Path:
+    """A FedRSCLIP run folder trained with central DP at noise multiplier ``z`` (C = 0.1, delta
+    1e-5): the privacy section in params.yaml and, with ``record``, the privacy entry in metrics.json."""
+    out = make_run(root, study, name, **kw)
+    section = {"mode": "central", "clip_norm": 0.1, "noise_multiplier": z, "delta": 1e-5}
+    params = yaml.safe_load((out / "params.yaml").read_text())
+    (out / "params.yaml").write_text(yaml.safe_dump({**params, "privacy": section}))
+    if record:
+        metrics = json.loads((out / "metrics.json").read_text())
+        metrics["privacy"] = {**section, "epsilon": EPSILON[z], "accountant": "RDP (dp-accounting)"}
+        (out / "metrics.json").write_text(json.dumps(metrics))
+    return out
+
+
+def _plain_run(root: Path, study: str, name: str, **kw) -> Path:
+    """A run without DP as run_experiment now writes it: privacy.mode none in both files."""
+    out = make_run(root, study, name, **kw)
+    params = yaml.safe_load((out / "params.yaml").read_text())
+    (out / "params.yaml").write_text(yaml.safe_dump({**params, "privacy": {"mode": "none", "clip_norm": 1.0,
+                                                                           "noise_multiplier": 1.0, "delta": 1e-5}}))
+    metrics = json.loads((out / "metrics.json").read_text())
+    (out / "metrics.json").write_text(json.dumps({**metrics, "privacy": {"mode": "none"}}))
+    return out
+
+
+#: FedRSCLIP without DP (personalised, global) per seed; z = 1 on seeds 0-2, z = 4 on seeds 0-1
+CLEAR = [(70.0, 60.0), (72.0, 61.0), (74.0, 65.0)]
+Z1 = [(68.0, 50.0), (71.0, 52.0), (70.0, 51.0)]
+Z4 = [(60.0, 30.0), (63.0, 33.0)]
+
+
+@pytest.fixture
+def study(tmp_path) -> Path:
+    root = tmp_path / "results"
+    for seed, (p, g) in enumerate(CLEAR):
+        _plain_run(root, "1_methods", f"fedrsclip_s{seed}", seed=seed, personalised=p, global_=g, with_rounds=True)
+        _plain_run(root, "1_methods", f"promptfl_s{seed}", method="promptfl", seed=seed, personalised=p - 10,
+                   global_=g - 10)
+    for seed, (p, g) in enumerate(Z1):
+        make_dp_run(root, "6_privacy", f"z1_s{seed}", 1.0, seed=seed, personalised=p, global_=g, with_rounds=True)
+    for seed, (p, g) in enumerate(Z4):
+        make_dp_run(root, "6_privacy", f"z4_s{seed}", 4.0, seed=seed, personalised=p, global_=g)
+    return root
+
+
+def test_dp_runs_get_rows_of_their_own(study):
+    runs = collect.collect_runs(study)
+    mask = privacy.private_mask(runs)
+    assert sorted(runs.loc[mask, "run"]) == ["z1_s0", "z1_s1", "z1_s2", "z4_s0", "z4_s1"]
+    marked = privacy.mark_private(runs)
+    assert set(marked.loc[mask, "row"]) == {"fedrsclip@dp-central-z1-C0.1-d1e-05",
+                                            "fedrsclip@dp-central-z4-C0.1-d1e-05"}
+    assert (marked.loc[~mask, "row"] == runs.loc[~mask, "row"]).all()  # runs without DP keep their rows
+    assert privacy.mark_private(marked).equals(marked)
+    assert set(marked.loc[mask, "label"]) == {"FedRSCLIP (DP central, z = 1)", "FedRSCLIP (DP central, z = 4)"}
+
+
+def test_privacy_table_pairs_each_noise_level_with_the_row_without_dp(study):
+    table = privacy.privacy_table(collect.collect_runs(study), study)
+    frame = table.frame
+    assert list(frame["dp_mode"]) == ["none", "central", "central"]  # no DP first, then z ascending
+    assert list(frame["noise_multiplier"]) == [0.0, 1.0, 4.0]
+    assert math.isinf(frame["epsilon"].iloc[0]) and list(frame["epsilon"].iloc[1:]) == [48.8, 8.08]
+    assert list(frame["clip_norm"]) == ["", "0.1", "0.1"] and list(frame["delta"]) == ["", "1e-05", "1e-05"]
+    assert list(frame["seeds"]) == [3, 3, 2]
+    clear, z1, z4 = (frame.iloc[i] for i in range(3))
+    assert clear["personalised_acc_mean"] == pytest.approx(72.0)
+    assert clear["personalised_acc_pairs"] == 0  # the reference is not paired with itself
+    # z = 1, personalised: d = -2, -1, -4 -> mean -7/3, sd sqrt(7/3), half-width t * sd / sqrt(3)
+    half = T_975_2DF * math.sqrt(7 / 3) / math.sqrt(3)
+    assert z1["personalised_acc_diff"] == pytest.approx(-7 / 3)
+    assert (z1["personalised_acc_diff_low"], z1["personalised_acc_diff_high"]) == pytest.approx(
+        (-7 / 3 - half, -7 / 3 + half))
+    assert not z1["personalised_acc_distinguishable"]  # the interval [-6.13, 1.46] holds 0
+    # global: d = -10, -9, -14 -> mean -11, sd sqrt(7), interval [-17.57, -4.43] excludes 0
+    assert z1["global_acc_diff"] == pytest.approx(-11.0)
+    assert z1["global_acc_diff_high"] == pytest.approx(-11.0 + T_975_2DF * math.sqrt(7) / math.sqrt(3))
+    assert z1["global_acc_distinguishable"]
+    # z = 4 has seeds 0 and 1 only: paired on those two (d = -10, -9)
+    assert (z4["personalised_acc_pairs"], z4["personalised_acc_diff"]) == (2, pytest.approx(-9.5))
+
+
+def test_privacy_markdown_names_epsilon_backbone_and_protocol(study):
+    text = privacy.privacy_table(collect.collect_runs(study), study).to_markdown()
+    assert f"backbone `{BACKBONE}`" in text and "10 clients, all every round · 5 rounds" in text
+    assert "∞ (no DP)" in text and "48.80 (δ = 1e-05)" in text and "8.08 (δ = 1e-05)" in text
+    z1 = next(line for line in text.splitlines() if "48.80" in line)
+    assert "-2.33" in z1 and "-11.00*" in z1 and "[-6.13, +1.46]" in z1
+    assert "reference" in next(line for line in text.splitlines() if "∞ (no DP)" in line)
+
+
+def test_report_keeps_dp_runs_out_of_the_other_tables(study, tmp_path, monkeypatch):
+    curves = []
+    draw = report.plots.mean_learning_curves
+    monkeypatch.setattr(report.plots, "mean_learning_curves",
+                        lambda rounds, *a, **kw: curves.append(rounds) or draw(rounds, *a, **kw))
+    out = report.write_report(study, tmp_path / "out", figures=True)
+    methods = out.tables["methods"].frame
+    assert set(methods["row"]) == {"fedrsclip", "promptfl"}
+    assert methods.loc[methods["row"] == "fedrsclip", "personalised_acc_mean"].iloc[0] == pytest.approx(72.0)
+    assert "privacy" in out.tables
+    assert (tmp_path / "out" / "tables" / "privacy.md").is_file()
+    assert (tmp_path / "out" / "figures" / "privacy_utility.png").is_file()
+    runs_csv = pd.read_csv(tmp_path / "out" / "tables" / "runs.csv")
+    assert runs_csv["row"].str.contains("@dp-central-z4", regex=False).sum() == 2
+    # the learning curves average the runs without DP only (z = 1 wrote rounds.csv too)
+    assert len(curves) == 1 and sorted(set(curves[0]["seed"])) == [0, 1, 2]
+    assert len(curves[0]) == 3 * 3 and set(curves[0]["row"]) == {"fedrsclip"}
+
+
+def test_report_without_dp_runs_has_no_privacy_section(tmp_path):
+    root = tmp_path / "results"
+    for seed, (p, g) in enumerate(CLEAR):
+        _plain_run(root, "1_methods", f"fedrsclip_s{seed}", seed=seed, personalised=p, global_=g)
+    assert privacy.privacy_table(collect.collect_runs(root), root) is None
+    out = report.write_report(root, tmp_path / "out", figures=False)
+    assert "privacy" not in out.tables
+    assert not (tmp_path / "out" / "tables" / "privacy.md").exists()
+
+
+def test_partial_privacy_runs_render_what_is_there(tmp_path):
+    """DP runs alone (no run without DP to pair with), one without a recorded epsilon."""
+    root = tmp_path / "results"
+    make_dp_run(root, "6_privacy", "z4_s0", 4.0, seed=0, personalised=60.0, global_=30.0)
+    make_dp_run(root, "6_privacy", "z1_s0", 1.0, seed=0, personalised=68.0, global_=50.0, record=False)
+    out = report.write_report(root, tmp_path / "out", figures=False)
+    assert list(out.tables) == ["privacy"]  # nothing else to table
+    frame = out.tables["privacy"].frame
+    assert list(frame["noise_multiplier"]) == [1.0, 4.0]
+    assert math.isnan(frame["epsilon"].iloc[0]) and frame["epsilon"].iloc[1] == 8.08
+    assert list(frame["personalised_acc_pairs"]) == [0, 0]
+    text = (tmp_path / "out" / "tables" / "privacy.md").read_text()
+    assert "| ?" in text.replace("  ", " ") and "8.08 (δ = 1e-05)" in text
+    assert "68.00" in text and "60.00" in text

@@ -151,6 +151,7 @@ def test_table_is_mean_std_and_paired_t_intervals_to_the_headline_from_the_files
     assert f"{a['mR_mean']:.2f} ± {a['mR_std']:.2f}" in text
     assert f"{sum(d) / 3:+.2f} [{sum(d) / 3 - half:+.2f}, {sum(d) / 3 + half:+.2f}]" in text
     assert "(1 seed: no interval)" in text and "in-domain: pretrained on D" in text
+    assert "validation split (carved from the training images) is not held out from the backbone" in text
     assert "backbone b" in text and "D test: 7 images" in text and "seeds 0, 1, 2" in text
     assert "**MRS-Adapter + HMMC, hinge (PE-RSITR, published)**" in text
     assert "papers' tie order" in text and "pessimistic" in text

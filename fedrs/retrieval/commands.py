@@ -87,7 +87,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "minus the validation split, score the final epoch on test, and write each result as "
                     "OUT/<dataset>/s<seed>/<row>.json as soon as it is scored. Rows already on disk are "
                     "skipped, so an interrupted run continues where it stopped. Then writes petl_table.md/.csv "
-                    "(mean +- std over seeds, paired differences to MRS-Adapter + HMMC with 95%% t-intervals).")
+                    "(mean +- std over seeds, paired differences to MRS-Adapter + HMMC with 95% t-intervals).")
     petl.add_argument("params", metavar="PARAMS.yaml")
     petl.add_argument("--seeds", type=int, nargs="+", default=None, help="a subset of the params file's seeds")
     petl.add_argument("--rows", nargs="+", default=None, metavar="ROW", help="a subset of the params file's rows")

@@ -345,13 +345,17 @@ moves image→text recall: "papers' tie order" is the order of the evaluation sc
 use (np.argsort of the scores, descending), the column to set beside published numbers;
 "optimistic ties" is the upper bound.
 
-Protocol: seed s seeds the validation split ({first['validation']}: held out of the training images,
-never trained on), the initialisation, the batch order and the dropout of every row alike; each row
+Protocol: seed s chooses the validation split, {first['validation']} (held out of the training
+images, never trained on), and seeds the initialisation, the batch order and the dropout of every row alike; each row
 trains {first['epochs']} epochs with AdamW at its learning rate, and its final epoch is scored on test
 (never the best epoch). "validated": the rate chosen on UCM-Captions' validation split
 (fedrs.retrieval.config.LR_SOURCE); "not validated": an earlier default. Non-HMMC rows train with
 the cross-modal term of the configured loss; repeated caption strings are masked from the negatives.
 Regenerate: `fedrs retrieval petl-table <this folder>` (from the s<seed>/<row>.json files)."""
+    if any(r["note"] for r in summary):
+        notes += ("\n\nIn-domain backbone: it was pretrained on this caption set's training captions, so its "
+                  "zero-shot row is not zero-shot, and the validation split (carved from the training images) "
+                  "is not held out from the backbone either; the learning rates were chosen on UCM-Captions.")
     if first["dataset"] == "RSICD":
         notes += ("\n\nRSICD: only the test images present in the shipped AID copy are scored (the paper's test "
                   "set has 1,093), so these numbers are not those of published RSICD tables.")

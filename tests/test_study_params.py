@@ -96,14 +96,15 @@ def test_quick_is_a_strict_subset_of_full(quick, full):
         assert cfg == full[name], name  # the same run, so the quick tier's numbers are the full tier's
 
 
-def test_quick_tier_is_the_methods_table_and_the_ablation_on_ucmerced(quick):
-    assert {n.split("/")[0] for n in quick} == {"1_methods", "2_constraints"}
+def test_quick_tier_is_the_core_of_the_methods_table_on_ucmerced(quick):
+    assert {n.split("/")[0] for n in quick} == {"1_methods"}
     assert {c["data"]["dataset"] for c in quick.values()} == {"UCMerced"}
     assert {(c["data"]["scheme"], c["data"]["alpha"]) for c in quick.values()} == {("dirichlet", 0.5)}
     assert {c["train"]["seed"] for c in quick.values()} == {0, 1, 2}
     keys = {n.split("/")[1].split("__")[0] for n in quick}
-    ablation = {v.key for v in vocabulary.ABLATIONS if v.in_study}
-    assert keys == {r.key for r in vocabulary.METHOD_ROWS} | ablation
+    # FedRSCLIP, the published baselines, local-only at both capacities and zero-shot
+    assert keys == {"zeroshot", "local", "fedrsclip-local", "promptfl", "fedpgp", "fedotp", "fedrsclip"}
+    assert keys < {r.key for r in vocabulary.METHOD_ROWS}
     assert len(quick) == 3 * len(keys)
 
 
@@ -154,7 +155,12 @@ def test_full_tier_has_the_issue_s_five_parts_and_the_privacy_part_in_order(full
     cross = [c for c in realism if c["data"].get("cross_domain")]
     assert {c["data"]["dataset"] for c in cross} == {vocabulary.CROSS_DOMAIN}
     assert set(cross[0]["data"]["cross_domain"]) == set(vocabulary.STUDY_DATASETS)
-    assert len(realism) == 6 * 5 * 3  # partial and few-shot on two datasets, cross-domain: 5 settings
+    b2n = [c for c in realism if c["data"].get("class_split") == "base-to-novel"]
+    assert {c["data"]["dataset"] for c in b2n} == {"UCMerced", "EuroSAT"} and len(b2n) == 6 * 2 * 3
+    unseen = [c for c in realism if c["data"].get("unseen_clients")]
+    assert {(c["data"]["num_clients"], c["data"]["unseen_clients"]) for c in unseen} == {(10, 2)}
+    # partial, few-shot, base-to-novel and unseen clients on two datasets, cross-domain: 9 settings
+    assert len(realism) == 6 * 9 * 3
 
     sensitivity = parts["5_sensitivity"]
     assert {c["data"]["dataset"] for c in sensitivity} == {"UCMerced"}
@@ -307,7 +313,7 @@ def test_estimate_prints_every_tier_and_part():
     out = subprocess.run([sys.executable, str(REPO / "params" / "make_studies.py"), "--estimate"],
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
-    assert "quick: 48 runs" in out.stdout
+    assert "quick: 21 runs" in out.stdout
     for part in ("1_methods", "2_constraints", "3_heterogeneity", "4_realism", "5_sensitivity", "6_privacy"):
         assert part in out.stdout
     assert "privacy: 12 runs" in out.stdout

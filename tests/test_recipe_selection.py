@@ -127,3 +127,19 @@ def test_a_selection_on_the_tiny_model_trains_scores_and_writes_its_record(real_
     candidates["two"] = PretrainConfig(**{**tiny, "validation_seed": 1})
     with pytest.raises(SelectionError, match="different images"):
         select_recipe(["one", "two"], tmp_path / "work2", progress=False)
+
+
+def test_a_model_card_cites_the_selection_only_for_the_chosen_recipe():
+    from fedrs.pretrain.selection import card_selection
+
+    row = {"candidate": "r2", "val_mR": 14.4, "val_zeroshot_unseen_templates": 46.8,
+           "val_zeroshot_eval_template": 55.9, "selection_score": 30.6}
+    record = {"chosen": "r2", "candidates": [row, {**row, "candidate": "r1"}], "rule": "the rule",
+              "held_out": {"images": 897}}
+    shipped = to_dict(load_recipe("fedrs-rsclip-s"))
+    # an older card's recipe lacks the validation keys: read with their defaults, it still matches
+    older = {k: v for k, v in shipped.items() if not k.startswith("validation_")}
+    cited = card_selection(record, older)
+    assert cited["chosen"] == "r2" and cited["val_mR"] == 14.4 and cited["held_out_images"] == 897
+    assert card_selection(record, {**shipped, "crop_min_area": 0.5}) is None  # another recipe
+    assert card_selection({**record, "chosen": "r1"}, shipped) is None  # r1 is not the shipped recipe

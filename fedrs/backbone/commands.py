@@ -62,8 +62,12 @@ def cmd_list(args) -> int:
 
 
 def cmd_card(args) -> int:
-    from fedrs.paths import models_root
+    from fedrs.paths import models_root, results_root
 
+    if args.rescore:
+        from fedrs.pretrain.selection import rescore_model_card
+
+        rescore_model_card(args.model, card_dirs=[results_root() / "backbones" / args.model])
     card = models_root() / args.model / "model_card.md"
     if not card.is_file():
         from fedrs.errors import BackboneError
@@ -108,4 +112,7 @@ def register(sub) -> None:
 
     p = bsub.add_parser("card", help="print the model card of a built offline backbone")
     p.add_argument("--model", default="fedrs-rsclip-s")
+    p.add_argument("--rescore", action="store_true",
+                   help="recompute the card's zero-shot rows and recipe-selection section (no retraining); "
+                        "also rewrites results/backbones/<model>/")
     p.set_defaults(func=cmd_card)

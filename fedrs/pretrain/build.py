@@ -14,7 +14,8 @@ from fedrs.backbone.factory import CHECKPOINT_NAME
 from fedrs.errors import BackboneError
 from fedrs.paths import models_root, results_root
 
-from .training import load_recipe, pretrain
+from .selection import card_selection, read_selection
+from .training import load_recipe, pretrain, write_model_card
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +57,12 @@ def build_offline_backbone(model: str, *, recipe: str | Path | None = None,
         state_file.unlink(missing_ok=True)
     card_dirs = [results_root() / "backbones" / cfg.model] if card else []
     trained = pretrain(cfg, out_dir=out_dir, resume=not restart, card_dirs=card_dirs)
+    record = read_selection(cfg.model)
+    selection = card_selection(record, trained["recipe"]) if record else None
+    if selection:  # the recipe was chosen on held-out images: the card says how
+        trained["selection"] = selection
+        for folder in [out_dir, *card_dirs]:
+            write_model_card(trained, folder)
     logger.info("%s: trained in %.1f min -> %s", cfg.model, trained["train_wall_seconds"] / 60, ckpt)
     for row in trained["zero_shot"]:
         if "error" not in row:

@@ -256,6 +256,70 @@ def select_recipe(names: Sequence[str], workdir: Path, out_dir: Path | None = No
     return record
 
 
+def card_selection(record: dict, recipe: dict) -> dict | None:
+    """What a model card of ``recipe`` (a trained recipe as a dict) says about the selection
+    ``record``: ``None`` unless the record chose that recipe (the card's model trained on everything,
+    the chosen candidate without the held-out slice)."""
+    chosen = next((r for r in record.get("candidates", []) if r["candidate"] == record.get("chosen")), None)
+    if chosen is None:
+        return None
+    try:
+        candidate = to_dict(load_candidate(record["chosen"]))
+    except SelectionError:
+        return None
+    # through the config class, so a card written before a field existed reads with its default
+    known = set(PretrainConfig.__dataclass_fields__)
+    recipe = to_dict(PretrainConfig(**{k: v for k, v in recipe.items() if k in known}))
+    if not _same_training(recipe, {**candidate, "validation_fraction": 0.0}):
+        return None
+    return {"chosen": record["chosen"], "candidates": [r["candidate"] for r in record["candidates"]],
+            "rule": record["rule"], "held_out_images": record["held_out"]["images"],
+            **{k: chosen[k] for k in ("val_mR", "val_zeroshot_unseen_templates", "val_zeroshot_eval_template",
+                                      "selection_score")}}
+
+
+def read_selection(model: str) -> dict | None:
+    """``results/backbones/<model>/selection.json`` if there is one."""
+    import json
+
+    from fedrs.paths import results_root
+
+    path = results_root() / "backbones" / model / "selection.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def rescore_model_card(model: str, card_dirs: Sequence[Path] = ()) -> dict:
+    """Recompute the zero-shot rows (every column, the unseen templates included) and the selection
+    section of the built offline backbone ``model``'s model card, without retraining; write it to
+    the model folder and every folder in ``card_dirs``. Returns the card."""
+    import json
+
+    from fedrs.backbone.factory import CHECKPOINT_NAME, file_fingerprint
+    from fedrs.paths import models_root
+    from fedrs.pretrain.training import _card_zero_shot, write_model_card
+
+    folder = models_root() / model
+    card_file, ckpt = folder / "model_card.json", folder / CHECKPOINT_NAME
+    if not card_file.is_file() or not ckpt.is_file():
+        raise BackboneError(f"no built {model} with a model card in {folder}: build it with "
+                            f"`fedrs backbone pretrain --model {model}`")
+    card = json.loads(card_file.read_text())
+    if file_fingerprint(ckpt) != card["checkpoint_sha256"]:
+        raise BackboneError(f"{ckpt} is not the checkpoint its model card describes (sha256 differs): "
+                            f"rebuild it with `fedrs backbone pretrain --model {model} --restart`")
+    known = set(PretrainConfig.__dataclass_fields__)
+    cfg = PretrainConfig(**{k: v for k, v in card["recipe"].items() if k in known})
+    card["zero_shot"] = _card_zero_shot(cfg, ckpt, progress=False)
+    record = read_selection(model)
+    selection = card_selection(record, card["recipe"]) if record else None
+    card.pop("selection", None)
+    if selection:
+        card["selection"] = selection
+    for out in [folder, *card_dirs]:
+        write_model_card(card, Path(out))
+    return card
+
+
 def selection_markdown(record: dict) -> str:
     held = record["held_out"]
     lines = [
@@ -298,6 +362,9 @@ def selection_markdown(record: dict) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["CANDIDATE_DIR", "UNSEEN_TEMPLATES", "SelectionError", "ValidationSlice", "candidate_names",
-           "check_unseen_templates", "choose_candidate", "load_candidate", "score_checkpoint", "select_recipe",
-           "selection_markdown", "template_fragments", "train_candidate", "validation_slice"]
+__all__ = [
+    "CANDIDATE_DIR", "UNSEEN_TEMPLATES", "SelectionError", "ValidationSlice", "candidate_names", "card_selection",
+    "check_unseen_templates", "choose_candidate", "load_candidate", "read_selection", "rescore_model_card",
+    "score_checkpoint", "select_recipe", "selection_markdown", "template_fragments", "train_candidate",
+    "validation_slice",
+]

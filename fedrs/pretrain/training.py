@@ -461,6 +461,21 @@ def write_model_card(card: dict, folder: Path) -> None:
         f"- wall time: {card['train_wall_seconds'] / 60:.1f} min training on {card['threads']} CPU threads "
         f"(+ {card['data_prep_seconds']:.0f} s data preparation); final loss {card['history'][-1]['loss']:.3f}",
         "",
+    ]
+    sel = card.get("selection")
+    if sel:
+        lines += [
+            "## Recipe selection",
+            f"- chosen recipe: {sel['chosen']} of {', '.join(sel['candidates'])}, by {sel['rule']}, on "
+            f"{sel['held_out_images']:,} RSICD-train/AID images held out of pretraining (no evaluation dataset "
+            f"was looked at; `results/backbones/{card['model']}/SELECTION.md`)",
+            f"- the chosen recipe trained without those images: validation mR {sel['val_mR']:.2f}, zero-shot "
+            f"top-1 {sel['val_zeroshot_unseen_templates']:.1f} (unseen templates) and "
+            f"{sel['val_zeroshot_eval_template']:.1f} (evaluation template) over AID's 30 classes; this "
+            "checkpoint is the same recipe trained on all pretraining images",
+            "",
+        ]
+    lines += [
         "## Zero-shot top-1 (%)",
         "Label captions contain the single template and AID's class names; the unseen templates' words "
         "occur in no pretraining caption. AID-holdout: seen classes, unseen images.",

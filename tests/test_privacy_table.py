@@ -1,7 +1,8 @@
 """The privacy-utility table of fedrs report (fedrs.study.privacy) on fabricated run folders: DP
-runs get rows of their own, are paired seed by seed with the same row without DP (hand-computed
-t-interval), read their epsilon from metrics.json, stay out of the other tables, and the report
-renders without DP runs (no section) and with only some of them."""
+runs get rows of their own (their row key carries the DP tag) and their privacy settings and epsilon
+as run columns read from metrics.json, are paired seed by seed with the same row without DP
+(hand-computed t-interval), stay out of the other tables even when these are built from every run,
+and the report renders without DP runs (no section) and with only some of them."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import pytest
 import yaml
 from test_study_report import BACKBONE, T_975_2DF, make_run
 
-from fedrs.study import collect, privacy, report
+from fedrs.study import collect, privacy, report, tables
 
 #: epsilon after 5 rounds of 10 clients at delta 1e-5 as a run would record it (any value: the
 #: table must show what the run folder says)
@@ -68,18 +69,66 @@ def study(tmp_path) -> Path:
 
 def test_dp_runs_get_rows_of_their_own(study):
     runs = collect.collect_runs(study)
-    mask = privacy.private_mask(runs)
+    mask = collect.private_runs(runs)
     assert sorted(runs.loc[mask, "run"]) == ["z1_s0", "z1_s1", "z1_s2", "z4_s0", "z4_s1"]
-    marked = privacy.mark_private(runs)
-    assert set(marked.loc[mask, "row"]) == {"fedrsclip@dp-central-z1-C0.1-d1e-05",
-                                            "fedrsclip@dp-central-z4-C0.1-d1e-05"}
-    assert (marked.loc[~mask, "row"] == runs.loc[~mask, "row"]).all()  # runs without DP keep their rows
-    assert privacy.mark_private(marked).equals(marked)
-    assert set(marked.loc[mask, "label"]) == {"FedRSCLIP (DP central, z = 1)", "FedRSCLIP (DP central, z = 4)"}
+    assert set(runs.loc[mask, "row"]) == {"fedrsclip-dp-central-z1", "fedrsclip-dp-central-z4"}
+    assert set(runs.loc[mask, "privacy"]) == {"dp-central-z1", "dp-central-z4"}
+    assert set(runs.loc[~mask, "row"]) == {"fedrsclip", "promptfl"}  # runs without DP keep their rows
+    assert set(runs.loc[~mask, "privacy"]) == {""}
+    assert set(runs.loc[mask, "label"]) == {"FedRSCLIP (DP central, z = 1)", "FedRSCLIP (DP central, z = 4)"}
+    assert runs.loc[mask, "variant"].isna().all()  # not a constraint-ablation variant
+
+
+def test_privacy_columns_come_from_metrics_json(study, tmp_path):
+    runs = collect.collect_runs(study).set_index("run")
+    z4 = runs.loc["z4_s0"]
+    assert (z4["dp_mode"], z4["noise_multiplier"], z4["clip_norm"], z4["delta"], z4["epsilon"]) == \
+        ("central", 4.0, 0.1, 1e-5, 8.08)
+    clear = runs.loc["fedrsclip_s0"]
+    assert (clear["dp_mode"], clear["noise_multiplier"], clear["epsilon"]) == ("none", 0.0, math.inf)
+    assert math.isnan(clear["clip_norm"]) and math.isnan(clear["delta"])
+    # the run's own record first: metrics.json says z = 4 although params.yaml (edited later) says 2
+    run = study / "6_privacy" / "z4_s0"
+    params = yaml.safe_load((run / "params.yaml").read_text())
+    params["privacy"]["noise_multiplier"] = 2.0
+    (run / "params.yaml").write_text(yaml.safe_dump(params))
+    assert collect.read_run(run, study)["noise_multiplier"] == 4.0
+    # no entry in metrics.json: the settings from params.yaml, epsilon unknown
+    metrics = json.loads((run / "metrics.json").read_text())
+    del metrics["privacy"]
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    row = collect.read_run(run, study)
+    assert (row["dp_mode"], row["noise_multiplier"], row["row"]) == ("central", 2.0, "fedrsclip-dp-central-z2")
+    assert math.isnan(row["epsilon"])
+    # an older run folder with neither: no DP
+    older = make_run(tmp_path / "older", "", "old")
+    row = collect.read_run(older, tmp_path / "older")
+    assert (row["dp_mode"], row["epsilon"], row["row"]) == ("none", math.inf, "fedrsclip")
+
+
+def test_tables_leave_dp_runs_out_by_construction(study):
+    """build_tables given every run (no split beforehand) tables the runs without DP only."""
+    runs = collect.collect_runs(study)
+    built = tables.build_tables(runs)
+    assert "methods" in built and "constraints" not in built  # DP FedRSCLIP rows are no ablation variants
+    for table in built.values():
+        assert not table.frame["row"].astype(str).str.contains("dp-").any()
+    methods = built["methods"].frame
+    assert methods.loc[methods["row"] == "fedrsclip", "seeds"].iloc[0] == 3
+    assert not tables.methods_runs(runs)["row"].str.contains("dp-").any()
+
+
+def test_a_dp_row_mixing_clipping_norms_is_refused(study):
+    run = study / "6_privacy" / "z4_s1"
+    metrics = json.loads((run / "metrics.json").read_text())
+    metrics["privacy"]["clip_norm"] = 0.2
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    with pytest.raises(collect.ReportError, match=r"fedrsclip-dp-central-z4.*clip_norm \(0.1, 0.2\)"):
+        privacy.privacy_table(collect.collect_runs(study))
 
 
 def test_privacy_table_pairs_each_noise_level_with_the_row_without_dp(study):
-    table = privacy.privacy_table(collect.collect_runs(study), study)
+    table = privacy.privacy_table(collect.collect_runs(study))
     frame = table.frame
     assert list(frame["dp_mode"]) == ["none", "central", "central"]  # no DP first, then z ascending
     assert list(frame["noise_multiplier"]) == [0.0, 1.0, 4.0]
@@ -104,7 +153,7 @@ def test_privacy_table_pairs_each_noise_level_with_the_row_without_dp(study):
 
 
 def test_privacy_markdown_names_epsilon_backbone_and_protocol(study):
-    text = privacy.privacy_table(collect.collect_runs(study), study).to_markdown()
+    text = privacy.privacy_table(collect.collect_runs(study)).to_markdown()
     assert f"backbone `{BACKBONE}`" in text and "10 clients, all every round · 5 rounds" in text
     assert "∞ (no DP)" in text and "48.80 (δ = 1e-05)" in text and "8.08 (δ = 1e-05)" in text
     z1 = next(line for line in text.splitlines() if "48.80" in line)
@@ -125,7 +174,8 @@ def test_report_keeps_dp_runs_out_of_the_other_tables(study, tmp_path, monkeypat
     assert (tmp_path / "out" / "tables" / "privacy.md").is_file()
     assert (tmp_path / "out" / "figures" / "privacy_utility.png").is_file()
     runs_csv = pd.read_csv(tmp_path / "out" / "tables" / "runs.csv")
-    assert runs_csv["row"].str.contains("@dp-central-z4", regex=False).sum() == 2
+    assert (runs_csv["row"] == "fedrsclip-dp-central-z4").sum() == 2
+    assert list(runs_csv.loc[runs_csv["row"] == "fedrsclip-dp-central-z4", "epsilon"]) == [8.08, 8.08]
     # the learning curves average the runs without DP only (z = 1 wrote rounds.csv too)
     assert len(curves) == 1 and sorted(set(curves[0]["seed"])) == [0, 1, 2]
     assert len(curves[0]) == 3 * 3 and set(curves[0]["row"]) == {"fedrsclip"}
@@ -135,7 +185,7 @@ def test_report_without_dp_runs_has_no_privacy_section(tmp_path):
     root = tmp_path / "results"
     for seed, (p, g) in enumerate(CLEAR):
         _plain_run(root, "1_methods", f"fedrsclip_s{seed}", seed=seed, personalised=p, global_=g)
-    assert privacy.privacy_table(collect.collect_runs(root), root) is None
+    assert privacy.privacy_table(collect.collect_runs(root)) is None
     out = report.write_report(root, tmp_path / "out", figures=False)
     assert "privacy" not in out.tables
     assert not (tmp_path / "out" / "tables" / "privacy.md").exists()

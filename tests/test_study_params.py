@@ -301,6 +301,28 @@ def test_rows_that_share_a_registry_name_differ_only_by_their_section():
     assert vocabulary.row_identity({**main, "dpa": "kl"}).variant is None  # not an ablation row
 
 
+def test_a_dp_run_has_a_row_of_its_own_and_every_other_row_keeps_its_key(full):
+    """DP is part of the row identity (the report keeps DP runs apart by construction); a privacy
+    section without DP changes nothing, so every non-DP key (and file name) stays as it was."""
+    for name, cfg in full.items():
+        clear = vocabulary.row_key(cfg["method"])
+        key = vocabulary.row_key(cfg["method"], cfg.get("privacy"))
+        assert vocabulary.row_key(cfg["method"], {"mode": "none", "noise_multiplier": 4.0}) == clear
+        if "privacy" not in cfg:
+            assert key == clear == name.split("/")[1].split("__")[0], name
+        else:
+            z = cfg["privacy"]["noise_multiplier"]
+            identity = vocabulary.row_identity(cfg["method"], cfg["privacy"])
+            assert (key, identity.privacy, identity.clear_key) == (f"{clear}-dp-central-z{z:g}", f"dp-central-z{z:g}",
+                                                                   clear)
+            assert identity.label == f"FedRSCLIP (DP central, z = {z:g})" and identity.variant is None
+            assert vocabulary.clear_label(identity.label, identity.privacy) == "FedRSCLIP"
+    main = yaml.safe_load((OFFLINE / "fedrsclip_ucmerced.yaml").read_text())["method"]
+    local = vocabulary.row_identity({**main, "lambda_dpa": 0.0}, {"mode": "local", "noise_multiplier": 0.5})
+    assert (local.key, local.label) == ("fedrsclip-no-dpa-dp-local-z0.5", "FedRSCLIP (w/o DPA, DP local, z = 0.5)")
+    assert vocabulary.clear_label(local.label, local.privacy) == "FedRSCLIP (w/o DPA)"
+
+
 def test_the_constraint_ablation_is_the_issue_s_list():
     generated = [v.label for v in vocabulary.ABLATIONS if v.in_study]
     assert generated == ["full", "w/o DPA", "w/o CMA", "w/o DPA & CMA", "shared text prompt only",

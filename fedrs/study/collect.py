@@ -10,7 +10,12 @@ sorted in the study's order (:mod:`fedrs.study.vocabulary`); :func:`load_rounds`
 (:mod:`fedrs.study.tables`).
 
 A run's row is :func:`~fedrs.study.vocabulary.row_identity` of its ``params.yaml`` method
-section, the function the params generator names its files with. Test-set sizes come from
+section, the function the params generator names its files with, and of its privacy settings: a
+run trained with differential privacy has a row of its own (``fedrsclip-dp-central-z4``). Those
+settings and the epsilon the run spent are read from the ``privacy`` entry of its
+``metrics.json`` (the run's own record), ``params.yaml``'s ``privacy:`` section filling in a
+setting the entry lacks (:func:`privacy_columns`); :func:`private_runs` tells DP runs apart,
+which every table but the privacy table leaves out. Test-set sizes come from
 ``clients.csv`` (each client's test images at the last evaluation) and ``split.json`` (pooled
 test images, distinct and exclusive client test images); older run folders without them keep
 those columns empty, and everything else still reads.
@@ -47,21 +52,30 @@ from fedrs.study.vocabulary import (
 logger = logging.getLogger(__name__)
 
 #: columns of :func:`collect_runs`, in order. ``row`` is the run's row key, ``label`` its name in
-#: tables; ``base``/``ablation``/``sensitivity`` its parts (:class:`~fedrs.study.vocabulary.RowIdentity`,
-#: tags joined by ``+``); ``variant`` its constraint-ablation label (FedRSCLIP at the study
-#: defaults only). ``participation`` is the fraction of clients sampled a round. Test sets:
+#: tables; ``base``/``ablation``/``sensitivity``/``privacy`` its parts (:class:`~fedrs.study.vocabulary.RowIdentity`,
+#: tags joined by ``+``; ``privacy`` the DP tag, empty without DP); ``variant`` its constraint-ablation
+#: label (FedRSCLIP at the study defaults, without DP, only). ``participation`` is the fraction of
+#: clients sampled a round. Differential privacy (:data:`PRIVACY_COLUMNS`): ``dp_mode`` (``none``,
+#: ``central``, ``local``), ``noise_multiplier`` z (0 without DP), ``clip_norm`` C (L2) and ``delta``
+#: (NaN without DP), ``epsilon`` spent after the last round (inf without DP; NaN for a DP run whose
+#: metrics.json does not record it). Test sets:
 #: ``personalised_correct/total`` summed over clients at the last evaluation, ``global_correct/total``
 #: on the pooled test set, ``test_distinct`` distinct client test images, ``test_exclusive`` each
 #: client's test images held by no other client (space-separated). ``config`` is the run's
 #: configuration as canonical JSON (without its name and device), to tell runs apart.
 RUN_COLUMNS = [
     "backbone", "dataset", "split", "clients", "participation", "rounds", "row", "label", "method", "base",
-    "ablation", "sensitivity", "variant", "prompt_length", "seed", "personalised_acc",
+    "ablation", "sensitivity", "privacy", "variant", "prompt_length", "seed", "personalised_acc",
     "personalised_acc_unweighted", "personalised_acc_balanced", "global_acc", "unseen_client_global_acc",
     "novel_personalised_acc", "novel_global_acc", "hm_personalised", "hm_global", "personalised_correct",
     "personalised_total", "global_correct", "global_total", "test_distinct", "test_exclusive", "upload_values",
-    "upload_bytes", "wall_s", "study", "run", "config",
+    "upload_bytes", "dp_mode", "noise_multiplier", "clip_norm", "delta", "epsilon", "wall_s", "study", "run",
+    "config",
 ]
+#: the differential-privacy columns of :data:`RUN_COLUMNS` (:func:`privacy_columns`)
+PRIVACY_COLUMNS = ["dp_mode", "noise_multiplier", "clip_norm", "delta", "epsilon"]
+#: the privacy settings :func:`privacy_columns` reads (besides the mode and epsilon)
+_PRIVACY_SETTINGS = ("noise_multiplier", "clip_norm", "delta")
 #: what identifies one setting (every row of a setting and seed shares the split and initialisation)
 SETTING = ["backbone", "dataset", "split", "clients", "participation", "rounds"]
 #: integer columns (nullable)
@@ -202,6 +216,29 @@ def _read_json(path: Path) -> dict:
     return data
 
 
+def privacy_columns(recorded: Any, configured: Any) -> dict[str, Any]:
+    """A run's :data:`PRIVACY_COLUMNS` from the ``privacy`` entry of its metrics.json
+    (``recorded``: what the run spent, written by it after its last round) and the ``privacy:``
+    section of its params.yaml (``configured``: the settings where the entry lacks one; epsilon
+    only ever from the record). Either may be missing (older run folders: no DP)."""
+    recorded = recorded if isinstance(recorded, Mapping) else {}
+    settings = {**(configured if isinstance(configured, Mapping) else {}), **recorded}
+    mode = str(settings.get("mode") or "none")
+    if mode == "none":
+        return {"dp_mode": "none", "noise_multiplier": 0.0, "clip_norm": math.nan, "delta": math.nan,
+                "epsilon": math.inf}
+    epsilon = recorded.get("epsilon")
+    return {"dp_mode": mode, **{k: _float_or_nan(settings.get(k)) for k in _PRIVACY_SETTINGS},
+            "epsilon": math.nan if epsilon is None else _float_or_nan(epsilon)}
+
+
+def private_runs(runs: pd.DataFrame) -> pd.Series:
+    """True for each run (of :func:`collect_runs`) trained with differential privacy."""
+    if runs.empty or "dp_mode" not in runs:
+        return pd.Series(False, index=runs.index, dtype=bool)
+    return runs["dp_mode"].fillna("none").astype(str) != "none"
+
+
 def find_run_dirs(results_dir: str | Path) -> list[Path]:
     """Every folder under ``results_dir`` holding a ``metrics.json`` (sorted)."""
     root = Path(results_dir)
@@ -214,7 +251,8 @@ def read_run(run_dir: str | Path, results_dir: str | Path | None = None) -> dict
     """One row (see :data:`RUN_COLUMNS`) from a run folder's ``metrics.json`` and ``params.yaml``
     (and ``clients.csv`` / ``split.json`` where present)."""
     run_dir = Path(run_dir)
-    metrics = flatten(_read_json(run_dir / "metrics.json"))
+    raw_metrics = _read_json(run_dir / "metrics.json")
+    metrics = flatten(raw_metrics)
     if not (run_dir / "params.yaml").is_file():
         raise ReportError(f"{run_dir}: metrics.json without params.yaml: the tables need the run's "
                           "configuration (its method section names its row); keep params.yaml with metrics.json")
@@ -228,9 +266,10 @@ def read_run(run_dir: str | Path, results_dir: str | Path | None = None) -> dict
         (v for v in (_section(metrics, "partition"), _section(params, "data"), metrics.get("split")) if v), None))
     section = raw_params.get("method") if isinstance(raw_params.get("method"), Mapping) else \
         {"name": row["method"], **{k: v for k, v in method_switches(params).items() if v is not None}}
-    identity = row_identity(section)
+    row.update(privacy_columns(raw_metrics.get("privacy"), raw_params.get("privacy")))
+    identity = row_identity(section, {"mode": row["dp_mode"], "noise_multiplier": row["noise_multiplier"]})
     row.update(row=identity.key, label=identity.label, base=identity.base, ablation="+".join(identity.ablation),
-               sensitivity="+".join(identity.sensitivity), variant=identity.variant)
+               sensitivity="+".join(identity.sensitivity), privacy=identity.privacy, variant=identity.variant)
     for column in INT_COLUMNS:
         row[column] = _int_or_none(row.get(column))
     row["participation"] = _float_or_nan(row["participation"]) if row["participation"] is not None else 1.0
@@ -374,6 +413,8 @@ def read_runs(run_dirs: Sequence[str | Path], results_dir: str | Path | None = N
     for column in INT_COLUMNS:
         df[column] = df[column].astype("Int64")
     df["participation"] = df["participation"].astype(float)
+    for column in PRIVACY_COLUMNS[1:]:
+        df[column] = df[column].astype(float)
     df = sort_rows(df, SETTING + ["row", "seed", "study", "run"])
     if skipped and df.empty:
         where = f" under {results_dir}" if results_dir is not None else ""
@@ -427,7 +468,7 @@ def sort_rows(df: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
 
 
 __all__ = [
-    "ACCURACY_COLUMNS", "INT_COLUMNS", "RUN_COLUMNS", "SETTING", "ReportError", "collect_runs", "find_run_dirs",
-    "flatten", "load_rounds", "lookup", "method_switches", "read_run", "read_runs", "run_config_id", "sort_rows",
-    "split_label", "test_counts",
+    "ACCURACY_COLUMNS", "INT_COLUMNS", "PRIVACY_COLUMNS", "RUN_COLUMNS", "SETTING", "ReportError", "collect_runs",
+    "find_run_dirs", "flatten", "load_rounds", "lookup", "method_switches", "private_runs", "privacy_columns",
+    "read_run", "read_runs", "run_config_id", "sort_rows", "split_label", "test_counts",
 ]

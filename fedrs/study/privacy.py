@@ -1,20 +1,15 @@
 """The privacy-utility table: a row under differential privacy against the same row without.
 
-Runs with a ``privacy:`` section whose mode is not ``none`` (:mod:`fedrs.federated.dp`) share
-their method section, and so their row key (:func:`~fedrs.study.vocabulary.row_identity`), with
-the same row trained in the clear. They are kept out of the other tables (a DP FedRSCLIP is not
-the methods table's FedRSCLIP) and tabled here instead:
-
-* :func:`private_mask` tells DP runs apart by their ``config`` (the run's ``params.yaml``, which
-  :func:`~fedrs.study.collect.collect_runs` keeps as canonical JSON);
-* :func:`mark_private` gives each DP run a row of its own, ``<row>@dp-<mode>-z<z>-C<C>-d<delta>``
-  (so ``runs.csv`` and the pairing tell the noise levels apart), labelled ``<label> (DP, z = ..)``;
-* :func:`privacy_runs` adds the privacy settings and the epsilon each run spent, read from the
-  ``privacy`` entry of its ``metrics.json`` (the accountant's value after the last round, written
-  by the run itself; ``params.yaml``'s settings where an entry is missing, with epsilon unknown);
-* :func:`privacy_table` summarises each noise level over seeds with
-  :func:`fedrs.study.tables.summarise` (mean ± std, paired difference to the same row without DP
-  of the same setting and seed, its 95% t-interval from :mod:`fedrs.study.stats`).
+Runs with a ``privacy:`` section whose mode is not ``none`` (:mod:`fedrs.federated.dp`) have rows
+of their own (:func:`~fedrs.study.vocabulary.row_identity` adds ``dp-<mode>-z<z>``:
+``fedrsclip-dp-central-z4``, labelled ``FedRSCLIP (DP central, z = 4)``), which every other table
+leaves out (:func:`~fedrs.study.tables.build_tables`; a DP FedRSCLIP is not the methods table's
+FedRSCLIP). Their privacy settings and the epsilon each spent are columns of the runs frame
+(:data:`~fedrs.study.collect.PRIVACY_COLUMNS`, read from each run's ``metrics.json`` by
+:func:`~fedrs.study.collect.collect_runs`); :func:`privacy_table` summarises each noise level
+over seeds with :func:`fedrs.study.tables.summarise` (mean ± std, paired difference to the same
+row without DP, :func:`~fedrs.study.vocabulary.clear_row`, of the same setting and seed, its 95%
+t-interval from :mod:`fedrs.study.stats`).
 
 A results folder without DP runs has no privacy table (``None``); one with some noise levels or
 seeds missing tables what it holds, and a DP row without the non-DP row to pair with shows its
@@ -23,120 +18,53 @@ accuracy and no difference.
 
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
-from typing import Any, Mapping
 
 import pandas as pd
 
-from fedrs.study.collect import SETTING, ReportError, sort_rows
+from fedrs.study.collect import SETTING, ReportError, private_runs, sort_rows
 from fedrs.study.stats import CONFIDENCE
 from fedrs.study.tables import (
     NOT_APPLICABLE,
     Table,
     backbone_protocol,
     compared_settings,
+    diff_cells,
     fmt_mean_std,
     setting_label,
     summarise,
 )
-
-#: the columns :func:`privacy_runs` adds: DP mode, noise multiplier z, clipping norm C (L2), delta,
-#: the epsilon spent after the last round (inf without DP, nan when not recorded), and the row the
-#: run is a DP version of
-PRIVACY_COLUMNS = ["dp_mode", "noise_multiplier", "clip_norm", "delta", "epsilon", "base_row"]
-#: what marks a DP row key
-DP_MARK = "@dp-"
+from fedrs.study.vocabulary import clear_label, clear_row
 
 
-def _privacy_section(config: Any) -> dict[str, Any]:
-    """The ``privacy`` section of a run's canonical-JSON configuration (empty when absent)."""
-    try:
-        section = json.loads(config).get("privacy") if isinstance(config, str) else None
-    except ValueError:
-        section = None
-    return section if isinstance(section, Mapping) else {}
-
-
-def _mode(section: Mapping[str, Any]) -> str:
-    return str(section.get("mode") or "none")
-
-
-def private_mask(runs: pd.DataFrame) -> pd.Series:
-    """True for each run trained with differential privacy (its ``privacy.mode`` is not ``none``)."""
-    if runs.empty or "config" not in runs:
-        return pd.Series(False, index=runs.index, dtype=bool)
-    return pd.Series([_mode(_privacy_section(c)) != "none" for c in runs["config"]], index=runs.index, dtype=bool)
-
-
-def dp_row_key(row: str, section: Mapping[str, Any]) -> str:
-    """The row key of ``row`` trained under the privacy ``section``, e.g.
-    ``fedrsclip@dp-central-z4-C0.1-d1e-05``."""
-    return (f"{row}{DP_MARK}{_mode(section)}-z{float(section.get('noise_multiplier', math.nan)):g}"
-            f"-C{float(section.get('clip_norm', math.nan)):g}-d{float(section.get('delta', math.nan)):g}")
-
-
-def mark_private(runs: pd.DataFrame) -> pd.DataFrame:
-    """``runs`` with each DP run's ``row`` and ``label`` made its own (:func:`dp_row_key`;
-    ``<label> (DP central, z = 4)``); runs without DP unchanged. Idempotent."""
-    mask = private_mask(runs)
-    if not mask.any():
-        return runs
+def _with_clear_rows(runs: pd.DataFrame) -> pd.DataFrame:
+    """``runs`` with ``base_row``: the row each run is the DP version of (its own row without DP)."""
     out = runs.copy()
-    for i in out.index[mask]:
-        if DP_MARK in str(out.at[i, "row"]):
-            continue
-        section = _privacy_section(out.at[i, "config"])
-        out.at[i, "row"] = dp_row_key(str(out.at[i, "row"]), section)
-        out.at[i, "label"] = f"{out.at[i, 'label']} (DP {_mode(section)}, z = {float(section['noise_multiplier']):g})"
+    out["base_row"] = [clear_row(str(row), str(tag or "")) for row, tag in zip(out["row"], out["privacy"])]
     return out
 
 
-def _recorded_privacy(results_dir: Path, study: str, run: str) -> dict[str, Any]:
-    """The ``privacy`` entry of a run folder's metrics.json (empty when it has none)."""
-    path = results_dir / study / run / "metrics.json"
-    try:
-        entry = json.loads(path.read_text(encoding="utf-8")).get("privacy")
-    except (OSError, ValueError) as exc:
-        raise ReportError(f"{path}: cannot read the privacy entry ({exc})") from None
-    return entry if isinstance(entry, Mapping) else {}
+def _check_settings(rows: pd.DataFrame) -> None:
+    """One clipping norm and delta per DP row: the row key names the noise multiplier only."""
+    for key, group in rows.groupby("row", sort=False):
+        for column in ("clip_norm", "delta"):
+            if group[column].nunique(dropna=False) > 1:
+                where = ", ".join(f"{s}/{r}" if s else r for s, r in zip(group["study"], group["run"]))
+                raise ReportError(f"runs {where} of row {key!r} differ in privacy.{column} "
+                                  f"({', '.join(f'{v:g}' for v in sorted(set(group[column])))}): the privacy table "
+                                  "would average them; move the runs of one value out of the results folder")
 
 
-def privacy_runs(runs: pd.DataFrame, results_dir: str | Path) -> pd.DataFrame:
-    """``runs`` (:func:`~fedrs.study.collect.collect_runs` rows) with :data:`PRIVACY_COLUMNS`:
-    the settings of each run's privacy section and the epsilon it recorded in ``metrics.json``
-    after its last round (``inf`` for a run without DP; ``nan`` for a DP run whose metrics.json
-    has no privacy entry). DP runs get their own rows (:func:`mark_private`)."""
-    mask = private_mask(runs)
-    out = mark_private(runs).copy()
-    records = []
-    for i, run in out.iterrows():
-        if not mask[i]:
-            records.append({"dp_mode": "none", "noise_multiplier": 0.0, "clip_norm": math.nan, "delta": math.nan,
-                            "epsilon": math.inf, "base_row": run["row"]})
-            continue
-        section = _privacy_section(run["config"])
-        # the run's own record first, its configuration where the record lacks a setting
-        recorded = {**section, **_recorded_privacy(Path(results_dir), run["study"], run["run"])}
-        settings = {key: float(recorded.get(key, math.nan)) for key in ("noise_multiplier", "clip_norm", "delta")}
-        epsilon = recorded.get("epsilon")
-        records.append({"dp_mode": _mode(section), **settings,
-                        "epsilon": math.nan if epsilon is None else float(epsilon),
-                        "base_row": str(run["row"]).split(DP_MARK)[0]})
-    extra = pd.DataFrame(records, index=out.index, columns=PRIVACY_COLUMNS)
-    return pd.concat([out, extra], axis=1)
-
-
-def privacy_table(runs: pd.DataFrame, results_dir: str | Path) -> Table | None:
-    """The privacy-utility table of the DP runs under ``results_dir`` (``None`` without any): per
-    setting and noise level, the privacy settings, epsilon, personalised and global accuracy (mean
-    ± std over seeds) and the paired difference to the same row without DP (same setting and
-    seeds) with its 95% t-interval; the row without DP first (epsilon = inf)."""
-    if not private_mask(runs).any():
+def privacy_table(runs: pd.DataFrame) -> Table | None:
+    """The privacy-utility table of the DP runs among ``runs`` (:func:`~fedrs.study.collect.collect_runs`
+    rows; ``None`` without any): per setting and noise level, the privacy settings, epsilon,
+    personalised and global accuracy (mean ± std over seeds) and the paired difference to the same
+    row without DP (same setting and seeds) with its 95% t-interval; the row without DP first
+    (epsilon = inf)."""
+    if not private_runs(runs).any():
         return None
-    runs = privacy_runs(runs, results_dir)
-    runs = runs[runs[["personalised_acc", "global_acc"]].notna().any(axis=1)]
+    runs = _with_clear_rows(runs[runs[["personalised_acc", "global_acc"]].notna().any(axis=1)])
+    _check_settings(runs[private_runs(runs)])
     parts = []
     for base in dict.fromkeys(runs.loc[runs["dp_mode"] != "none", "base_row"]):
         rows = runs[runs["base_row"] == base]
@@ -144,7 +72,8 @@ def privacy_table(runs: pd.DataFrame, results_dir: str | Path) -> Table | None:
         if summary.empty:  # DP runs whose setting has nothing to show (no accuracies)
             continue
         first = {k: g.iloc[0] for k, g in rows.groupby("row", sort=False)}
-        for column in ("label", "method", "base_row", "dp_mode", "noise_multiplier", "clip_norm", "delta"):
+        for column in ("label", "method", "base_row", "privacy", "dp_mode", "noise_multiplier", "clip_norm",
+                       "delta"):
             summary[column] = [first[k][column] for k in summary["row"]]
         # epsilon depends on z, the clients sampled a round, the rounds and delta only, so it is the
         # same for every seed of a row; the largest is kept should runs disagree
@@ -154,8 +83,8 @@ def privacy_table(runs: pd.DataFrame, results_dir: str | Path) -> Table | None:
         return None
     frame = pd.concat(parts, ignore_index=True)
     frame = sort_rows(frame, SETTING + ["base_row", "noise_multiplier"])  # no DP (z = 0) first, then z ascending
-    leading = SETTING + ["row", "label", "method", "base_row", "dp_mode", "noise_multiplier", "clip_norm", "delta",
-                         "epsilon"]
+    leading = SETTING + ["row", "label", "method", "base_row", "privacy", "dp_mode", "noise_multiplier", "clip_norm",
+                         "delta", "epsilon"]
     frame = frame[leading + [c for c in frame.columns if c not in leading]]
     sections = _sections(frame)
     # settings, not measurements: written as given (the CSV's two decimals would turn delta 1e-5 into 0.00)
@@ -177,24 +106,13 @@ def epsilon_cell(epsilon: float, delta: float) -> str:
     return f"{epsilon:.2f} (δ = {_g(delta)})"
 
 
-def _diff_cell(r: Mapping[str, Any], value: str) -> tuple[str, str]:
-    """The paired Δ (``*`` when its interval excludes 0) and its interval, as Markdown cells."""
-    if r["dp_mode"] == "none":
-        return "reference", ""
-    d, pairs = r[f"{value}_diff"], int(r[f"{value}_pairs"])
-    if pairs == 0 or math.isnan(d):
-        return "-", "-"
-    if pairs == 1:
-        return f"{d:+.2f}", "- (1 seed)"
-    mark = "*" if r[f"{value}_distinguishable"] else ""
-    return f"{d:+.2f}{mark}", f"[{r[f'{value}_diff_low']:+.2f}, {r[f'{value}_diff_high']:+.2f}]"
-
-
 def _sections(frame: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     sections = []
     for _, part in frame.groupby(SETTING + ["base_row"], dropna=False, sort=False):
         reference = part[part["dp_mode"] == "none"]
-        name = reference["label"].iloc[0] if len(reference) else str(part["label"].iloc[0]).split(" (DP")[0]
+        first = part.iloc[0]
+        name = reference["label"].iloc[0] if len(reference) else clear_label(str(first["label"]),
+                                                                             str(first["privacy"] or ""))
         records = []
         for _, r in part.iterrows():
             clear = r["dp_mode"] == "none"
@@ -203,12 +121,13 @@ def _sections(frame: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
             for value in ("personalised_acc", "global_acc"):
                 mean = r[f"{value}_mean"]
                 cells += [fmt_mean_std(mean, r[f"{value}_std"]) if not math.isnan(mean) else NOT_APPLICABLE,
-                          *_diff_cell(r, value)]
+                          *diff_cells(value, r, r["base_row"])]
             records.append(cells + [str(r["seeds"])])
         ci = f"{100 * CONFIDENCE:g}% CI (paired t)"
         table = pd.DataFrame(records, columns=[
             "DP", "Noise multiplier z", "Clipping norm C", "ε after the last round (δ)",
-            "Personalised (%)", "Δ personalised (points)", ci, "Global (%)", "Δ global (points)", ci, "Seeds"])
+            "Personalised (%)", "Δ personalised (points)", ci, "Distinguishable",
+            "Global (%)", "Δ global (points)", ci, "Distinguishable", "Seeds"])
         sections.append((f"{name} · {setting_label(part.iloc[0])} · {backbone_protocol(part)}", table))
     return sections
 
@@ -223,10 +142,9 @@ def _caption(frame: pd.DataFrame) -> str:
             "the last round as mean ± sample std (ddof 1) over seeds; a seed fixes the split and the "
             "initialisation, so each DP run is paired with the same row without DP of the same seed. Δ: the mean "
             f"paired difference to the row without DP (ε = ∞) with its {100 * CONFIDENCE:g}% t-interval over "
-            "seeds (n - 1 degrees of freedom, scipy.stats.t); `*`: the interval excludes 0. Personalised: each "
-            "client's own test split with its own model; global: the server's (noised) shared tensors alone on "
-            "the pooled test set.")
+            "seeds (n - 1 degrees of freedom, scipy.stats.t); `*` and 'yes': the interval excludes 0. "
+            "Personalised: each client's own test split with its own model; global: the server's (noised) "
+            "shared tensors alone on the pooled test set.")
 
 
-__all__ = ["DP_MARK", "PRIVACY_COLUMNS", "dp_row_key", "epsilon_cell", "mark_private", "privacy_runs",
-           "privacy_table", "private_mask"]
+__all__ = ["epsilon_cell", "privacy_table"]

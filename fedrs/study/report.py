@@ -10,6 +10,8 @@ tables (:mod:`fedrs.study.tables`), draws the figures (:mod:`fedrs.study.plots`)
 * ``tables/sensitivity.{csv,md}``    DPA kind and loss weights
 * ``tables/communication.{csv,md}``  accuracy against values/bytes uploaded per client
 * ``tables/test_sets.{csv,md}``      pooled, client and distinct test images per split
+* ``tables/base_to_novel.{csv,md}``  base-to-novel settings: base, novel and harmonic-mean accuracy
+* ``tables/unseen_clients.{csv,md}`` the global model on clients that never trained
 * ``tables/privacy.{csv,md}``        accuracy and epsilon of the DP runs per noise level, paired against
   the same row without DP (:mod:`fedrs.study.privacy`; only when the results hold DP runs)
 * ``tables/runs.csv``                one row per run (without wall times; Wilson intervals)
@@ -17,9 +19,10 @@ tables (:mod:`fedrs.study.tables`), draws the figures (:mod:`fedrs.study.plots`)
   differences to FedRSCLIP with their intervals (+ ``learning_curves`` from rounds.csv,
   ``privacy_utility``: accuracy against epsilon)
 
-Runs trained with differential privacy share their row with the same row in the clear, so they
-are kept out of every table but the privacy table (and out of the learning curves); ``runs.csv``
-lists them under rows of their own (``<row>@dp-...``, :func:`fedrs.study.privacy.mark_private`).
+Runs trained with differential privacy have rows of their own (``fedrsclip-dp-central-z4``,
+:func:`fedrs.study.vocabulary.row_identity`) and their privacy settings and epsilon as columns
+(:data:`fedrs.study.collect.PRIVACY_COLUMNS`, in ``runs.csv`` too); every table but the privacy
+table leaves them out (:func:`fedrs.study.tables.build_tables`), and so do the learning curves.
 
 Every table (mean ± std, paired difference to FedRSCLIP with its 95% t-interval over seeds,
 test-set Wilson interval) names the backbone and the protocol in its headings, and every figure
@@ -100,7 +103,6 @@ def report_figures(tables: Mapping[str, Table], runs: pd.DataFrame,
     ``rounds.csv`` under ``results_dir``, + accuracy against epsilon of the privacy table). Every
     title names the backbone and the protocol. DP runs are left out of the learning curves."""
     backbones = sorted(runs["backbone"].unique())
-    plain = runs[~privacy.private_mask(runs)]
 
     def stem(name: str, backbone: str) -> str:
         return name if len(backbones) == 1 else f"{name}__{backbone.replace('/', '__')}"
@@ -135,7 +137,7 @@ def report_figures(tables: Mapping[str, Table], runs: pd.DataFrame,
                 tables["privacy"].frame, b, protocol("privacy", b))
     figs = {k: v for k, v in figs.items() if v is not None}
     if "methods" in tables:
-        rounds = load_rounds(results_dir, methods_runs(plain))
+        rounds = load_rounds(results_dir, methods_runs(runs))
         for b in backbones if "personalised_acc_weighted" in rounds else []:
             fig = plots.mean_learning_curves(rounds, b, "personalised_acc_weighted", protocol("methods", b))
             if fig is not None:
@@ -152,11 +154,10 @@ def write_report(results_dir: str | Path, out_dir: str | Path | None = None,
     if runs.empty:
         raise ReportError(f"no run folders (with metrics.json) under {results_dir}: "
                           "run a study first, e.g. `fedrs sweep params/studies/<study>/*.yaml`")
-    tables = build_tables(runs[~privacy.private_mask(runs)])
-    privacy_table = privacy.privacy_table(runs, results_dir)
+    tables = build_tables(runs)
+    privacy_table = privacy.privacy_table(runs)
     if privacy_table is not None:
         tables["privacy"] = privacy_table
-    runs = privacy.mark_private(runs)
     files = write_tables(tables, out_dir)
     files.append(write_runs_table(runs, out_dir))
     if figures:

@@ -20,6 +20,13 @@ The tables:
 * ``sensitivity``    DPA kind and the loss weights of DPA and CMA
 * ``communication``  accuracy against values/bytes uploaded per client
 * ``test_sets``      each split's pooled, client and distinct test images (per seed)
+* ``base_to_novel``  base, novel and harmonic-mean accuracy of the base-to-novel settings
+* ``unseen_clients`` the global model on clients that never trained
+
+The generalisation settings (base-to-novel, unseen clients) appear in their own tables only, and
+runs trained with differential privacy in none of these (:func:`build_tables`; the privacy table
+of :mod:`fedrs.study.privacy` pairs them against their rows without DP, with :func:`summarise`
+and :func:`diff_cells`).
 
 Every section heading and every table's protocol line name the backbone, clients, participation,
 rounds and seeds, read from the run folders. A :class:`Table` holds its data (written as CSV) and a
@@ -37,7 +44,7 @@ from typing import Any, Callable, Mapping, Sequence
 import pandas as pd
 
 from fedrs.methods import has_global_model
-from fedrs.study.collect import ACCURACY_COLUMNS, SETTING, ReportError, sort_rows
+from fedrs.study.collect import ACCURACY_COLUMNS, SETTING, ReportError, private_runs, sort_rows
 from fedrs.study.stats import CONFIDENCE, mean_finite, paired_difference, wilson_interval
 from fedrs.study.vocabulary import (
     DEFAULT_PROMPT_LENGTH,
@@ -264,8 +271,12 @@ def _is_global_na(value: str, row: Mapping[str, Any]) -> bool:
     return value == "global_acc" and method is not None and not has_global_model(str(method))
 
 
-def _diff_cells(value: str, r: Mapping[str, Any], reference: str | None) -> list[str]:
-    """Δ, its 95% CI and whether it is distinguishable, as Markdown cells."""
+def diff_cells(value: str, r: Mapping[str, Any], reference: str | None) -> list[str]:
+    """The paired difference of accuracy ``value`` in summary row ``r`` (:func:`summarise`'s
+    ``<value>_diff``, ``_diff_low``, ``_diff_high``, ``_pairs``, ``_distinguishable``) as three
+    Markdown cells: Δ (``*`` when its interval excludes 0), its 95% CI and whether it is
+    distinguishable; ``reference`` for the ``reference`` row itself, ``n/a`` for a global
+    accuracy that does not exist, ``-`` without a pair, no interval for one seed."""
     if _is_global_na(value, r):
         return [NOT_APPLICABLE, "", ""]
     if reference is not None and r.get("row") == reference:
@@ -307,7 +318,7 @@ def _paired_sections(summary: pd.DataFrame, row_header: str, label: Callable[[Ma
             records = []
             for _, r in part.iterrows():
                 acc = NOT_APPLICABLE if _is_global_na(value, r) else fmt_mean_std(r[f"{value}_mean"], r[f"{value}_std"])
-                records.append([label(r), acc, str(r["seeds"]), *_diff_cells(value, r, reference),
+                records.append([label(r), acc, str(r["seeds"]), *diff_cells(value, r, reference),
                                 _test_cell(value, r)])
             frame = pd.DataFrame(records, columns=[
                 row_header, "Accuracy (%)", "Seeds", f"Δ vs {REFERENCE_LABEL} (points)",
@@ -334,9 +345,9 @@ def _caption(what: str, extra: str = "") -> str:
 
 def methods_runs(runs: pd.DataFrame) -> pd.DataFrame:
     """The runs of the methods comparison: every row of the methods table (and any other method
-    in its own form), without ablation or sensitivity variants."""
+    in its own form), without ablation or sensitivity variants and without DP runs."""
     plain = (runs["ablation"].fillna("") == "") & (runs["sensitivity"].fillna("") == "")
-    return runs[plain | runs["row"].isin(METHOD_ROW_KEYS)]
+    return runs[(plain | runs["row"].isin(METHOD_ROW_KEYS)) & ~private_runs(runs)]
 
 
 def methods_table(runs: pd.DataFrame) -> Table:
@@ -558,8 +569,10 @@ GENERALISATION_BUILDERS: dict[str, Callable[[pd.DataFrame], Table]] = {
 
 
 def build_tables(runs: pd.DataFrame) -> dict[str, Table]:
-    """Every study table that has at least one row, by name (fixed order)."""
-    runs = runs[runs[list(ACCURACY_COLUMNS)].notna().any(axis=1)]  # classification runs only
+    """Every study table that has at least one row, by name (fixed order). Runs trained with
+    differential privacy are left out (a DP FedRSCLIP is not the methods table's FedRSCLIP): the
+    privacy table (:mod:`fedrs.study.privacy`) tables them."""
+    runs = runs[runs[list(ACCURACY_COLUMNS)].notna().any(axis=1) & ~private_runs(runs)]  # classification, no DP
     ordinary = runs[~(_generalisation(runs, BASE_TO_NOVEL_SPLIT) | _generalisation(runs, UNSEEN_CLIENTS_SPLIT))]
     tables = {name: build(ordinary) for name, build in TABLE_BUILDERS.items()}
     tables.update({name: build(runs) for name, build in GENERALISATION_BUILDERS.items()})
@@ -572,7 +585,7 @@ __all__ = [
     "REFERENCE_LABEL", "TABLE_BUILDERS",
     "TEST_COUNTS", "Table",
     "backbone_protocol", "build_tables", "communication_table", "compared_settings", "constraints_table", "dedupe",
-    "fmt_mean_std",
+    "diff_cells", "fmt_mean_std",
     "fmt_seeds", "methods_runs", "methods_table", "prompt_length_table", "protocol_label", "sensitivity_table",
     "setting_label", "summarise", "test_sets_table",
 ]

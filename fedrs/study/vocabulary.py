@@ -16,7 +16,11 @@ it on each run folder's ``params.yaml``, so both read one function:
 * the alignment-constraint ablation (:data:`ABLATIONS`): FedRSCLIP with parts switched off;
 * the sensitivity rows (prompt length, DPA kind, loss weights): FedRSCLIP with one of
   :data:`STUDY_DEFAULTS` changed, named by a suffix (``fedrsclip-m8``, ``fedrsclip-dpa-kl``,
-  ``fedrsclip-lambda_dpa10``).
+  ``fedrsclip-lambda_dpa10``);
+* rows trained with differential privacy: the run's ``privacy:`` section (mode not ``none``)
+  adds a last tag, ``dp-<mode>-z<noise multiplier>`` (:func:`privacy_tag`: ``fedrsclip-dp-central-z4``),
+  so a DP run never shares its row with the same row trained in the clear (its *clear row*,
+  :func:`clear_row`), which the privacy table pairs it against.
 
 The key names only what the study varies; the report refuses two runs of one setting and seed
 whose key is equal but whose method sections differ. Plain data only: nothing here imports
@@ -143,6 +147,8 @@ LAMBDAS: tuple[float, ...] = (0.1, 1.0, 10.0)
 #: params/offline/fedrsclip_ucmerced.yaml.
 STUDY_DEFAULTS: dict[str, Any] = {"n_ctx": DEFAULT_PROMPT_LENGTH, "dpa": "cosine",
                                   "lambda_dpa": 1.0, "lambda_cma": 1.0}
+#: how a DP row's privacy tag starts (:func:`privacy_tag`)
+DP_TAG_PREFIX = "dp-"
 #: sensitivity row key suffix -> readable part of its label
 _SENSITIVITY_LABELS = {"m": "M = {}", "dpa-": "DPA: {}", "lambda_dpa": "λ_DPA = {}", "lambda_cma": "λ_CMA = {}"}
 
@@ -204,29 +210,41 @@ def sensitivity_tags(section: Mapping[str, Any]) -> list[str]:
 
 
 class RowIdentity(NamedTuple):
-    """What a method section is in the study (:func:`row_identity`)."""
+    """What a method section (and a run's privacy section) is in the study (:func:`row_identity`)."""
 
     key: str                      #: the row key (:func:`row_key`)
     base: str                     #: the row before ablation/sensitivity parts (``fedrsclip``, ``promptfl-vpt``)
     ablation: tuple[str, ...]     #: :func:`ablation_tags` (FedRSCLIP family only)
     sensitivity: tuple[str, ...]  #: :func:`sensitivity_tags` (FedRSCLIP family only)
+    privacy: str = ""             #: :func:`privacy_tag` (``dp-central-z4``; empty without DP)
+
+    @property
+    def clear_key(self) -> str:
+        """The row key of the same row trained without DP (:func:`clear_row`; the key itself without DP)."""
+        return clear_row(self.key, self.privacy)
 
     @property
     def label(self) -> str:
         """The methods-table label: :data:`METHOD_ROWS`'s, else the base row's label with the
-        ablation and sensitivity parts (``FedRSCLIP (w/o DPA)``, ``FedRSCLIP (M = 8)``)."""
-        known = _ROW_LABELS.get(self.key)
-        if known:
-            return known
-        base = _ROW_LABELS.get(self.base) or method_label(self.base)
-        parts = self._parts()
-        return f"{base} ({', '.join(parts)})" if parts else base
+        ablation and sensitivity parts (``FedRSCLIP (w/o DPA)``, ``FedRSCLIP (M = 8)``); a DP row
+        adds its privacy part (``FedRSCLIP (DP central, z = 4)``, ``FedRSCLIP (w/o DPA, DP central, z = 4)``)."""
+        clear = self.clear_key
+        known = _ROW_LABELS.get(clear)
+        parts = [] if known else self._parts()
+        label = known or _ROW_LABELS.get(self.base) or method_label(self.base)
+        if self.privacy:
+            parts.append(privacy_label(self.privacy))
+        if not parts:
+            return label
+        if label.endswith(")"):  # a label with parts of its own: one pair of parentheses
+            return f"{label[:-1]}, {', '.join(parts)})"
+        return f"{label} ({', '.join(parts)})"
 
     @property
     def variant(self) -> str | None:
         """The ablation table's label (``full``, ``w/o DPA``, ...) of a FedRSCLIP row at the study
-        defaults; None for every other row."""
-        if self.base != MAIN_METHOD or self.sensitivity:
+        defaults trained without DP; None for every other row."""
+        if self.base != MAIN_METHOD or self.sensitivity or self.privacy:
             return None
         return ABLATION_LABELS.get(self.key) or ", ".join(self._parts())
 
@@ -235,31 +253,71 @@ class RowIdentity(NamedTuple):
                [sensitivity_label(t) for t in self.sensitivity]
 
 
-def row_identity(section: Mapping[str, Any]) -> RowIdentity:
-    """The study row a method section (a params file's ``method:``) belongs to.
+def privacy_tag(privacy: Mapping[str, Any] | None) -> str:
+    """The row-key tag of a run's ``privacy:`` section: ``dp-<mode>-z<noise multiplier>``
+    (``dp-central-z4``, ``dp-local-z0.5``); empty without DP (no section, or mode ``none``). The
+    clipping norm and delta are not in it: the study varies the noise multiplier only, and the
+    report refuses two runs of one row, setting and seed whose configurations differ."""
+    mode = str((privacy or {}).get("mode") or "none")
+    if mode == "none":
+        return ""
+    return f"{DP_TAG_PREFIX}{mode}-z{_num((privacy or {}).get('noise_multiplier', '?'))}"
+
+
+def privacy_label(tag: str) -> str:
+    """``dp-central-z4`` -> ``DP central, z = 4`` (the tag itself when it is not one)."""
+    mode, sep, z = tag.removeprefix(DP_TAG_PREFIX).rpartition("-z")
+    return f"DP {mode}, z = {z}" if tag.startswith(DP_TAG_PREFIX) and sep and mode else tag
+
+
+def clear_row(key: str, tag: str) -> str:
+    """The row key without its privacy ``tag`` (:func:`privacy_tag`): the row a DP run is the DP
+    version of (``fedrsclip-dp-central-z4`` -> ``fedrsclip``); ``key`` itself when ``tag`` is empty."""
+    return key.removesuffix(f"-{tag}") if tag else key
+
+
+def clear_label(label: str, tag: str) -> str:
+    """A DP row's label without its privacy part (:attr:`RowIdentity.label`):
+    ``FedRSCLIP (w/o DPA, DP central, z = 4)`` -> ``FedRSCLIP (w/o DPA)``; ``label`` itself when
+    ``tag`` is empty."""
+    if not tag:
+        return label
+    part = privacy_label(tag)
+    return label.replace(f", {part})", ")").removesuffix(f" ({part})")
+
+
+def row_identity(section: Mapping[str, Any], privacy: Mapping[str, Any] | None = None) -> RowIdentity:
+    """The study row a method section (a params file's ``method:``) belongs to, trained under
+    the run's ``privacy`` section (None: without DP).
 
     ``promptfl`` with ``visual_tokens > 0`` is ``promptfl-vpt``; ``fedotp`` with ``matching:
     ensemble`` (or the older ``average``, read as it) is ``fedotp-ensemble``; ``centralised`` with
     ``steps_per_round: matched`` is ``centralised-matched``; FedRSCLIP-family sections add their
     :func:`ablation_tags` and :func:`sensitivity_tags` (``fedrsclip-no-dpa``,
-    ``fedrsclip-visual-shared``, ``fedrsclip-m8``). Everything else is the registry name.
+    ``fedrsclip-visual-shared``, ``fedrsclip-m8``). Everything else is the registry name. A DP run
+    adds its :func:`privacy_tag` last (``fedrsclip-dp-central-z4``); without DP the key is the
+    method section's alone.
     """
     name = str(section.get("name", "?"))
     if name == "promptfl" and int(section.get("visual_tokens") or 0) > 0:
-        return RowIdentity("promptfl-vpt", "promptfl-vpt", (), ())
-    if name == "fedotp" and section.get("matching") in ("ensemble", "average"):
-        return RowIdentity("fedotp-ensemble", "fedotp-ensemble", (), ())
-    if name not in FEDRSCLIP_FAMILY:
-        return RowIdentity(name, name, (), ())
-    base = "centralised-matched" if name == "centralised" and section.get("steps_per_round") == "matched" else name
-    ablation, sensitivity = tuple(ablation_tags(section)), tuple(sensitivity_tags(section))
-    return RowIdentity("-".join([base, *ablation, *sensitivity]), base, ablation, sensitivity)
+        base, ablation, sensitivity = "promptfl-vpt", (), ()
+    elif name == "fedotp" and section.get("matching") in ("ensemble", "average"):
+        base, ablation, sensitivity = "fedotp-ensemble", (), ()
+    elif name not in FEDRSCLIP_FAMILY:
+        base, ablation, sensitivity = name, (), ()
+    else:
+        base = "centralised-matched" if name == "centralised" and section.get("steps_per_round") == "matched" \
+            else name
+        ablation, sensitivity = tuple(ablation_tags(section)), tuple(sensitivity_tags(section))
+    tag = privacy_tag(privacy)
+    key = "-".join([base, *ablation, *sensitivity] + ([tag] if tag else []))
+    return RowIdentity(key, base, ablation, sensitivity, tag)
 
 
-def row_key(section: Mapping[str, Any]) -> str:
-    """The row key of a method section (:func:`row_identity`): its params files' name prefix and
-    the report's row."""
-    return row_identity(section).key
+def row_key(section: Mapping[str, Any], privacy: Mapping[str, Any] | None = None) -> str:
+    """The row key of a method section under a run's ``privacy`` section (:func:`row_identity`):
+    its params files' name prefix and the report's row."""
+    return row_identity(section, privacy).key
 
 
 def sensitivity_label(tag: str) -> str:
@@ -307,9 +365,9 @@ def dataset_label(name: str) -> str:
 
 __all__ = [
     "ABLATIONS", "ABLATION_LABELS", "ABLATION_SWITCHES", "ABLATION_VARIANTS", "AblationVariant", "CROSS_DOMAIN",
-    "DATASET_LABELS", "DATASET_ORDER", "DEFAULT_PROMPT_LENGTH", "DPA_KINDS", "EXTRA_ROW_LABELS",
+    "DATASET_LABELS", "DATASET_ORDER", "DEFAULT_PROMPT_LENGTH", "DPA_KINDS", "DP_TAG_PREFIX", "EXTRA_ROW_LABELS",
     "FEDRSCLIP_FAMILY", "LAMBDAS", "MAIN_METHOD", "METHODS", "METHOD_LABELS", "METHOD_ROWS", "PROMPT_LENGTHS",
     "REFERENCE_ROW", "ROW_ORDER", "RowIdentity", "STUDY_DATASETS", "STUDY_DEFAULTS", "SWITCH_KEYS", "StudyRow",
-    "ablation_tags", "dataset_label", "method_label", "row_identity", "row_key", "sensitivity_label",
-    "sensitivity_tags", "variant_of",
+    "ablation_tags", "clear_label", "clear_row", "dataset_label", "method_label", "privacy_label", "privacy_tag",
+    "row_identity", "row_key", "sensitivity_label", "sensitivity_tags", "variant_of",
 ]

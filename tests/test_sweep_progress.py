@@ -5,13 +5,22 @@ by the parallel jobs; in the log lines, the summary and its JSON."""
 from __future__ import annotations
 
 import json
+import pickle
 
 import pytest
 import yaml
 from test_study_sweep import FAKE_WALL_TIME_S, write_fake_notebook, write_params
 
 from fedrs.study import sweep as sw
-from fedrs.study.cost import TimeLeft, calibration_ratio, estimate_run_seconds, format_duration, time_left
+from fedrs.study.cost import (
+    RunEstimate,
+    TimeLeft,
+    calibration_ratio,
+    estimate_run_seconds,
+    format_duration,
+    kind_of,
+    time_left,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -45,7 +54,84 @@ def test_time_left_is_the_calibrated_estimate_shared_by_the_jobs():
     done = time_left([], finished, jobs=2, done=6, total=6)
     assert done.seconds == 0 and done.text() == "6/6 runs done"
     assert done.to_dict() == {"done": 6, "total": 6, "seconds_left": 0.0, "ratio": 1.5, "calibrated_on": 2,
-                              "jobs": 2}
+                              "jobs": 2, "by_kind": {"other": {"ratio": 1.5, "runs": 2}}}  # plain numbers: one kind
+
+
+def test_time_left_calibrates_each_kind_of_run_on_its_own():
+    """Zero-shot runs (evaluation only) come in far below their estimates: their ratio must not
+    scale the training runs left (one overall ratio once said ~85 s left for hours of runs)."""
+    image, text, zero = (lambda s: RunEstimate(s, "image")), (lambda s: RunEstimate(s, "text")), \
+        (lambda s: RunEstimate(s, "zeroshot"))
+    zeroshot_done = [(zero(100.0), 1.3)] * 3  # ratio 0.013
+    # no training run finished yet: the training runs left stay uncalibrated (1.0), the zero-shot one is scaled
+    left = time_left([image(1000.0), text(100.0), zero(100.0)], zeroshot_done, jobs=1, done=3, total=6)
+    assert left.seconds == pytest.approx(1000.0 + 100.0 + 1.3)
+    assert left.ratio == pytest.approx(0.013) and left.calibrated_on == 3  # the overall ratio, as reported
+    assert [(k.kind, k.runs) for k in left.by_kind] == [("image", 0), ("text", 0), ("zeroshot", 3)]
+    assert left.basis() == ("estimate calibrated per kind of run on 3 runs: image encoder x1 (no run yet), "
+                            "text prompts x1 (no run yet), zero-shot x0.013 (3 runs)")
+    # a text run took 2x its estimate: text runs are scaled by 2, and so is the image kind, which has no
+    # finished run yet (the training runs' ratio; zero-shot runs are left out of it)
+    finished = zeroshot_done + [(text(100.0), 200.0)]
+    left = time_left([image(1000.0), text(100.0)], finished, jobs=1, done=4, total=6)
+    assert left.seconds == pytest.approx(2 * 1000.0 + 2 * 100.0)
+    assert {k.kind: (k.ratio, k.runs) for k in left.by_kind} == {
+        "image": (pytest.approx(2.0), 0), "text": (pytest.approx(2.0), 1), "zeroshot": (pytest.approx(0.013), 3)}
+    # each kind with finished runs by its own ratio of sums
+    finished += [(image(1000.0), 1500.0), (image(3000.0), 4500.0)]
+    left = time_left([image(1000.0), text(100.0), zero(100.0)], finished, jobs=1, done=6, total=9)
+    assert left.seconds == pytest.approx(1.5 * 1000.0 + 2 * 100.0 + 1.3)
+    assert "measured x" in left.calibration_text() and "image encoder x1.5 (2 runs)" in left.calibration_text()
+    assert left.to_dict()["by_kind"] == {"image": {"ratio": 1.5, "runs": 2}, "text": {"ratio": 2.0, "runs": 1},
+                                         "zeroshot": {"ratio": 0.013, "runs": 3}}
+
+
+def test_estimates_know_their_kind_of_run():
+    def cfg(**method):
+        return {"data": {"dataset": "UCMerced"}, "method": method, "train": {"rounds": 4}}
+
+    kinds = [kind_of(estimate_run_seconds(cfg(**m))) for m in (
+        {"name": "fedrsclip"}, {"name": "fedrsclip", "visual_prompts": False}, {"name": "promptfl", "visual_tokens": 4},
+        {"name": "promptfl"}, {"name": "local"}, {"name": "fedotp"}, {"name": "fedotp", "matching": "ensemble"},
+        {"name": "zeroshot"})]
+    assert kinds == ["image", "text", "image", "text", "text", "transport", "text", "zeroshot"]
+    est = estimate_run_seconds(cfg(name="fedrsclip"))
+    assert isinstance(est, float) and type(est + 1.0) is float and kind_of(2.0) is None
+    assert pickle.loads(pickle.dumps(est)) == est and pickle.loads(pickle.dumps(est)).kind == "image"
+    assert json.loads(json.dumps({"s": est}))["s"] == float(est)
+
+
+def _parts(cfg: dict) -> tuple[float, float, float]:
+    """Setup, one round's training and one evaluation's seconds of ``cfg`` as the cost model adds
+    them up (UC Merced, so no image scaling)."""
+    from fedrs.study import cost
+
+    round_s = cost.ROUND_SECONDS[cost.run_kind(cfg)]
+    return (cost.SETUP_SECONDS, round_s * (1 - cost.EVAL_SHARE) * cost.train_image_fraction(cfg),
+            round_s * cost.EVAL_SHARE * cost.evaluation_fraction(cfg))
+
+
+@pytest.mark.parametrize("method", ["fedrsclip", "promptfl"])
+def test_generalisation_settings_are_costed_by_what_they_train_and_score(method):
+    def cfg(**data):
+        return {"data": {"dataset": "UCMerced", "num_clients": 10, **data}, "method": {"name": method},
+                "train": {"rounds": 40}, "eval": {"every": 2}}
+
+    plain, b2n, unseen = cfg(), cfg(class_split="base-to-novel"), cfg(unseen_clients=2)
+    setup, train, evaluation = _parts(plain)
+    evaluations = 40 // 2 + 1
+    assert estimate_run_seconds(plain) == pytest.approx(setup + 40 * train + evaluations * evaluation)
+    # base-to-novel trains on the base classes' images only (11 of UC Merced's 21 classes) and
+    # scores base and novel test images, personalised and global: a whole evaluation
+    assert _parts(b2n) == pytest.approx((setup, train * 11 / 21, evaluation))
+    assert estimate_run_seconds(b2n) == pytest.approx(setup + 40 * train * 11 / 21 + evaluations * evaluation)
+    # 2 clients that never train hold 2/12 of the images: 10/12 train; the global model scores their
+    # test splits besides the pooled test set while the personalised evaluation covers 10/12 of the clients'
+    assert _parts(unseen) == pytest.approx((setup, train * 10 / 12, evaluation))
+    assert estimate_run_seconds(unseen) < estimate_run_seconds(plain)
+    # both with 16 shots: the few-shot cap counts the base classes only
+    few = cfg(class_split="base-to-novel", few_shot=16)
+    assert _parts(few)[1] == pytest.approx(train * min(11 / 21, 16 * 11 * 10 / (0.8 * 2100)))
 
 
 def test_format_duration():
@@ -101,7 +187,8 @@ def test_sweep_calibrates_on_its_runs_and_on_the_complete_runs_on_disk(tmp_path,
     summary = json.loads(out[out.index("{"):])
     assert summary["executor"] == "local"
     assert summary["estimate"] == {"done": 0, "total": 2, "seconds_left": round(sum(first), 1), "ratio": 1.0,
-                                   "calibrated_on": 0, "jobs": 1}
+                                   "calibrated_on": 0, "jobs": 1,
+                                   "by_kind": {"image": {"ratio": 1.0, "runs": 0}}}  # FedRSCLIP: one kind
     assert summary["progress"]["calibrated_on"] == 2 and summary["progress"]["ratio"] == pytest.approx(ratio, 1e-3)
 
     # a later sweep of the same study plus one new run starts calibrated on the two complete runs

@@ -1,6 +1,7 @@
 # fedrs: one command to set up and run the study, one to run the tests.
 #   make study   # venv + data + offline backbone (if missing) + zero-shot + the study's quick tier + report
 #   make test    # venv + the whole test suite (unit, integration on ../shared/data, notebooks)
+#   make study-privacy  # the privacy tier (DP FedRSCLIP at three noise levels and its runs without DP) + report
 PYTHON      ?= python3
 VENV        ?= .venv
 BIN         := $(VENV)/bin
@@ -12,7 +13,7 @@ export FEDRS_SOURCE
 export PYDEVD_DISABLE_FILE_VALIDATION=1
 export FLWR_TELEMETRY_ENABLED=0
 
-.PHONY: setup lab data backbone backbone-tiny zeroshot sweep report study study-full test test-fast clean-cache help
+.PHONY: setup lab data backbone backbone-tiny zeroshot sweep report study study-full study-privacy test test-fast clean-cache help
 # parallel runs of the study grid; one torch thread each is fastest on 2 cores
 JOBS        ?= 2
 # the study tier `make study` runs (params/make_studies.py writes both tiers); its run folders
@@ -22,7 +23,7 @@ RESULTS     ?= $(patsubst params/studies/%,results/%,$(STUDY))
 FULL_STUDY  ?= params/studies/full
 
 help:
-	@sed -n '2,3p' Makefile
+	@sed -n '2,4p' Makefile
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -74,6 +75,13 @@ study: zeroshot sweep report
 study-full: zeroshot
 	OMP_NUM_THREADS=1 $(BIN)/fedrs sweep $(FULL_STUDY) --jobs $(JOBS)
 	$(BIN)/fedrs report $(patsubst params/studies/%,results/%,$(FULL_STUDY))
+
+# the privacy-utility table (issue 15): FedRSCLIP with central DP at three noise multipliers and
+# the runs without DP it is paired against (params/studies/privacy, the full tier's files), resumable
+# like study-full; then its report, privacy table included, into results/privacy/{tables,figures}
+study-privacy: backbone
+	OMP_NUM_THREADS=1 $(BIN)/fedrs sweep params/studies/privacy --jobs $(JOBS)
+	$(BIN)/fedrs report results/privacy
 
 test: setup
 	$(BIN)/python -m pytest -q tests

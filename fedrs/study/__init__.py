@@ -7,20 +7,25 @@
   locks, resume and status;
 - :mod:`~fedrs.study.executors`: where those runs execute (local processes, or submitit: Slurm and
   its local mode), all running the sweep's one job function;
-- :mod:`~fedrs.study.collect`: run folders -> one row per run (its row key, accuracies, test-set counts);
+- :mod:`~fedrs.study.collect`: run folders -> one row per run (its row key, accuracies, test-set counts,
+  differential-privacy settings and the epsilon spent);
 - :mod:`~fedrs.study.stats`: paired differences over seeds (t-intervals) and Wilson test-set intervals;
 - :mod:`~fedrs.study.tables`: rows -> the study's tables (mean +- std over seeds, paired differences
-  to FedRSCLIP, test-set intervals; headings name the backbone and the protocol);
+  to FedRSCLIP, test-set intervals; headings name the backbone and the protocol), runs trained with
+  differential privacy left out;
+- :mod:`~fedrs.study.privacy`: the privacy-utility table: each DP row's accuracy and epsilon per
+  noise level, paired against the same row without DP;
 - :mod:`~fedrs.study.cost`: a run's estimated cost from measured round times (params/make_studies.py
-  --estimate) and a sweep's time left, calibrated on the runs already finished;
+  --estimate) and a sweep's time left, calibrated per kind of run on the runs already finished;
 - :mod:`~fedrs.study.plots`: every figure (the notebooks' and the report's);
 - :mod:`~fedrs.study.report`: tables and figures of a results folder written to disk (``fedrs report``);
 - this module: what the notebooks need to start from a fresh clone (:func:`use_project_roots`,
   :func:`find_project_file`, :func:`ensure_ready`).
 
-Imports run one way: ``report`` -> ``tables`` -> ``collect`` -> ``vocabulary``, ``tables`` ->
-``stats``, and ``report`` -> ``plots`` -> ``vocabulary``; ``cost`` stands alone; the faces
-(``commands``, the notebooks, the benchmarks) use ``report``.
+Imports run one way: ``report`` -> ``privacy`` -> ``tables`` -> ``collect`` -> ``vocabulary``,
+``tables`` -> ``stats``, and ``report`` -> ``plots`` -> ``vocabulary``; ``cost`` needs only
+:func:`fedrs.data.partition.num_base_classes` of the rest of fedrs; the faces (``commands``, the
+notebooks, the benchmarks) use ``report``.
 """
 
 from __future__ import annotations

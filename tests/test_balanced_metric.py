@@ -20,9 +20,9 @@ from fedrs.evaluate.classification import (
     balanced_summary,
     class_counts,
     personalised_summary,
-    predict_class_counts,
 )
 from fedrs.experiment import run_experiment
+from fedrs.federated.client import client_evaluate, predict_counts
 from fedrs.methods.base import Batch, ClientData
 from fedrs.runs import run_config
 from fedrs.study.collect import collect_runs
@@ -66,19 +66,40 @@ class ConstantMethod:
     def needs_images(self, train: bool, personalised: bool = True) -> bool:
         return False
 
+    def set_tensors(self, tensors) -> None:
+        assert not tensors  # (no tensors to load)
+
     def logits(self, batch: Batch, personalised: bool) -> torch.Tensor:
         self.batches += 1
         return one_hot_logits([0] * len(batch.labels), 3)
 
 
-def test_predict_class_counts_sums_batches_of_a_client_split():
+def test_predict_counts_sums_batches_of_a_client_split():
     labels = torch.tensor([0] * 9 + [2] + [1] * 5)
     data = ClientData(0, labels, torch.arange(0), torch.arange(10), features=torch.zeros(15, 4))
     method = ConstantMethod()
-    correct, total = predict_class_counts(method, data, data.test_indices, personalised=True, batch_size=4)
+    counts = predict_counts(method, data, data.test_indices, personalised=True, batch_size=4)
     assert method.batches == 3
-    assert correct.tolist() == [9, 0, 0] and total.tolist() == [9, 0, 1]
-    assert balanced_accuracy(correct, total) == pytest.approx(0.5)
+    assert (counts.correct, counts.total) == (9, 10) and counts.accuracy == pytest.approx(0.9)
+    assert counts.class_correct.tolist() == [9, 0, 0] and counts.class_total.tolist() == [9, 0, 1]
+    assert counts.balanced_accuracy == pytest.approx(0.5)
+    scores = client_evaluate(method, {}, {}, data, batch_size=4)  # the client's score is the same loop's
+    assert scores == {"correct": 9.0, "total": 10.0, "accuracy": pytest.approx(0.9),
+                      "balanced_accuracy": pytest.approx(0.5)}
+
+
+def test_predict_counts_of_no_images_is_zero_with_no_balanced_accuracy():
+    data = ClientData(0, torch.tensor([0, 1]), torch.arange(2), torch.arange(0), features=torch.zeros(2, 4))
+    counts = predict_counts(ConstantMethod(), data, data.test_indices, personalised=False)
+    assert (counts.correct, counts.total, counts.accuracy) == (0, 0, 0.0)
+    assert math.isnan(counts.balanced_accuracy)
+
+
+def test_a_label_outside_the_classes_counts_in_the_total_only():
+    # (labels the logits have no column for: scored wrong, as the arg-max never equals them)
+    correct, total = class_counts(one_hot_logits([0, 0, 1], 2), torch.tensor([0, 5, 1]))
+    assert correct.tolist() == [1, 1] and total.tolist() == [1, 1]
+    assert accuracy_counts(one_hot_logits([0, 0, 1], 2), torch.tensor([0, 5, 1])) == (2, 3)
 
 
 # --- the run folder ----------------------------------------------------------------------------

@@ -24,13 +24,19 @@ def accuracy_counts(logits: torch.Tensor, labels: torch.Tensor) -> tuple[int, in
 
 
 def class_counts(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-class ``(correct [C], total [C])`` (int64, on the CPU) of the arg-max of ``logits
-    [B, C]`` against ``labels [B]``; their sums are :func:`accuracy_counts`."""
+    """Per-class ``(correct [C], total [C])`` (int64, on ``logits``' device) of the arg-max of
+    ``logits [B, C]`` against ``labels [B]``. Labels in ``[0, C)`` sum to :func:`accuracy_counts`;
+    a label outside has no class to count under and is left out. Nothing is read back from the
+    device (no ``.item()``, no masking), so a batched evaluation can sum these and read once."""
     num_classes = int(logits.shape[-1])
-    labels = labels.long()
+    labels = labels.long().to(logits.device)
     hits = logits.argmax(dim=-1) == labels
-    correct = torch.bincount(labels[hits].cpu(), minlength=num_classes)
-    total = torch.bincount(labels.cpu(), minlength=num_classes)
+    in_range = (labels >= 0) & (labels < num_classes)
+    slots = labels.clamp(0, num_classes - 1)
+    correct = torch.zeros(num_classes, dtype=torch.long, device=logits.device)
+    total = torch.zeros(num_classes, dtype=torch.long, device=logits.device)
+    correct.scatter_add_(0, slots, (hits & in_range).long())
+    total.scatter_add_(0, slots, in_range.long())
     return correct, total
 
 
@@ -40,24 +46,6 @@ def balanced_accuracy(correct: Sequence[float] | torch.Tensor, total: Sequence[f
     recalls = [float(c) / float(n) for c, n in zip(torch.as_tensor(correct).tolist(),
                                                     torch.as_tensor(total).tolist()) if n > 0]
     return sum(recalls) / len(recalls) if recalls else float("nan")
-
-
-@torch.no_grad()
-def predict_class_counts(method, data, indices: torch.Tensor, personalised: bool,
-                         batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-class ``(correct [C], total [C])`` of the method's current tensors on pool ``indices``
-    of ``data`` (a :class:`~fedrs.methods.base.ClientData`), batched exactly as
-    :func:`fedrs.federated.client.predict_counts`, so their sums are its counts."""
-    method.module.eval()
-    use_images = method.needs_images(train=False, personalised=personalised)
-    correct = total = None
-    for start in range(0, int(indices.numel()), batch_size):
-        batch = data.batch(indices[start:start + batch_size], use_images, method.device)
-        c, n = class_counts(method.logits(batch, personalised=personalised), batch.labels)
-        correct, total = (c, n) if correct is None else (correct + c, total + n)
-    if correct is None:
-        return torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long)
-    return correct, total
 
 
 def personalised_summary(counts: Sequence[tuple[float, float]]) -> dict[str, float]:
@@ -87,5 +75,5 @@ def balanced_summary(per_client: Sequence[float]) -> float:
     return sum(values) / len(values) if values else float("nan")
 
 
-__all__ = ["accuracy_counts", "class_counts", "balanced_accuracy", "predict_class_counts",
-           "personalised_summary", "balanced_summary", "harmonic_mean"]
+__all__ = ["accuracy_counts", "class_counts", "balanced_accuracy", "personalised_summary", "balanced_summary",
+           "harmonic_mean"]

@@ -22,7 +22,7 @@ from typing import Mapping
 
 import torch
 
-from fedrs.evaluate.classification import accuracy_counts
+from fedrs.evaluate.classification import balanced_accuracy, class_counts
 from fedrs.methods.base import ClientData, Method
 from fedrs.runs import LocalTrainConfig
 
@@ -108,29 +108,65 @@ def client_update(method: Method, global_shared: Mapping[str, object], client_st
     return ClientResult(data.client_id, upload, data.num_train, metrics, state)
 
 
+@dataclass(frozen=True)
+class PredictionCounts:
+    """Arg-max prediction counts of one evaluation on a set of pool images: ``correct`` of
+    ``total`` images, and per class ``class_correct [C]`` / ``class_total [C]`` (int64, CPU; empty
+    when no image was scored)."""
+
+    correct: int
+    total: int
+    class_correct: torch.Tensor
+    class_total: torch.Tensor
+
+    @property
+    def accuracy(self) -> float:
+        """``correct / total`` (0 without images)."""
+        return self.correct / max(self.total, 1)
+
+    @property
+    def balanced_accuracy(self) -> float:
+        """Mean per-class recall over the classes present (NaN without images)."""
+        return balanced_accuracy(self.class_correct, self.class_total)
+
+
 @torch.no_grad()
 def predict_counts(method: Method, data: ClientData, indices: torch.Tensor, personalised: bool,
-                   batch_size: int = 256) -> tuple[int, int]:
-    """``(correct, total)`` of the method's current tensors on pool ``indices``."""
+                   batch_size: int = 256) -> PredictionCounts:
+    """The evaluation loop: :class:`PredictionCounts` of the method's current tensors on pool
+    ``indices``, in batches of ``batch_size``, with (``personalised``) or without the private
+    tensors. Every accuracy fedrs reports of a method (personalised, global, unseen clients,
+    novel classes, validation; both engines) is counted here. Counts stay on the device until
+    the last batch and are read back once."""
     method.module.eval()
     use_images = method.needs_images(train=False, personalised=personalised)
-    correct = total = 0
+    class_correct = class_total = None
+    total = 0
     for start in range(0, int(indices.numel()), batch_size):
         batch = data.batch(indices[start:start + batch_size], use_images, method.device)
-        c, n = accuracy_counts(method.logits(batch, personalised=personalised), batch.labels)
-        correct, total = correct + c, total + n
-    return correct, total
+        c, n = class_counts(method.logits(batch, personalised=personalised), batch.labels)
+        class_correct, class_total = (c, n) if class_correct is None else (class_correct + c, class_total + n)
+        total += int(batch.labels.numel())
+    if class_correct is None:
+        empty = torch.zeros(0, dtype=torch.long)
+        return PredictionCounts(0, 0, empty, empty)
+    class_correct, class_total = torch.stack([class_correct, class_total]).cpu()  # the one read-back
+    # a hit is always under a class (the arg-max is one), so the hits are the per-class ones summed
+    return PredictionCounts(int(class_correct.sum()), total, class_correct, class_total)
 
 
 def client_evaluate(method: Method, global_shared: Mapping[str, object], client_state: Mapping[str, object],
                     data: ClientData, batch_size: int = 256) -> dict[str, float]:
-    """Personalised accuracy on the client's own test split (shared + private tensors)."""
+    """A client's personalised accuracy on its own test split (shared + private tensors):
+    ``correct``, ``total``, ``accuracy`` and ``balanced_accuracy`` (the mean per-class recall over
+    the classes present in the split; NaN without test images). Both engines score clients with it."""
     load_client(method, global_shared, client_state)
-    correct, total = predict_counts(method, data, data.test_indices, personalised=True, batch_size=batch_size)
-    return {"correct": float(correct), "total": float(total), "accuracy": correct / max(total, 1)}
+    counts = predict_counts(method, data, data.test_indices, personalised=True, batch_size=batch_size)
+    return {"correct": float(counts.correct), "total": float(counts.total), "accuracy": counts.accuracy,
+            "balanced_accuracy": counts.balanced_accuracy}
 
 
 __all__ = [
     "LocalTrainConfig", "ClientData", "ClientResult", "initial_client_state", "load_client",
-    "client_update", "client_evaluate", "predict_counts", "MOMENTUM",
+    "client_update", "client_evaluate", "predict_counts", "PredictionCounts", "MOMENTUM",
 ]

@@ -37,7 +37,7 @@ import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -45,15 +45,10 @@ from tqdm.auto import tqdm
 
 import fedrs.federated.dp as dp
 from fedrs.errors import FedrsError
-from fedrs.evaluate.classification import (
-    balanced_accuracy,
-    balanced_summary,
-    harmonic_mean,
-    personalised_summary,
-    predict_class_counts,
-)
+from fedrs.evaluate.classification import balanced_summary, harmonic_mean, personalised_summary
 from fedrs.federated.client import (
     ClientResult,
+    client_evaluate,
     client_update,
     initial_client_state,
     load_client,
@@ -102,21 +97,6 @@ class NovelClasses:
     def transfers_from(self, method: Method) -> bool:
         """Whether ``method``'s trained tensors fit this method's (same names and shapes)."""
         return method.shapes(method.trainable_names) == self.method.shapes(self.method.trainable_names)
-
-
-def personalised_evaluation(method: Method, global_shared: Mapping[str, object],
-                            client_state: Mapping[str, object], data: ClientData,
-                            batch_size: int = 256) -> dict[str, float]:
-    """A client's personalised accuracy on its own test split (shared + private tensors):
-    ``correct``, ``total`` and ``accuracy`` exactly as :func:`~fedrs.federated.client.client_evaluate`
-    (same batches, same arg-max) and ``balanced_accuracy``, the mean per-class recall over the
-    classes present in the split (NaN without test images). Both engines score clients with it."""
-    load_client(method, global_shared, client_state)
-    per_class_correct, per_class_total = predict_class_counts(method, data, data.test_indices, personalised=True,
-                                                              batch_size=batch_size)
-    correct, total = int(per_class_correct.sum()), int(per_class_total.sum())
-    return {"correct": float(correct), "total": float(total), "accuracy": correct / max(total, 1),
-            "balanced_accuracy": balanced_accuracy(per_class_correct, per_class_total)}
 
 
 def round_lr(train: TrainConfig, round_index: int) -> float:
@@ -259,8 +239,8 @@ class FederatedEngine:
         return results
 
     def evaluate_clients(self) -> list[dict]:
-        """:func:`personalised_evaluation` of every client, in client order."""
-        return [personalised_evaluation(self.method, self.global_shared, state, data, self.evaluation.batch_size)
+        """:func:`~fedrs.federated.client.client_evaluate` of every client, in client order."""
+        return [client_evaluate(self.method, self.global_shared, state, data, self.evaluation.batch_size)
                 for data, state in zip(self.clients, self.client_states)]
 
     def evaluate(self) -> tuple[dict, list[dict]]:
@@ -268,17 +248,17 @@ class FederatedEngine:
         per_client = self.evaluate_clients()
         summary = personalised_summary([(m["correct"], m["total"]) for m in per_client])
         load_client(self.method, self.global_shared, self.method.initial_private(-1))
-        correct, total = predict_counts(self.method, self.server_data, self.server_data.test_indices,
-                                        personalised=False, batch_size=self.evaluation.batch_size)
+        pooled = predict_counts(self.method, self.server_data, self.server_data.test_indices,
+                                personalised=False, batch_size=self.evaluation.batch_size)
         row = {"personalised_acc_weighted": summary["weighted"],
                "personalised_acc_unweighted": summary["unweighted"],
                "personalised_acc_balanced": balanced_summary([m.get("balanced_accuracy", float("nan"))
                                                               for m in per_client]),
-               "global_acc": correct / max(total, 1)}
+               "global_acc": pooled.accuracy}
         if self.unseen_test is not None:  # the same global tensors on clients that never trained
-            correct, total = predict_counts(self.method, self.server_data, self.unseen_test, personalised=False,
-                                            batch_size=self.evaluation.batch_size)
-            row["unseen_client_global_acc"] = correct / max(total, 1)
+            row["unseen_client_global_acc"] = predict_counts(self.method, self.server_data, self.unseen_test,
+                                                             personalised=False,
+                                                             batch_size=self.evaluation.batch_size).accuracy
         if self.novel is not None:
             row.update(self.evaluate_novel(row))
         return row, per_client
@@ -295,17 +275,17 @@ class FederatedEngine:
             global_acc = personalised = nan
         else:
             load_client(novel.method, self.global_shared, novel.method.initial_private(-1))
-            correct, total = predict_counts(novel.method, novel.data, novel.pooled_test, personalised=False,
-                                            batch_size=batch_size)
-            global_acc = correct / max(total, 1) if total else nan
+            pooled = predict_counts(novel.method, novel.data, novel.pooled_test, personalised=False,
+                                    batch_size=batch_size)
+            global_acc = pooled.accuracy if pooled.total else nan
             # a method that pools every client into one (centralised) scores its one model on all of them
             tests = novel.client_tests if len(novel.client_tests) == len(self.clients) \
                 else [torch.cat(novel.client_tests)]
             counts = []
             for state, indices in zip(self.client_states, tests):
                 load_client(novel.method, self.global_shared, state)
-                counts.append(predict_counts(novel.method, novel.data, indices, personalised=True,
-                                             batch_size=batch_size))
+                mine = predict_counts(novel.method, novel.data, indices, personalised=True, batch_size=batch_size)
+                counts.append((mine.correct, mine.total))
             personalised = personalised_summary(counts)["weighted"]
         return {"novel_personalised_acc": personalised, "novel_global_acc": global_acc,
                 "hm_personalised": harmonic_mean(base["personalised_acc_weighted"], personalised),
@@ -400,6 +380,6 @@ class FederatedEngine:
 
 
 __all__ = [
-    "FederatedEngine", "NovelClasses", "personalised_evaluation", "round_lr", "sample_clients", "derived_seed",
+    "FederatedEngine", "NovelClasses", "round_lr", "sample_clients", "derived_seed",
     "CHECKPOINT_FORMAT",
 ]

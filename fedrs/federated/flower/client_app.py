@@ -17,11 +17,11 @@ when it holds its own data (the server must not know the noise), from the seed t
 (``dp-noise-seed``) in a simulation over one partitioned dataset, so that it equals the
 in-process engine.
 
-Evaluate message: ``arrays`` (+ the params); the reply's ``metrics`` hold the personalised accuracy counts of
-:func:`~fedrs.federated.engine.personalised_evaluation` on the client's own test split (with its
-balanced accuracy) and, on a node with
-its own data, the counts of the global shared tensors alone on that split (``global-correct``,
-``global-total``: the server's federated evaluation) and its number of training images.
+Evaluate message: ``arrays`` (+ the params); the reply's ``metrics`` hold the personalised accuracy
+counts of :func:`~fedrs.federated.client.client_evaluate` on the client's own test split (with its
+balanced accuracy) and, on a node with its own data, the counts of the global shared tensors alone
+on that split (``global-correct``, ``global-total``: the server's federated evaluation) and its
+number of training images.
 """
 
 from __future__ import annotations
@@ -32,9 +32,8 @@ from typing import Mapping
 from flwr.app import ConfigRecord, Context, Message, MessageType, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
-from fedrs.federated.client import client_update, initial_client_state, load_client, predict_counts
+from fedrs.federated.client import client_evaluate, client_update, initial_client_state, load_client, predict_counts
 from fedrs.federated.dp import client_dp, noise_generator
-from fedrs.federated.engine import personalised_evaluation
 from fedrs.federated.flower.own_data import PARTITION
 from fedrs.federated.flower.task import (
     ARRAYS,
@@ -104,13 +103,13 @@ def evaluate_step(task: ClientTask, content: RecordDict, state: RecordDict) -> R
     """Personalised accuracy counts of the global shared + the client's private tensors; on a node
     with its own data also those of the global shared tensors alone and its training size."""
     global_shared = from_record(content[ARRAYS])
-    m = personalised_evaluation(task.method, global_shared, client_state(task, state), task.data, task.eval_batch_size)
+    m = client_evaluate(task.method, global_shared, client_state(task, state), task.data, task.eval_batch_size)
     metrics = {NUM_EXAMPLES: int(m["total"]), **m}
     if task.own:  # the server's global accuracy, by federated evaluation (as engine.evaluate scores its pool)
         load_client(task.method, global_shared, task.method.initial_private(-1))
-        correct, total = predict_counts(task.method, task.data, task.data.test_indices, personalised=False,
-                                        batch_size=task.eval_batch_size)
-        metrics.update({GLOBAL_CORRECT: correct, GLOBAL_TOTAL: total, NUM_TRAIN: task.data.num_train})
+        pooled = predict_counts(task.method, task.data, task.data.test_indices, personalised=False,
+                                batch_size=task.eval_batch_size)
+        metrics.update({GLOBAL_CORRECT: pooled.correct, GLOBAL_TOTAL: pooled.total, NUM_TRAIN: task.data.num_train})
     return reply_content(task, metrics)
 
 

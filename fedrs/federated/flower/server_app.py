@@ -240,9 +240,8 @@ class OwnDataFlowerEngine(FlowerEngine):
                "global_acc": correct / max(total, 1)}
         if self.validation is not None:
             load_client(self.method, self.global_shared, self.method.initial_private(-1))
-            c, n = predict_counts(self.method, self.validation, self.validation.test_indices, personalised=False,
-                                  batch_size=self.evaluation.batch_size)
-            row["validation_acc"] = c / max(n, 1)
+            row["validation_acc"] = predict_counts(self.method, self.validation, self.validation.test_indices,
+                                                   personalised=False, batch_size=self.evaluation.batch_size).accuracy
         return row, per_client
 
 

@@ -293,3 +293,35 @@ def test_retrieval_run_resumes_to_the_uninterrupted_result(tiny, tmp_path, monke
     split.write_text(split.read_text().replace('"seed": 0', '"seed": 1'))
     with pytest.raises(FedrsError, match="differs from the partition rebuilt now"):
         run_experiment(cfg, tmp_path / "tampered", progress=False, resume=True)
+
+
+@pytest.mark.parametrize("data, refused", [
+    ("scheme: iid, unseen_clients: 1", "data.unseen_clients: 1 applies to classification runs only"),
+    ("scheme: iid, class_split: base-to-novel", "data.class_split: base-to-novel applies to classification"),
+    ("scheme: iid, unseen_clients: 2, class_split: base-to-novel",
+     "data.unseen_clients: 2 and data.class_split: base-to-novel apply to classification runs only"),
+])
+def test_retrieval_run_refuses_the_classification_only_data_settings(tiny, tmp_path, monkeypatch, capsys, data,
+                                                                     refused):
+    from fedrs.cli import main
+
+    serve_sets(monkeypatch, {"train+val": tiny_set(tiny, n_images=6), "test": tiny_set(tiny, n_images=4)})
+    out = tmp_path / "run"
+    assert main(["run", str(write_retrieval_params(tmp_path / "p.yaml", data)), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("fedrs: error: ") and refused in err[0], err
+    assert not out.exists() or not any(out.iterdir())  # nothing left behind
+
+
+def test_retrieval_metrics_partition_leaves_out_later_fields_at_their_defaults(tiny, tmp_path, monkeypatch):
+    """metrics.json's partition is the data section as it was before unseen_clients and
+    class_split existed (those fields do not apply to retrieval), so run files stay byte-identical."""
+    from fedrs.experiment import run_experiment
+    from fedrs.runs import load_run_config
+
+    serve_sets(monkeypatch, {"train+val": tiny_set(tiny, n_images=6), "test": tiny_set(tiny, n_images=4)})
+    cfg = load_run_config(write_retrieval_params(tmp_path / "p.yaml", "scheme: iid, seed: 2"))
+    partition = run_experiment(cfg, tmp_path / "run", progress=False)["partition"]
+    assert "unseen_clients" not in partition and "class_split" not in partition
+    assert (partition["dataset"], partition["num_clients"], partition["scheme"], partition["seed"]) == \
+        ("UCM-Captions", 2, "iid", 2)

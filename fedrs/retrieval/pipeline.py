@@ -29,7 +29,7 @@ from typing import Callable
 import torch
 
 from fedrs.backbone.factory import create_backbone
-from fedrs.config import to_dict
+from fedrs.config import ConfigError
 from fedrs.data.partition import PartitionConfig
 from fedrs.evaluate.retrieval import TIES, RetrievalScores, tie_row
 from fedrs.federated.client import load_client
@@ -204,6 +204,20 @@ def selection_record(cfg: RunConfig, train_all: RetrievalSet, val: RetrievalSet 
             "lr_source": "the config; the params files cite the select_lr table (this validation split) that set it"}
 
 
+def check_retrieval_data(data: PartitionConfig) -> None:
+    """Refuse the classification-only settings of a run's ``data`` section in a retrieval run: a
+    caption set's clients all train and every image is scored against every caption, so there are
+    neither clients that never train (``unseen_clients``) nor classes held out of training
+    (``class_split``). One error names every such setting."""
+    refused = ([f"unseen_clients: {data.unseen_clients}"] if data.unseen_clients else []) + \
+              ([f"class_split: {data.class_split}"] if data.class_split != "all" else [])
+    if refused:
+        both = len(refused) > 1
+        raise ConfigError(f"data.{' and data.'.join(refused)} {'apply' if both else 'applies'} to classification "
+                          f"runs only (clients that never train, classes held out of training); a retrieval run "
+                          f"has neither: drop {'them' if both else 'it'}")
+
+
 def run_retrieval(cfg: RunConfig, folder: RunFolder, *, resume: bool = False, progress: bool = True,
                   on_round: Callable[[int, dict], None] | None = None,
                   started: float | None = None) -> dict:
@@ -223,6 +237,7 @@ def run_retrieval(cfg: RunConfig, folder: RunFolder, *, resume: bool = False, pr
     and ``selection``. ``started`` (``time.perf_counter()``) is when the run began.
     """
     started = time.perf_counter() if started is None else started
+    check_retrieval_data(cfg.data)
     backbone = create_backbone(cfg.backbone.model, cfg.backbone.pretrained, cfg.backbone.device)
     m: PERSITRConfig = cfg.method
     train_all = RetrievalSet.load(cfg.data.dataset, m.train_split, backbone)
@@ -253,7 +268,7 @@ def run_retrieval(cfg: RunConfig, folder: RunFolder, *, resume: bool = False, pr
     return {
         "name": cfg.name, "method": PERSITR.name, "variant": m.variant, "backbone": backbone.label,
         "dataset": cfg.data.dataset, "split": cfg.data.describe(),
-        "partition": to_dict(cfg.data), "seed": cfg.train.seed, "rounds": cfg.train.rounds,
+        "partition": cfg.data.to_dict(), "seed": cfg.train.seed, "rounds": cfg.train.rounds,
         "num_clients": cfg.data.num_clients, "test_images": len(test), "test_captions": test.num_captions,
         "test_set": test.describe(), "train_set": train_all.describe(), "train_images": len(train),
         "global": out.global_row(), "personalised": out.personalised_row(),
@@ -272,4 +287,4 @@ def run_retrieval(cfg: RunConfig, folder: RunFolder, *, resume: bool = False, pr
 
 
 __all__ = ["FederatedRetrievalResult", "ValidatedEngine", "concat_pool", "federated_retrieval",
-           "selection_record", "split_manifest", "run_retrieval"]
+           "selection_record", "split_manifest", "check_retrieval_data", "run_retrieval"]

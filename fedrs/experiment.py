@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Callable
 
 from fedrs.classification import run_classification
+from fedrs.data.partition import num_base_classes
 from fedrs.errors import FedrsError
 from fedrs.federated.engine import FederatedEngine
 from fedrs.io import write_json_atomic
@@ -100,11 +101,16 @@ def _checked_engine(make_engine: Callable[..., FederatedEngine], cfg: RunConfig)
     return make
 
 
+#: :func:`dataset_classnames` of a dataset the registry does not know (its classes come with its data)
+UNKNOWN_CLASSES = ("scene",)
+
+
 def dataset_classnames(data_cfg) -> list[str]:
     """Readable class names of the configured dataset(s) from the registry, without any data.
 
-    Only the number of classes affects nothing that ``describe`` reports, but the prompts are
-    built for the real classes where the registry knows them (one placeholder otherwise).
+    The prompts are built for the real classes where the registry knows them (one placeholder,
+    :data:`UNKNOWN_CLASSES`, otherwise), in the loaded data's label order (sorted), so that under
+    ``data.class_split: base-to-novel`` the first half are the run's base classes.
     """
     from fedrs.data.partition import harmonised_classnames
     from fedrs.data.registry import AID_HOLDOUT, SceneDatasetSpec, find_spec, prompt_names
@@ -118,22 +124,51 @@ def dataset_classnames(data_cfg) -> list[str]:
         if all(s is not None for _, s in specs):
             return sorted(set().union(*(harmonised_classnames(n, list(s.classes), data_cfg.label_map)
                                         for n, s in specs)))
-        return ["scene"]
+        return list(UNKNOWN_CLASSES)
     spec = spec_of(data_cfg.dataset)
-    return prompt_names(spec, list(spec.classes)) if spec is not None else ["scene"]
+    # label order: the loaded dataset's class names are sorted (the base classes are the first half)
+    return prompt_names(spec, sorted(spec.classes)) if spec is not None else list(UNKNOWN_CLASSES)
+
+
+#: ``describe`` lists the base and the novel class names when each side has at most this many
+LISTED_CLASSES = 16
+
+
+def class_split(classnames: list[str], num_base: int) -> dict:
+    """``describe``'s base-to-novel fields: the classes the clients train and are tested on (the
+    first ``num_base``) and the novel ones scored besides, as counts, and as names when both
+    sides have at most :data:`LISTED_CLASSES`."""
+    base, novel = classnames[:num_base], classnames[num_base:]
+    out = {"class_split": "base-to-novel", "num_base_classes": len(base), "num_novel_classes": len(novel)}
+    if max(len(base), len(novel)) <= LISTED_CLASSES:
+        out.update({"base_classes": base, "novel_classes": novel})
+    return out
 
 
 def describe_run(cfg: RunConfig, no_weights: bool = False) -> dict:
     """Trainable parameters, uploaded tensors and their shapes, values per client and round.
 
-    With ``no_weights`` the backbone is built with random weights (nothing is downloaded or read).
+    ``num_classes`` counts every class of the dataset; under ``data.class_split: base-to-novel``
+    the method is built over the base classes only, as in the run, and the base and novel classes
+    are given apart (:func:`class_split`). With ``no_weights`` the backbone is built with random
+    weights (nothing is downloaded or read).
     """
     from fedrs.backbone.factory import create_backbone
 
     pretrained = "random" if no_weights else cfg.backbone.pretrained
     backbone = create_backbone(cfg.backbone.model, pretrained, cfg.backbone.device, strict=cfg.backbone.strict)
     classnames = dataset_classnames(cfg.data)
-    method = create_method(cfg.method, backbone, classnames, seed=cfg.train.seed)
+    known = classnames != list(UNKNOWN_CLASSES)
+    split = {}
+    base = len(classnames)
+    if cfg.data.class_split == "base-to-novel":
+        if known:
+            base = num_base_classes(len(classnames))
+            split = class_split(classnames, base)
+        else:
+            split = {"class_split": "base-to-novel (the first half of the classes in name order, rounded up: "
+                                    "how many is known once the data is loaded)"}
+    method = create_method(cfg.method, backbone, classnames[:base], seed=cfg.train.seed)  # as the run builds it
     out = {
         "backbone": f"{cfg.backbone.model}/{cfg.backbone.pretrained}",
         "built_with": backbone.label,
@@ -142,6 +177,7 @@ def describe_run(cfg: RunConfig, no_weights: bool = False) -> dict:
         "num_clients": cfg.data.num_clients,
         # clients who never train; the global model is also scored on their test splits
         "unseen_clients": cfg.data.unseen_clients,
+        **split,
         "clients_per_round": max(1, round(cfg.train.sample_fraction * cfg.data.num_clients)),
         "rounds": cfg.train.rounds,
         **method.describe(),
@@ -150,4 +186,5 @@ def describe_run(cfg: RunConfig, no_weights: bool = False) -> dict:
     return out
 
 
-__all__ = ["run_experiment", "describe_run", "dataset_classnames", "check_few_shot"]
+__all__ = ["run_experiment", "describe_run", "class_split", "dataset_classnames", "check_few_shot", "LISTED_CLASSES",
+           "UNKNOWN_CLASSES"]

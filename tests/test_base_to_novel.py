@@ -188,3 +188,24 @@ def test_report_gives_base_to_novel_a_table_of_its_own(run):
         "Personalised, base classes accuracy", "Personalised, novel classes accuracy",
         "Personalised, harmonic mean accuracy", "Global, base classes accuracy", "Global, novel classes accuracy",
         "Global, harmonic mean accuracy"]
+
+
+def test_describe_gives_the_base_and_the_novel_classes():
+    from fedrs.experiment import LISTED_CLASSES, describe_run
+
+    cfg = config()
+    cfg["data"]["dataset"] = "UCMerced"  # the registry knows its 21 classes; no data is read
+    sizes = describe_run(run_config(cfg), no_weights=True)
+    assert (sizes["num_classes"], sizes["class_split"]) == (21, "base-to-novel")
+    assert (sizes["num_base_classes"], sizes["num_novel_classes"]) == (11, 10)
+    assert sizes["base_classes"][0] == "agricultural land" and sizes["base_classes"][-1] == "harbor"
+    assert sizes["novel_classes"][0] == "intersection" and len(sizes["novel_classes"]) == 10
+    cfg["data"]["dataset"] = "NWPU-RESISC45"  # too many to list: counts only
+    sizes = describe_run(run_config(cfg), no_weights=True)
+    assert (sizes["num_base_classes"], sizes["num_novel_classes"]) == (23, 22) and 22 > LISTED_CLASSES
+    assert "base_classes" not in sizes and "novel_classes" not in sizes
+    cfg["data"]["class_split"] = "all"  # the default describes as before: no split fields
+    assert not {"class_split", "num_base_classes", "base_classes"} & set(describe_run(run_config(cfg),
+                                                                                      no_weights=True))
+    cfg["data"].update(dataset="Synth", class_split="base-to-novel")  # classes known only with the data
+    assert describe_run(run_config(cfg), no_weights=True)["class_split"].startswith("base-to-novel (")

@@ -68,6 +68,8 @@ study: zeroshot sweep report
 	@echo "make study: $(RESULTS) regenerated. Tables and figures against the committed ones (nothing listed = identical;"
 	@echo "run folders and the model card also record wall times, which differ):"
 	@git status --short --untracked-files=all -- $(RESULTS)/tables $(RESULTS)/figures results/zero_shot 2>/dev/null || true
+	@echo "make study: what these runs support and what they cannot ($(RESULTS)/tables/claims.md):"
+	@cat $(RESULTS)/tables/claims.md
 
 # the full study (issue 16's five parts in order; hours on 2 cores, see params/make_studies.py
 # --estimate): resumable, a finished run is skipped and an interrupted one resumed, so re-run it

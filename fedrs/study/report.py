@@ -15,6 +15,9 @@ tables (:mod:`fedrs.study.tables`), draws the figures (:mod:`fedrs.study.plots`)
 * ``tables/privacy.{csv,md}``        accuracy and epsilon of the DP runs per noise level, paired against
   the same row without DP (:mod:`fedrs.study.privacy`; only when the results hold DP runs)
 * ``tables/runs.csv``                one row per run (without wall times; Wilson intervals)
+* ``tables/claims.md``               what the runs support: each row's paired difference to FedRSCLIP
+  with its interval and verdict ("not distinguishable" when it holds 0), and the folder's scope
+  (:mod:`fedrs.study.claims`; the README's results section is taken from it)
 * ``figures/<table>.{png,pdf}``      one figure per table, ``<table>_paired`` the paired
   differences to FedRSCLIP with their intervals (+ ``learning_curves`` from rounds.csv,
   ``privacy_utility``: accuracy against epsilon)
@@ -41,7 +44,7 @@ from typing import Any, Mapping
 import pandas as pd
 
 from fedrs.io import atomic_path, write_text_atomic
-from fedrs.study import plots, privacy
+from fedrs.study import claims, plots, privacy
 from fedrs.study.collect import ReportError, collect_runs, load_rounds
 from fedrs.study.stats import wilson_interval
 from fedrs.study.tables import REFERENCE_LABEL, Table, build_tables, methods_runs, protocol_label
@@ -160,6 +163,7 @@ def write_report(results_dir: str | Path, out_dir: str | Path | None = None,
         tables["privacy"] = privacy_table
     files = write_tables(tables, out_dir)
     files.append(write_runs_table(runs, out_dir))
+    files.append(write_text_atomic(out_dir / "tables" / "claims.md", claims.claims_markdown(tables, runs)))
     if figures:
         import matplotlib.pyplot as plt
 

@@ -19,6 +19,15 @@ from fedrs.study import executors as ex
 from fedrs.study import sweep as sw
 
 
+def needs_submitit():
+    """submitit through fedrs's import (which keeps submitit from reconfiguring logging: a plain
+    ``import submitit`` shuts down every installed handler, pytest's included), or skip."""
+    try:
+        return ex.require_submitit("submitit-local")
+    except ex.ExecutorError:
+        pytest.skip("submitit is not installed")
+
+
 @pytest.fixture(autouse=True)
 def no_inputs(monkeypatch) -> None:
     """No data import or pretraining: the stand-in notebook reads neither."""
@@ -71,7 +80,7 @@ def test_a_submitit_executor_without_submitit_is_one_error_line(tmp_path, fake_n
 def test_scheduler_options_need_a_scheduler_and_slurm_needs_srun(tmp_path, fake_notebook, monkeypatch, capsys):
     from fedrs.cli import main
 
-    pytest.importorskip("submitit")
+    needs_submitit()
     path = write_params(tmp_path / "p", "a")
     argv = ["sweep", str(path), "--results", str(tmp_path / "r"), "--notebook", str(fake_notebook), "--no-progress"]
     assert main(argv + ["--slurm-partition", "gpu", "--slurm-time", "30"]) == 2
@@ -88,7 +97,7 @@ def test_scheduler_options_need_a_scheduler_and_slurm_needs_srun(tmp_path, fake_
 # --- the Slurm path without a cluster -------------------------------------------------------------------
 
 def test_slurm_options_map_to_the_sbatch_parameters(tmp_path, fake_slurm):
-    pytest.importorskip("submitit")
+    needs_submitit()
     options = ex.JobOptions(partition="gpu", time_min=90, cpus=4, gpus=2)
     assert ex.submitit_parameters(options) == {
         "name": "fedrs-sweep", "nodes": 1, "tasks_per_node": 1, "timeout_min": 90, "cpus_per_task": 4,
@@ -119,7 +128,7 @@ def test_a_slurm_sweep_submits_each_run_as_a_job_with_the_cli_options(tmp_path, 
     process through submitit's DebugExecutor (no cluster here), through the same sweep loop."""
     from fedrs.cli import main
 
-    submitit = pytest.importorskip("submitit")
+    submitit = needs_submitit()
     made, real = {}, ex.submitit_executor
 
     def slurm_then_debug(executor, folder, options):
@@ -157,7 +166,7 @@ def test_a_slurm_sweep_submits_each_run_as_a_job_with_the_cli_options(tmp_path, 
 
 
 def test_a_run_job_is_picklable_and_requeues_as_a_resume(tmp_path, fake_notebook):
-    submitit = pytest.importorskip("submitit")
+    submitit = needs_submitit()
     spec = sw.plan([write_params(tmp_path / "p", "a")], results=tmp_path / "r")[0]
     job = sw.RunJob(spec, fake_notebook, resume=False, fresh=False, threads=2, env=(("CUDA_VISIBLE_DEVICES", "1"),))
     assert pickle.loads(pickle.dumps(job)) == job
@@ -170,7 +179,7 @@ def test_a_run_job_is_picklable_and_requeues_as_a_resume(tmp_path, fake_notebook
 # --- submitit's LocalExecutor: the scheduler path on this machine -----------------------------------------
 
 def test_a_submitit_local_sweep_runs_the_same_runs_as_the_local_one(tmp_path, fake_notebook):
-    pytest.importorskip("submitit")
+    needs_submitit()
     params = tmp_path / "p"
     write_params(params, "good", seed=0)
     write_params(params, "broken", fail=True)
@@ -197,7 +206,7 @@ def test_a_submitit_local_sweep_runs_the_same_runs_as_the_local_one(tmp_path, fa
 
 
 def test_a_job_that_dies_is_one_failed_call_with_its_log(tmp_path):
-    pytest.importorskip("submitit")
+    needs_submitit()
     pool = ex.open_pool("submitit-local", 1, tmp_path / "jobs", ex.JobOptions(time_min=5))
     handle = pool.submit(functools.partial(os._exit, 3))
     assert pool.wait({handle}) == {handle}
@@ -276,3 +285,25 @@ def test_a_lock_held_by_a_slurm_job_on_another_host_asks_squeue(tmp_path, monkey
     assert json.loads(sw.lock_path(spec).read_text())["slurm_job_id"] == "777"
     sw.release_lock(spec)
     assert not sw.lock_path(spec).exists()
+
+
+def test_importing_submitit_leaves_installed_logging_handlers_alone(tmp_path, monkeypatch):
+    """A plain first ``import submitit`` runs logging.config.dictConfig, which closes every handler
+    already installed (here a file handler of the user's); fedrs's import does not."""
+    import logging
+
+    needs_submitit()
+    for name in [m for m in sys.modules if m == "submitit" or m.startswith("submitit.")]:
+        monkeypatch.delitem(sys.modules, name)  # a first import again
+    handler = logging.FileHandler(tmp_path / "user.log")
+    logger = logging.getLogger("a_user_logger")
+    logger.addHandler(handler)
+    try:
+        ex.require_submitit("slurm")
+        logger.warning("still open")
+        assert handler.stream is not None and not handler.stream.closed
+        assert "still open" in (tmp_path / "user.log").read_text()
+        assert "SUBMITIT_LOG_LEVEL" not in os.environ or os.environ["SUBMITIT_LOG_LEVEL"] != "NOCONFIG"
+    finally:
+        logger.removeHandler(handler)
+        handler.close()

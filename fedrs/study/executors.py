@@ -99,11 +99,22 @@ def check_executor(executor: str, options: JobOptions) -> None:
 
 def require_submitit(executor: str = "slurm") -> Any:
     """The ``submitit`` module, or :class:`ExecutorError` naming how to install it."""
+    # submitit configures logging when first imported (logging.config.dictConfig), which shuts down
+    # every handler already installed (the user's, a notebook's, pytest's) and binds its own to the
+    # sys.stdout/sys.stderr of that moment; NOCONFIG skips that here (its records then reach the root
+    # logger like any library's). Only this import is affected: submitted jobs import it afresh.
+    saved = os.environ.get("SUBMITIT_LOG_LEVEL")
+    os.environ.setdefault("SUBMITIT_LOG_LEVEL", "NOCONFIG")
     try:
         import submitit
     except ImportError:
         raise ExecutorError(f"--executor {executor} needs submitit, which is not installed: "
                             f"{INSTALL_HINT}") from None
+    finally:
+        if saved is None:
+            os.environ.pop("SUBMITIT_LOG_LEVEL", None)
+        else:
+            os.environ["SUBMITIT_LOG_LEVEL"] = saved
     return submitit
 
 

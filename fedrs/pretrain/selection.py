@@ -39,7 +39,7 @@ from fedrs.pretrain.training import (
     PretrainConfig,
     load_recipe,
     pretrain,
-    split_pretrain_validation,
+    pretrain_items,
 )
 
 logger = logging.getLogger(__name__)
@@ -106,12 +106,9 @@ class ValidationSlice:
 
 def validation_slice(cfg: PretrainConfig) -> ValidationSlice:
     """The images ``cfg`` holds out, with what scoring them needs."""
-    from fedrs.data import load_caption_set, load_scene_dataset
+    from fedrs.data import load_scene_dataset
 
-    items = load_caption_set("RSICD", split="train").with_images().items
-    if cfg.max_images:
-        items = items[: cfg.max_images]
-    train, held = split_pretrain_validation(items, cfg.validation_fraction, cfg.validation_seed)
+    train, held = pretrain_items(cfg)
     if not held:
         raise SelectionError("the recipe holds no image out (validation_fraction is 0)")
     aid = load_scene_dataset("AID")

@@ -128,6 +128,17 @@ def split_pretrain_validation(items: list, fraction: float, seed: int) -> tuple[
     return [it for it in items if it.image_id not in held], [it for it in items if it.image_id in held]
 
 
+def pretrain_items(cfg: PretrainConfig) -> tuple[list, list]:
+    """``(trained, held out)``: the RSICD training items with an AID image (the first
+    ``max_images`` if set), split by the recipe's validation slice."""
+    from fedrs.data import load_caption_set
+
+    items = load_caption_set("RSICD", split="train").with_images().items
+    if cfg.max_images:
+        items = items[: cfg.max_images]
+    return split_pretrain_validation(items, cfg.validation_fraction, cfg.validation_seed)
+
+
 def _decode_square(path: Path, size: int) -> np.ndarray:
     from PIL import Image
 
@@ -140,12 +151,9 @@ def load_pretrain_data(cfg: PretrainConfig, tokenizer, progress: bool = True) ->
     """RSICD train items with an AID image, decoded to ``decode_size`` and tokenised (cached)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from fedrs.data import load_caption_set, load_scene_dataset
+    from fedrs.data import load_scene_dataset
 
-    items = load_caption_set("RSICD", split="train").with_images().items
-    if cfg.max_images:
-        items = items[: cfg.max_images]
-    items, _ = split_pretrain_validation(items, cfg.validation_fraction, cfg.validation_seed)
+    items, _ = pretrain_items(cfg)
     if not items:
         raise BackboneError("no RSICD training image found: run `fedrs data import` on AID.zip and RSICD/")
     _assert_disjoint_from_evaluation([it.path for it in items], cfg.eval_datasets)

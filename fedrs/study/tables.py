@@ -350,11 +350,18 @@ def methods_runs(runs: pd.DataFrame) -> pd.DataFrame:
     return runs[(plain | runs["row"].isin(METHOD_ROW_KEYS)) & ~private_runs(runs)]
 
 
-def methods_table(runs: pd.DataFrame) -> Table:
-    """Every method and control x datasets x heterogeneity, paired against FedRSCLIP."""
-    s = summarise(methods_runs(runs), SETTING + ["row"], values=tuple(METHOD_ACCURACIES))
+def _labelled_summary(rows: pd.DataFrame, runs: pd.DataFrame, accuracies: Mapping[str, str]) -> pd.DataFrame:
+    """:func:`summarise` of ``rows`` per setting and row over ``accuracies``, with each row's
+    method and table label (read from ``runs``) after its key."""
+    s = summarise(rows, SETTING + ["row"], values=tuple(accuracies))
     s.insert(s.columns.get_loc("row") + 1, "label", [_first(runs, k, "label") for k in s["row"]])
     s.insert(s.columns.get_loc("row") + 1, "method", [_first(runs, k, "method") for k in s["row"]])
+    return s
+
+
+def methods_table(runs: pd.DataFrame) -> Table:
+    """Every method and control x datasets x heterogeneity, paired against FedRSCLIP."""
+    s = _labelled_summary(methods_runs(runs), runs, METHOD_ACCURACIES)
     return Table("methods", "Methods × datasets × heterogeneity", s,
                  _caption("Personalised (each client's own test split with its own model, weighted by test images; "
                           "the split follows the client's label distribution), class-balanced personalised (each "
@@ -533,10 +540,7 @@ def _generalisation(runs: pd.DataFrame, kind: str) -> pd.Series:
 
 def base_to_novel_table(runs: pd.DataFrame) -> Table:
     """Base-to-novel: every method trained on the base classes, scored on base and novel classes."""
-    s = summarise(runs[_generalisation(runs, BASE_TO_NOVEL_SPLIT)], SETTING + ["row"],
-                  values=tuple(BASE_TO_NOVEL_ACCURACIES))
-    s.insert(s.columns.get_loc("row") + 1, "label", [_first(runs, k, "label") for k in s["row"]])
-    s.insert(s.columns.get_loc("row") + 1, "method", [_first(runs, k, "method") for k in s["row"]])
+    s = _labelled_summary(runs[_generalisation(runs, BASE_TO_NOVEL_SPLIT)], runs, BASE_TO_NOVEL_ACCURACIES)
     return Table("base_to_novel", "Base-to-novel generalisation", s,
                  _caption("Base-to-novel (CoOp/CoCoOp's protocol, as FedTPG, FedPGP and FLiP): the clients train on "
                           "the first half of the classes (base, rounded up) and are scored on them with base class "
@@ -549,10 +553,7 @@ def base_to_novel_table(runs: pd.DataFrame) -> Table:
 
 def unseen_clients_table(runs: pd.DataFrame) -> Table:
     """The global model on clients that never trained (data.unseen_clients)."""
-    s = summarise(runs[_generalisation(runs, UNSEEN_CLIENTS_SPLIT)], SETTING + ["row"],
-                  values=tuple(UNSEEN_CLIENT_ACCURACIES))
-    s.insert(s.columns.get_loc("row") + 1, "label", [_first(runs, k, "label") for k in s["row"]])
-    s.insert(s.columns.get_loc("row") + 1, "method", [_first(runs, k, "method") for k in s["row"]])
+    s = _labelled_summary(runs[_generalisation(runs, UNSEEN_CLIENTS_SPLIT)], runs, UNSEEN_CLIENT_ACCURACIES)
     return Table("unseen_clients", "The global model on clients that never trained", s,
                  _caption("Clients partitioned with the others (same scheme and seed) that never train nor are "
                           "sampled: the server's model on their test splits, beside the usual accuracies of the "

@@ -50,6 +50,7 @@ from fedrs.retrieval.config import (
     FEDERATED_SGD_LR,
     FEDERATED_SGD_LR_SOURCE,
     INFONCE_HMMC_LR,
+    INFONCE_HMMC_LR_SOURCE,
     LR_SOURCE,
     UNVALIDATED_LR_SOURCE,
     RetrievalConfig,
@@ -126,7 +127,7 @@ def row_lr(cfg: RetrievalConfig, row: PETLRow) -> tuple[float, str]:
     if cfg.train.lr is not None:
         return cfg.train.lr, "the configuration's train.lr"
     if row.variant == "mrs-adapter-hmmc" and row_config(cfg, row).loss.form == "infonce":
-        return INFONCE_HMMC_LR, "earlier default of the InfoNCE form, not chosen on validation"
+        return INFONCE_HMMC_LR, INFONCE_HMMC_LR_SOURCE
     return DEFAULT_LR[row.variant], LR_SOURCE.get(row.variant, UNVALIDATED_LR_SOURCE)
 
 

@@ -33,7 +33,17 @@ frozen backbone scores 7.65 there):
   0.71, so :data:`FEDERATED_SGD_LR` = 0.03 (the 0.1 of the InfoNCE form collapses under the
   summed hinge), used by ``params/offline/pe_rsitr_*.yaml``.
 
-The other PETL variants keep their earlier rates until they are swept the same way.
+* the other PETL rows, centralised AdamW, 5 epochs, batch 64, each on the same validation split
+  (``fedrs retrieval select-lr params/offline/pe_rsitr_ucm.yaml --centralised --epochs 5 --set
+  method.variant=V --lr ... --out results/retrieval/lr_sweep/centralised_adamw_ucm_V``; a grid whose
+  best rate lay on its edge was extended past that edge, ``_low`` folders) -> the rate of
+  :data:`DEFAULT_LR` and its folder in :data:`LR_SOURCE`: linear probe 1e-3 (9.85 / 9.52 / **12.65**
+  / 9.23 / 9.60 over 1e-4 .. 1e-2), CoOp 1e-5 (5.11 / **5.34** / 4.46 / 4.24 / 2.38 .. over 3e-6 ..
+  3e-4), VPT 3e-5 (7.77 / 7.81 / **8.35** / 6.21 / 4.97 over 3e-6 .. 3e-4), full fine-tuning 3e-5
+  (8.60 / 9.67 / 11.26 / **11.92** / 11.83 over 1e-6 .. 1e-4), MRS-Adapter + HMMC in InfoNCE form
+  3e-3 (:data:`INFONCE_HMMC_LR`: 11.16 / 13.89 / **16.03** / 16.01 over 3e-4 .. 1e-2).
+
+RSICD uses the rates chosen on UCM-Captions (not re-swept: one RSICD sweep costs about five UCM ones).
 """
 
 from __future__ import annotations
@@ -47,24 +57,33 @@ from fedrs.losses.retrieval import HMMCConfig
 VARIANTS = ("zero-shot", "linear-probe", "coop", "vpt", "adapter", "mrs-adapter",
             "mrs-adapter-hmmc", "full-finetune")
 
-#: AdamW learning rate per variant when ``train.lr`` is not set. ``mrs-adapter-hmmc``: chosen by
-#: :func:`~fedrs.retrieval.selection.select_lr` (see the module docstring); the others are the
-#: earlier defaults, not yet chosen on validation
+#: AdamW learning rate per variant when ``train.lr`` is not set, each chosen by
+#: :func:`~fedrs.retrieval.selection.select_lr` on UCM-Captions' validation split (module docstring;
+#: the sweep behind each is named in :data:`LR_SOURCE`)
 DEFAULT_LR = {
-    "linear-probe": 1e-4, "coop": 2e-3, "vpt": 1e-3, "adapter": 1e-3, "mrs-adapter": 1e-3,
-    "mrs-adapter-hmmc": 1e-2, "full-finetune": 1e-5,
+    "linear-probe": 1e-3, "coop": 1e-5, "vpt": 3e-5, "adapter": 1e-4, "mrs-adapter": 1e-4,
+    "mrs-adapter-hmmc": 1e-2, "full-finetune": 3e-5,
 }
+_SWEEPS = "results/retrieval/lr_sweep/"
 #: where each rate of :data:`DEFAULT_LR` came from (the tables' ``lr source`` column)
 LR_SOURCE = {
-    "mrs-adapter-hmmc": "chosen on validation (select_lr, UCM-Captions val, 5 epochs: "
-                        "results/retrieval/lr_sweep/centralised_adamw_ucm)",
+    variant: f"chosen on validation (select_lr, UCM-Captions val, 5 epochs: {_SWEEPS}{folder})"
+    for variant, folder in {
+        "linear-probe": "centralised_adamw_ucm_linear-probe",
+        "coop": "centralised_adamw_ucm_coop_low",
+        "vpt": "centralised_adamw_ucm_vpt_low",
+        "mrs-adapter-hmmc": "centralised_adamw_ucm",
+        "full-finetune": "centralised_adamw_ucm_full-finetune",
+    }.items()
 }
 #: the source of every rate not in :data:`LR_SOURCE`
 UNVALIDATED_LR_SOURCE = "earlier default, not chosen on validation"
-#: AdamW learning rate of MRS-Adapter + HMMC in its InfoNCE form (``loss.form: infonce``): the
-#: rate that form trained with before the hinge form became the default (the earlier
-#: ``DEFAULT_LR["mrs-adapter-hmmc"]``); not chosen on validation
-INFONCE_HMMC_LR = 1e-3
+#: AdamW learning rate of MRS-Adapter + HMMC in its InfoNCE form (``loss.form: infonce``), chosen on
+#: validation like :data:`DEFAULT_LR` (module docstring)
+INFONCE_HMMC_LR = 3e-3
+#: where :data:`INFONCE_HMMC_LR` came from
+INFONCE_HMMC_LR_SOURCE = ("chosen on validation (select_lr, UCM-Captions val, 5 epochs: "
+                          f"{_SWEEPS}centralised_adamw_ucm_hmmc_infonce)")
 #: client SGD learning rate (momentum 0.9) of the federated MRS-Adapter + HMMC, chosen by select_lr
 FEDERATED_SGD_LR = 0.03
 #: where :data:`FEDERATED_SGD_LR` came from
@@ -194,6 +213,7 @@ class RetrievalConfig:
         return self.train.lr if self.train.lr is not None else DEFAULT_LR.get(self.variant, 0.0)
 
 
-__all__ = ["VARIANTS", "DEFAULT_LR", "LR_SOURCE", "UNVALIDATED_LR_SOURCE", "INFONCE_HMMC_LR", "FEDERATED_SGD_LR",
-           "FEDERATED_SGD_LR_SOURCE", "PAPER_TRAIN", "AdapterConfig", "PromptConfig", "LossConfig",
-           "RetrievalTrainConfig", "RetrievalConfig", "ValidationConfig"]
+__all__ = ["VARIANTS", "DEFAULT_LR", "LR_SOURCE", "UNVALIDATED_LR_SOURCE", "INFONCE_HMMC_LR",
+           "INFONCE_HMMC_LR_SOURCE", "FEDERATED_SGD_LR", "FEDERATED_SGD_LR_SOURCE", "PAPER_TRAIN",
+           "AdapterConfig", "PromptConfig", "LossConfig", "RetrievalTrainConfig", "RetrievalConfig",
+           "ValidationConfig"]

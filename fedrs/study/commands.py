@@ -60,6 +60,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     if args.out is not None and Path(args.out).exists() and not Path(args.out).is_dir():
         raise ReportError(f"report --out is a file ({args.out}): give a folder (tables/ and figures/ go inside it)")
+    if _report_retrieval(args):
+        return 0
     report = write_report(args.results_dir, out_dir=args.out, figures=not args.no_figures)
     for table in report.tables.values():
         print(table.to_markdown())
@@ -70,6 +72,37 @@ def cmd_report(args: argparse.Namespace) -> int:
     for path in report.files:
         print(f"  {path}", file=sys.stderr)
     return 0
+
+
+def _report_retrieval(args: argparse.Namespace) -> bool:
+    """Write the retrieval table when RESULTS_DIR holds retrieval results (PETL row files or
+    ``pe-rsitr`` run folders: :func:`fedrs.retrieval.report.write_retrieval_report`); False when it
+    holds none. A folder mixing retrieval and classification runs is refused."""
+    from pathlib import Path
+
+    from fedrs.retrieval.report import is_petl_folder, retrieval_run_dirs, write_retrieval_report
+    from fedrs.study.collect import ReportError, find_run_dirs
+
+    folder = Path(args.results_dir)
+    if not folder.is_dir():
+        return False  # the study report says what is missing
+    retrieval = retrieval_run_dirs(folder)
+    if not retrieval and not is_petl_folder(folder):
+        return False
+    others = [d for d in find_run_dirs(folder) if d not in set(retrieval)]
+    if others:
+        raise ReportError(f"{folder} holds both retrieval runs ({len(retrieval)}) and other runs ({len(others)}, e.g. "
+                          f"{others[0]}): report each kind from a folder of its own")
+    if args.out is not None:
+        raise ReportError("report --out is for study folders: a retrieval table is written into its own folder; "
+                          "leave --out out")
+    files = write_retrieval_report(folder)
+    md = next(p for p in files if p.suffix == ".md")
+    print(md.read_text(encoding="utf-8"))
+    print(f"-> {len(files)} files:", file=sys.stderr)
+    for path in files:
+        print(f"  {path}", file=sys.stderr)
+    return True
 
 
 def register(sub) -> None:
@@ -116,7 +149,10 @@ def register(sub) -> None:
         "report", help="tables (CSV + Markdown) and figures (PNG + PDF) from every run folder",
         description="Read every run folder (metrics.json + params.yaml [+ rounds.csv]) under RESULTS_DIR and "
                     "write RESULTS_DIR/tables/{methods,constraints,prompt_length,communication,runs}.{csv,md} "
-                    "and RESULTS_DIR/figures/*.{png,pdf}. Deterministic: regenerated files equal committed ones.")
+                    "and RESULTS_DIR/figures/*.{png,pdf}. A retrieval folder gets its own table: PETL row files "
+                    "(fedrs retrieval petl) -> RESULTS_DIR/petl_table.{md,csv}; federated-retrieval run folders "
+                    "(method pe-rsitr) -> RESULTS_DIR/tables/federated.{md,csv}. Deterministic: regenerated "
+                    "files equal committed ones.")
     r.add_argument("results_dir", metavar="RESULTS_DIR", help="folder holding the run folders (e.g. results)")
     r.add_argument("--out", help="where tables/ and figures/ go (default: RESULTS_DIR)")
     r.add_argument("--no-figures", action="store_true", help="tables only")

@@ -2,6 +2,8 @@
 tiny backbone): validation held out of training, validated learning rates, every tie convention,
 protocol labels, the InfoNCE row beside the headline, and the cross-modal federated rows."""
 
+from pathlib import Path
+
 import pytest
 import torch
 from test_retrieval_variants import tiny_set
@@ -25,9 +27,9 @@ from fedrs.retrieval.config import (
     FEDERATED_SGD_LR,
     INFONCE_HMMC_LR,
     LR_SOURCE,
-    UNVALIDATED_LR_SOURCE,
 )
 
+REPO = Path(__file__).resolve().parent.parent
 RECALLS = ["i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10", "mR"]
 LABELS = ["backbone", "dataset", "test_set", "train_set", "validation", "seed"]
 
@@ -102,7 +104,12 @@ def test_learning_rates_are_the_librarys_constants_and_say_where_they_came_from(
     cfg = tiny_cfg()
     assert row_lr(cfg, PETL_ROWS[HEADLINE]) == (DEFAULT_LR[HEADLINE], LR_SOURCE[HEADLINE])
     assert LR_SOURCE[HEADLINE].startswith("chosen on validation")
-    assert row_lr(cfg, PETL_ROWS["adapter"]) == (DEFAULT_LR["adapter"], UNVALIDATED_LR_SOURCE)
+    # every trained row's rate was chosen on validation, and its source names the sweep's folder
+    for name, row in PETL_ROWS.items():
+        if row.variant != "zero-shot":
+            lr, source = row_lr(cfg, row)
+            assert source.startswith("chosen on validation") and "results/retrieval/lr_sweep/" in source, name
+            assert (REPO / source.split(": ")[-1].rstrip(")") / "lr_sweep.json").is_file(), source
     assert row_lr(cfg, PETL_ROWS["mrs-adapter-hmmc-infonce"])[0] == INFONCE_HMMC_LR
     assert row_lr(cfg, PETL_ROWS["zero-shot"]) == (0.0, "no training")
     fixed = RetrievalConfig(train=RetrievalTrainConfig(lr=0.5))

@@ -161,13 +161,14 @@ class PERSITR(Method):
                              "(fedrs.retrieval.federated_retrieval and `fedrs run` do)")
         return self.pool
 
-    def loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         self._require_pool()
         caps = [self._per_image[i][int(torch.randint(len(self._per_image[i]), ()))]
                 for i in batch.labels.tolist()]
         terms = batch_terms(self.module, self.hmmc, batch.images, self._tokens[caps].to(self.device),
                             self._caption_groups[caps])
-        return terms["loss"], {k: float(v.detach()) for k, v in terms.items()}
+        # detached tensors, as every method returns them: the client update reads them back once
+        return terms["loss"], {k: v.detach() for k, v in terms.items()}
 
     @torch.no_grad()
     def logits(self, batch: Batch, personalised: bool = True) -> torch.Tensor:

@@ -198,6 +198,8 @@ def test_fedrs_run_writes_a_retrieval_run_folder(tiny, tmp_path, monkeypatch, ca
     assert "final round (1) on test" in metrics["selection"]["reported"]
     rounds = (out / "rounds.csv").read_text().splitlines()
     assert "val_mR" in rounds[0].split(",") and "val_mR_personalised" in rounds[0].split(",")
+    # the engine's per-round test check is image->text R@1 here, not a classification accuracy
+    assert "global_i2t_r1" in rounds[0].split(",") and "_acc" not in rounds[0]
     assert metrics["test_set"] == "tiny: 4 images" and metrics["train_images"] == 5
     assert metrics["loss"]["form"] == "hinge" and metrics["loss"]["duplicate_captions"] == "mask"
     assert {"mR", "mR_optimistic", "mR_argsort", "i2t_r1_argsort"} <= set(metrics["global"])

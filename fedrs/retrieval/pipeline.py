@@ -218,6 +218,15 @@ def check_retrieval_data(data: PartitionConfig) -> None:
                           f"has neither: drop {'them' if both else 'it'}")
 
 
+def retrieval_round_row(row: dict) -> dict:
+    """A round row of the engine as a retrieval run's rounds.csv holds it: the engine's per-round
+    test check (``*_acc*``: the share of test images whose best-scoring caption is one of their own,
+    ties broken by caption order) is image->text R@1 as a fraction, not a classification accuracy,
+    so its columns are named ``*_i2t_r1*``. metrics.json's recalls (every tie convention) are the
+    reported numbers; these columns only follow training."""
+    return {k.replace("_acc", "_i2t_r1"): v for k, v in row.items()}
+
+
 def run_retrieval(cfg: RunConfig, folder: RunFolder, *, resume: bool = False, progress: bool = True,
                   on_round: Callable[[int, dict], None] | None = None,
                   started: float | None = None) -> dict:
@@ -249,7 +258,7 @@ def run_retrieval(cfg: RunConfig, folder: RunFolder, *, resume: bool = False, pr
     rows: list[dict] = []
 
     def after_round(r: int, row: dict) -> None:
-        rows.append(row)
+        rows.append(retrieval_round_row(row))
         folder.write_csv(ROUNDS, rows)
         if on_round is not None:
             on_round(r, row)
@@ -257,7 +266,7 @@ def run_retrieval(cfg: RunConfig, folder: RunFolder, *, resume: bool = False, pr
     out = federated_retrieval(backbone, train, test, m, train_cfg=cfg.train, eval_cfg=cfg.eval,
                               shards=shards, checkpoint=folder / CHECKPOINT, resume=resume,
                               progress=progress, val=val, on_round=after_round)
-    folder.write_csv(ROUNDS, out.history)
+    folder.write_csv(ROUNDS, [retrieval_round_row(r) for r in out.history])
     folder.write_csv(CLIENTS, [{"client": k, "train_images": len(s),
                                 "scene_classes": len({train.labels[i] for i in s}) if train.labels else "",
                                 **{f"personalised_{a}": b for a, b in (out.personalised[k].as_row().items()
@@ -287,4 +296,4 @@ def run_retrieval(cfg: RunConfig, folder: RunFolder, *, resume: bool = False, pr
 
 
 __all__ = ["FederatedRetrievalResult", "ValidatedEngine", "concat_pool", "federated_retrieval",
-           "selection_record", "split_manifest", "check_retrieval_data", "run_retrieval"]
+           "retrieval_round_row", "selection_record", "split_manifest", "check_retrieval_data", "run_retrieval"]

@@ -23,6 +23,7 @@ from fedrs.retrieval.compare import (
     row_lr,
 )
 from fedrs.retrieval.config import (
+    CENTRALISED_SGD_LR,
     DEFAULT_LR,
     FEDERATED_SGD_LR,
     INFONCE_HMMC_LR,
@@ -145,8 +146,11 @@ def test_compare_federated_rows_centralised_whole_adapter_and_cross_modal(tiny):
     assert whole["upload_values_per_client_round"] == whole["trainable_params"]
     assert private["upload_values_per_client_round"] < private["trainable_params"]
     assert cross["upload_values_per_client_round"] == 16 * 8 + 8 and cross["federate"] == "cross-modal"
+    # the one-client reference trains at its own validated rate, the clients at theirs
+    assert central["lr"] == CENTRALISED_SGD_LR and "1 client" in central["lr_source"]
     for r in rows:
-        assert r["lr"] == FEDERATED_SGD_LR and r["lr_source"].startswith("chosen on validation")
+        assert r["lr"] == (CENTRALISED_SGD_LR if r is central else FEDERATED_SGD_LR)
+        assert r["lr_source"].startswith("chosen on validation")
         assert r["mR"] <= r["mR_argsort"] <= r["mR_optimistic"] and 0 <= r["mR"] <= 100
         assert all(k in r for k in LABELS) and r["validation"].endswith("2 of 10")
         assert 0 <= r["final_val_mR"] <= 100  # validation scored every round, the personalised rows per client
@@ -155,6 +159,6 @@ def test_compare_federated_rows_centralised_whole_adapter_and_cross_modal(tiny):
 
 def test_compare_federated_without_clients_is_the_centralised_row_only(tiny):
     train, test = tiny_set(tiny, n_images=6), tiny_set(tiny, n_images=4)
-    rows = compare_federated(tiny, train, test, tiny_cfg(), clients=1, rounds=1, lr=0.5)
+    rows = compare_federated(tiny, train, test, tiny_cfg(), clients=1, rounds=1, lr=0.5, centralised_lr=0.2)
     assert [r["method"] for r in rows] == ["mrs-adapter-hmmc centralised (engine, 1 client)"]
-    assert rows[0]["lr_source"] == "given by the caller, not chosen on validation"
+    assert rows[0]["lr"] == 0.2 and rows[0]["lr_source"] == "given by the caller, not chosen on validation"

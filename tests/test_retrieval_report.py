@@ -135,3 +135,28 @@ def test_fedrs_report_refuses_a_folder_mixing_retrieval_and_classification_runs(
     err = capsys.readouterr().err
     assert err.startswith("fedrs: error:") and "folder of its own" in err and "Traceback" not in err
     assert not (grid / "tables").exists()  # nothing half-written
+
+
+def test_the_committed_grid_is_what_its_generator_writes():
+    """params/studies/retrieval/federated/ is generated: every setting and seed, each seed with its
+    centralised run at the centralised rate, and nothing edited by hand."""
+    import importlib.util
+    from pathlib import Path
+
+    from fedrs.retrieval.config import CENTRALISED_SGD_LR, FEDERATED_SGD_LR
+
+    path = Path(__file__).resolve().parent.parent / "params" / "retrieval" / "make_federated.py"
+    spec = importlib.util.spec_from_file_location("make_federated", path)
+    make = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(make)
+    assert make.main(["--check"]) == 0  # the committed files equal the generator's, none stale
+    files = make.generate()
+    assert len(files) == 3 * (1 + 2 * 3 * 2)  # seeds x (centralised + aggregation x split x clients)
+    for p, text in files.items():
+        cfg = yaml.safe_load(text)
+        seed = int(p.stem.rsplit("__s", 1)[1])
+        assert cfg["train"]["seed"] == cfg["data"]["seed"] == cfg["method"]["validation"]["seed"] == seed
+        central = p.stem.startswith("centralised")
+        assert cfg["data"]["num_clients"] == 1 if central else cfg["data"]["num_clients"] in (5, 10)
+        assert cfg["train"]["lr"] == (CENTRALISED_SGD_LR if central else FEDERATED_SGD_LR)
+        assert cfg["method"]["federate"] == ("cross-modal" if p.stem.startswith("crossmodal") else "all")

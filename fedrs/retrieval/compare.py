@@ -46,6 +46,8 @@ from fedrs.data import load_caption_set
 from fedrs.data.partition import PartitionConfig
 from fedrs.evaluate.retrieval import tie_row
 from fedrs.retrieval.config import (
+    CENTRALISED_SGD_LR,
+    CENTRALISED_SGD_LR_SOURCE,
     DEFAULT_LR,
     FEDERATED_SGD_LR,
     FEDERATED_SGD_LR_SOURCE,
@@ -217,7 +219,7 @@ def compare_federated(backbone, train: RetrievalSet, test: RetrievalSet, cfg: Re
                       clients: int, rounds: int, local_epochs: int = 1, lr: float = FEDERATED_SGD_LR,
                       scheme: str = "iid", alpha: float = 0.5, cross_modal: bool = True,
                       private_ups: bool = False, variant: str = "mrs-adapter-hmmc",
-                      progress: bool = False) -> list[dict]:
+                      centralised_lr: float = CENTRALISED_SGD_LR, progress: bool = False) -> list[dict]:
     """``variant`` through the federated engine, beside the same engine with one client.
 
     ``train``: every training image; the validation part (``cfg.validation``) is held out here and
@@ -225,7 +227,9 @@ def compare_federated(backbone, train: RetrievalSet, test: RetrievalSet, cfg: Re
     or skewed by scene class (``dirichlet`` with ``alpha``, ``pathological``); the shard seed and the
     training seed are ``cfg.train.seed``. Client SGD with learning rate ``lr`` (default the
     validated :data:`~fedrs.retrieval.config.FEDERATED_SGD_LR`), momentum 0.9, cosine over
-    ``rounds``, batch ``cfg.train.batch_size``; ``cfg.loss`` is the loss (hinge by default).
+    ``rounds``, batch ``cfg.train.batch_size``; ``cfg.loss`` is the loss (hinge by default). The
+    one-client reference trains at ``centralised_lr`` (default the validated
+    :data:`~fedrs.retrieval.config.CENTRALISED_SGD_LR`: one client takes all the sequential steps).
 
     Rows, in order: the centralised reference (1 client), the whole adapter averaged, with
     ``private_ups`` the modality-specific up-projections kept private (:data:`PRIVATE_UPS`), and with
@@ -247,16 +251,22 @@ def compare_federated(backbone, train: RetrievalSet, test: RetrievalSet, cfg: Re
         if cross_modal and variant.startswith("mrs-adapter") and cfg.adapter.shared_dim > 0:
             runs.append((f"federated ({clients} clients, {split}, cross-modal part averaged)", clients,
                          "cross-modal", []))
-    lr_source = FEDERATED_SGD_LR_SOURCE if lr == FEDERATED_SGD_LR else "given by the caller, not chosen on validation"
+    def rate(n: int) -> tuple[float, str]:
+        given = "given by the caller, not chosen on validation"
+        if n == 1:
+            return centralised_lr, CENTRALISED_SGD_LR_SOURCE if centralised_lr == CENTRALISED_SGD_LR else given
+        return lr, FEDERATED_SGD_LR_SOURCE if lr == FEDERATED_SGD_LR else given
+
     rows = []
     for label, n, federate, private in runs:
+        run_lr, lr_source = rate(n)
         method_cfg = PERSITRConfig(variant=variant, adapter=cfg.adapter, prompts=cfg.prompts, loss=cfg.loss,
                                    private=private, federate=federate, train_split=cfg.train_split,
                                    test_split=cfg.eval_split, validation=cfg.validation)
         split_cfg = PartitionConfig(dataset=cfg.dataset, num_clients=n, scheme=scheme if n > 1 else "iid",
                                     alpha=alpha, seed=seed)
-        train_cfg = TrainConfig(rounds=rounds, local_epochs=local_epochs, lr=lr, batch_size=cfg.train.batch_size,
-                                seed=seed)
+        train_cfg = TrainConfig(rounds=rounds, local_epochs=local_epochs, lr=run_lr,
+                                batch_size=cfg.train.batch_size, seed=seed)
         start = time.perf_counter()
         out = federated_retrieval(backbone, fit, test, method_cfg, train_cfg=train_cfg, split=split_cfg, val=val,
                                   progress=progress)
@@ -265,7 +275,7 @@ def compare_federated(backbone, train: RetrievalSet, test: RetrievalSet, cfg: Re
         history = [r for r in out.history if r.get("round", 0) > 0]
         common = {"trainable_params": out.trainable_params,
                   "upload_values_per_client_round": out.upload_values_per_client_round, "federate": federate,
-                  "lr": lr, "lr_source": lr_source, "rounds": rounds, "local_epochs": local_epochs,
+                  "lr": run_lr, "lr_source": lr_source, "rounds": rounds, "local_epochs": local_epochs,
                   "train_s": seconds, "seed": seed, **labels}
         server = "" if not out.personalised else ", server model (private parts at their initial values)"
         row = {"method": name + server, "loss_form": cfg.loss.form, **out.global_row(),

@@ -31,7 +31,12 @@ frozen backbone scores 7.65 there):
 * federated client SGD, momentum 0.9, 5 IID clients, 4 rounds x 1 local epoch, cosine, batch 64,
   whole adapter averaged: lr 1e-3 / 3e-3 / 1e-2 / 3e-2 / 1e-1 -> 8.08 / 8.97 / 10.00 / **10.56** /
   0.71, so :data:`FEDERATED_SGD_LR` = 0.03 (the 0.1 of the InfoNCE form collapses under the
-  summed hinge), used by ``params/offline/pe_rsitr_*.yaml``;
+  summed hinge), used by the federated ``params/offline/pe_rsitr_*_fed*.yaml`` and the grid;
+* the same engine with one client (the centralised reference of federated retrieval), 4 rounds,
+  as run: ``fedrs retrieval select-lr params/offline/pe_rsitr_ucm.yaml --set train.rounds=4 --lr
+  0.001 0.003 0.01 0.03``: 9.82 / 11.84 / **12.34** / 7.21, so :data:`CENTRALISED_SGD_LR` = 0.01
+  (one client takes as many sequential steps per round as five clients together, so the
+  federated rate overshoots it);
 * the other PETL rows, centralised AdamW, 5 epochs, batch 64, each on the same validation split
   (``fedrs retrieval select-lr params/offline/pe_rsitr_ucm.yaml --centralised --epochs 5 --set
   method.variant=V --lr ... --out results/retrieval/lr_sweep/centralised_adamw_ucm_V``; a grid whose
@@ -94,6 +99,12 @@ FEDERATED_SGD_LR = 0.03
 #: where :data:`FEDERATED_SGD_LR` came from
 FEDERATED_SGD_LR_SOURCE = ("chosen on validation (select_lr, UCM-Captions val, 5 IID clients, 4 rounds: "
                            "results/retrieval/lr_sweep/federated_sgd_ucm_5clients)")
+#: client SGD learning rate (momentum 0.9) of MRS-Adapter + HMMC on one client (the centralised
+#: reference of the federated rows), chosen by select_lr
+CENTRALISED_SGD_LR = 0.01
+#: where :data:`CENTRALISED_SGD_LR` came from
+CENTRALISED_SGD_LR_SOURCE = ("chosen on validation (select_lr, UCM-Captions val, 1 client, 4 rounds: "
+                             "results/retrieval/lr_sweep/centralised_sgd_ucm)")
 
 
 @dataclass
@@ -219,6 +230,7 @@ class RetrievalConfig:
 
 
 __all__ = ["VARIANTS", "DEFAULT_LR", "LR_SOURCE", "UNVALIDATED_LR_SOURCE", "INFONCE_HMMC_LR",
-           "INFONCE_HMMC_LR_SOURCE", "FEDERATED_SGD_LR", "FEDERATED_SGD_LR_SOURCE", "PAPER_TRAIN",
+           "INFONCE_HMMC_LR_SOURCE", "FEDERATED_SGD_LR", "FEDERATED_SGD_LR_SOURCE",
+           "CENTRALISED_SGD_LR", "CENTRALISED_SGD_LR_SOURCE", "PAPER_TRAIN",
            "AdapterConfig", "PromptConfig", "LossConfig", "RetrievalTrainConfig", "RetrievalConfig",
            "ValidationConfig"]

@@ -209,3 +209,18 @@ def test_a_resumed_run_is_estimated_from_the_rounds_it_has_left(tmp_path, fake_n
     cfg = yaml.safe_load(path.read_text())
     assert summary.estimate.seconds == pytest.approx(estimate_run_seconds(cfg, done_rounds=7))
     assert summary.estimate.seconds < estimate_run_seconds(cfg)
+
+
+def test_retrieval_runs_are_a_kind_of_their_own_scaled_by_their_caption_set():
+    """A PE-RSITR run is costed as retrieval (its adapter trains through both towers), calibrated on
+    its own finished runs, and RSICD (about 10,000 images) costs more than UCM-Captions (2,100)."""
+    from fedrs.study.cost import estimate_run_seconds, run_kind
+
+    ucm = {"method": {"name": "pe-rsitr"}, "data": {"dataset": "UCM-Captions", "num_clients": 5},
+           "train": {"rounds": 10}, "eval": {"every": 5}}
+    rsicd = {**ucm, "data": {"dataset": "RSICD", "num_clients": 5}}
+    assert run_kind(ucm) == "retrieval" and estimate_run_seconds(ucm).kind == "retrieval"
+    assert estimate_run_seconds(rsicd) > 4 * estimate_run_seconds(ucm)
+    text = {"method": {"name": "promptfl"}, "data": {"dataset": "UCMerced"}, "train": {"rounds": 10},
+            "eval": {"every": 5}}
+    assert estimate_run_seconds(ucm) > 5 * estimate_run_seconds(text)  # both towers against cached features

@@ -298,3 +298,39 @@ def test_sweep_and_report_on_the_real_run_notebook(tmp_path):
     assert runs["backbone"].iloc[0].startswith("fedrs-rsclip-tiny/") and runs["rounds"].iloc[0] == 2
     report = write_report(tmp_path)
     assert "methods" in report.tables and (tmp_path / "figures" / "learning_curves.png").is_file()
+
+
+def test_a_kernel_that_dies_before_its_first_cell_is_started_again(tmp_path, fake_notebook, monkeypatch):
+    """Several runs starting at once on a loaded machine can lose a kernel before it answers (CI saw
+    'Kernel died before replying to kernel_info' under --jobs 4): no cell ran, so the run starts
+    another kernel, up to KERNEL_START_ATTEMPTS, and says so in its log; any other failure is not
+    retried, and a kernel that never starts fails the run."""
+    import papermill as pm
+
+    real, starts = pm.execute_notebook, []
+
+    def flaky(*args, **kw):
+        starts.append(1)
+        if len(starts) == 1:
+            raise RuntimeError("Kernel died before replying to kernel_info")
+        return real(*args, **kw)
+
+    monkeypatch.setattr(pm, "execute_notebook", flaky)
+    monkeypatch.setattr(sw.time, "sleep", lambda s: None)
+    params = tmp_path / "params" / "studies" / "demo"
+    write_params(params, "good", seed=0)
+    spec = sw.plan([params], results=tmp_path / "r")[0]
+    assert sw.execute_run(spec, fake_notebook, resume=False).status == "done" and len(starts) == 2
+    log = (tmp_path / "r" / "demo" / "good" / "sweep.log").read_text()
+    assert "the kernel did not start" in log and "attempt 2 of 3" in log and log.rstrip().endswith("s")
+
+    def dead(*args, **kw):
+        starts.append(1)
+        raise RuntimeError("Kernel died before replying to kernel_info")
+
+    monkeypatch.setattr(pm, "execute_notebook", dead)
+    starts.clear()
+    outcome = sw.execute_run(spec, fake_notebook, resume=False, fresh=True)
+    assert outcome.status == "failed" and "Kernel died" in outcome.error and len(starts) == sw.KERNEL_START_ATTEMPTS
+    assert not sw.kernel_did_not_start(ValueError("Kernel died before replying to kernel_info"))
+    assert not sw.kernel_did_not_start(RuntimeError("deliberate failure"))

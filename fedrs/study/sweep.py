@@ -52,6 +52,7 @@ import hashlib
 import json
 import logging
 import os
+import random
 import secrets
 import shutil
 import signal
@@ -333,6 +334,19 @@ def execute_run(spec: RunSpec, notebook: str | Path, resume: bool, kernel: str |
         release_lock(spec)
 
 
+#: how many kernels a run may start when one dies before answering (a kernel's start can lose a
+#: race for its ports when several runs start at once on a loaded machine)
+KERNEL_START_ATTEMPTS = 3
+
+
+def kernel_did_not_start(exc: BaseException) -> bool:
+    """``exc`` says the notebook's kernel died or timed out before it ran a cell (jupyter_client's
+    ``Kernel died before replying to kernel_info`` / ``Kernel didn't respond``): retrying is safe."""
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and ("before replying to kernel_info" in text
+                                              or "didn't respond" in text)
+
+
 def _execute_locked(spec: RunSpec, notebook: str | Path, resume: bool, kernel: str | None,
                     timeout: float | None, threads: int | None, capture_fd: bool, fresh: bool) -> RunOutcome:
     import papermill as pm
@@ -355,19 +369,28 @@ def _execute_locked(spec: RunSpec, notebook: str | Path, resume: bool, kernel: s
         fh.write(f"=== {time.strftime('%Y-%m-%d %H:%M:%S')} {spec.label} "
                  f"({'resume' if resume else 'start'}) params={spec.params}\n")
         fh.flush()
-        try:
-            pm.execute_notebook(
-                str(notebook), str(out / NOTEBOOK_NAME),
-                parameters={"params_file": str(spec.params), "out_dir": str(out), "resume": resume,
-                            "progress": False},
-                kernel_name=kernel, progress_bar=False, stdout_file=fh, stderr_file=fh,
-                cwd=str(Path(notebook).resolve().parent), execution_timeout=timeout,
-            )
-            if not (out / "metrics.json").is_file():
-                error = f"the notebook finished but wrote no {out / 'metrics.json'}"
-        except Exception as exc:  # noqa: BLE001 - one failed run must not stop the sweep
-            error = _one_line(exc)
-            fh.write("\n" + "".join(traceback.format_exception(exc)))
+        for attempt in range(1, KERNEL_START_ATTEMPTS + 1):
+            try:
+                pm.execute_notebook(
+                    str(notebook), str(out / NOTEBOOK_NAME),
+                    parameters={"params_file": str(spec.params), "out_dir": str(out), "resume": resume,
+                                "progress": False},
+                    kernel_name=kernel, progress_bar=False, stdout_file=fh, stderr_file=fh,
+                    cwd=str(Path(notebook).resolve().parent), execution_timeout=timeout,
+                )
+                if not (out / "metrics.json").is_file():
+                    error = f"the notebook finished but wrote no {out / 'metrics.json'}"
+            except Exception as exc:  # noqa: BLE001 - one failed run must not stop the sweep
+                if kernel_did_not_start(exc) and attempt < KERNEL_START_ATTEMPTS:
+                    # no cell ran, so nothing of the run was written: start a new kernel
+                    fh.write(f"\n=== the kernel did not start ({_one_line(exc)}); starting another "
+                             f"(attempt {attempt + 1} of {KERNEL_START_ATTEMPTS})\n")
+                    fh.flush()
+                    time.sleep(attempt + random.random())  # parallel starts that collided spread out
+                    continue
+                error = _one_line(exc)
+                fh.write("\n" + "".join(traceback.format_exception(exc)))
+            break
         fh.write(f"=== {'failed: ' + error if error else 'complete'} after {time.time() - started:.1f} s\n")
     seconds = time.time() - started
     marker.update(status="failed" if error else "complete", seconds=round(seconds, 1), error=error)

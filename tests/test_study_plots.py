@@ -106,3 +106,32 @@ def test_study_figures_name_backbone_and_protocol():
         plt.close(fig)
     assert plots.paired_differences(SUMMARY.assign(personalised_acc_diff=float("nan")), "label",
                                     "personalised_acc", "b", "Methods") is None  # nothing paired: no figure
+
+
+def test_the_run_notebook_summarises_and_plots_a_retrieval_run_by_its_recalls():
+    """notebooks/02 (what `fedrs sweep` executes) on a pe-rsitr run folder: mR, not accuracies (it
+    failed with KeyError 'personalised_accuracy' after a retrieval run had finished), its validation
+    curve, and no per-client accuracy figure; a classification run keeps its accuracies."""
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from fedrs.study.plots import run_figures, run_summary
+
+    labels = {"backbone": "fedrs-rsclip-s/offline-57543234", "dataset": "UCM-Captions", "split": "iid, 5 clients",
+              "seed": 0, "upload_values_per_client_round": 28992, "wall_time_s": 600.0}
+    retrieval = {**labels, "method": "pe-rsitr", "test_set": "UCM-Captions test: 210 images",
+                 "global": {"mR": 19.75, "mR_argsort": 22.1, "i2t_r1": 1.0}, "personalised": {}}
+    summary = run_summary(retrieval)
+    assert summary["server mR"] == 19.75 and summary["server mR_argsort"] == 22.1
+    assert "personalised_accuracy" not in summary and "personalised mR" not in summary
+    rounds = pd.DataFrame({"round": [0, 1, 2], "val_mR": [None, 8.0, 9.5], "train_loss": [None, 3.0, 2.5],
+                           "up_bytes_per_client": [0, 4, 4], "cum_up_bytes": [0, 4, 8]})
+    figures = run_figures(rounds, pd.DataFrame(), retrieval, "pe-rsitr on UCM-Captions")
+    assert set(figures) == {"learning_curves", "communication"}
+    curves = figures["learning_curves"].axes[0]
+    assert list(curves.lines[0].get_ydata()) == [8.0, 9.5] and "validation mR" in curves.get_ylabel()
+    for fig in figures.values():
+        plt.close(fig)
+    classification = {**labels, "method": "fedrsclip", "personalised_accuracy": 0.6,
+                      "personalised_accuracy_unweighted": 0.58, "global_accuracy": 0.41}
+    assert run_summary(classification)["global_accuracy"] == 0.41

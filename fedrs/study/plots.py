@@ -255,6 +255,71 @@ def learning_curves(rounds: pd.DataFrame, backbone: str, title: str = "", method
 
 
 @styled
+def retrieval_curves(rounds: pd.DataFrame, backbone: str, title: str = "") -> plt.Figure:
+    """A retrieval run's validation mR (%, server model and, with private parts, the clients' mean)
+    and training loss terms against the round (``rounds.csv`` of a ``pe-rsitr`` run)."""
+    fig, (a, b) = _subplots(1, 2, figsize=(10, 3.4), layout="constrained")
+    for col, label in (("val_mR", "server model"), ("val_mR_personalised", "personalised (client mean)")):
+        if col in rounds:
+            rows = rounds[["round", col]].dropna()
+            a.plot(rows["round"], rows[col], marker="o", ms=3, label=label)
+    a.set_xlabel("round")
+    a.set_ylabel("validation mR (%)")
+    if a.lines:
+        a.legend(fontsize=7)
+    a.set_title("validation split (selection only; test is scored at the end)")
+    losses = [c for c in rounds.columns if str(c).startswith("train_")]
+    for col in losses:
+        rows = rounds[rounds["round"] > 0][["round", col]].dropna()
+        b.plot(rows["round"], rows[col], marker="o", ms=3, label=col.removeprefix("train_"))
+    b.set_xlabel("round")
+    b.set_ylabel("training loss (mean over sampled clients)")
+    if losses:
+        b.legend(fontsize=7)
+    b.set_title("loss terms")
+    for ax in (a, b):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    fig.suptitle(_title(title or "Learning curves", backbone))
+    return fig
+
+
+def is_retrieval_run(metrics: dict) -> bool:
+    """``metrics`` (a run's metrics.json) is a retrieval run's: recalls and mR, not accuracies."""
+    return metrics.get("method") == "pe-rsitr"
+
+
+def run_summary(metrics: dict) -> dict:
+    """What the run notebook shows of a finished run's metrics.json: its labels and headline numbers
+    (personalised and global accuracy; for a retrieval run the server's and the clients' mR on test
+    at the final round, pessimistic ties and the papers' order)."""
+    out = {k: metrics[k] for k in ("backbone", "method", "dataset", "split", "seed")}
+    if is_retrieval_run(metrics):
+        out["test_set"] = metrics.get("test_set", "")
+        for who, section in (("server", "global"), ("personalised", "personalised")):
+            scores = metrics.get(section) or {}
+            for key in ("mR", "mR_argsort"):
+                if key in scores:
+                    out[f"{who} {key}"] = scores[key]
+    else:
+        out.update({k: metrics[k] for k in ("personalised_accuracy", "personalised_accuracy_unweighted",
+                                            "global_accuracy")})
+    out.update({k: metrics[k] for k in ("upload_values_per_client_round", "wall_time_s")})
+    return out
+
+
+def run_figures(rounds: pd.DataFrame, clients: pd.DataFrame, metrics: dict, title: str) -> dict[str, plt.Figure]:
+    """The run notebook's figures of one run folder (``rounds.csv``, ``clients.csv``, metrics.json),
+    by name: learning curves, communication, and each client's accuracy (classification runs)."""
+    backbone = metrics["backbone"]
+    if is_retrieval_run(metrics):
+        return {"learning_curves": retrieval_curves(rounds, backbone, f"Learning curves: {title}"),
+                "communication": communication_per_round(rounds, backbone, f"Communication: {title}")}
+    return {"learning_curves": learning_curves(rounds, backbone, f"Learning curves: {title}", method=metrics["method"]),
+            "communication": communication_per_round(rounds, backbone, f"Communication: {title}"),
+            "per_client_accuracy": per_client_accuracy(clients, backbone, f"Accuracy per client: {title}")}
+
+
+@styled
 def communication_per_round(rounds: pd.DataFrame, backbone: str, title: str = "") -> plt.Figure:
     """KiB uploaded / downloaded per client in each round, and cumulative over all clients."""
     rows = rounds[rounds["round"] > 0]

@@ -95,6 +95,7 @@ def test_the_markdown_table_labels_backbone_protocol_and_verdicts(grid):
     assert "UCM-Captions test: 210 images" in text
     rows = {line.split(" | ")[0].strip("| *"): line for line in text.splitlines() if line.startswith("| ")}
     assert "reference" in rows["centralised (1 client, pooled data)"]
+    assert all(" | 0.03 | " in line for line in rows.values() if "±" in line)  # each setting's client lr
     cross = rows["IID, 10 clients, cross-modal part only averaged"]
     assert "11.00 ± 1.00" in cross and "-10.00 [" in cross and "n.d." in cross  # the personalised Δ holds 0
     # regenerating from the same folders gives the same bytes

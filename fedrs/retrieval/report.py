@@ -144,7 +144,8 @@ def federated_summary(runs: pd.DataFrame) -> list[dict[str, Any]]:
     if runs.empty:
         raise RetrievalReportError("no retrieval run folders (metrics.json of method pe-rsitr) here: run the grid "
                                    "first, e.g. `fedrs sweep params/studies/retrieval`")
-    for key in ("backbone", "dataset", "test_set", "rounds", "local_epochs", "lr", "loss", "train_images"):
+    # the learning rate may differ (each setting at its validated rate) and is a column of the table
+    for key in ("backbone", "dataset", "test_set", "rounds", "local_epochs", "loss", "train_images"):
         seen = sorted({str(v) for v in runs[key]})
         if len(seen) > 1:
             raise RetrievalReportError(f"the runs mix {key}s {seen}: one table per protocol; move the odd runs "
@@ -205,13 +206,14 @@ def federated_markdown(summary: Sequence[dict]) -> str:
     first = summary[0]
     level = f"{CONFIDENCE:.0%}"
     seeds = fmt_seeds(sorted({int(s) for r in summary for s in r["seed_list"].split()}))
-    header = ["setting", "uploaded values per client and round", "server mR",
+    header = ["setting", "client lr", "uploaded values per client and round", "server mR",
               f"Δ vs centralised [{level} CI]", "personalised mR (client mean)", f"Δ vs centralised [{level} CI]",
               "server mR, papers' tie order", "val mR (final, server)", "seeds"]
     body = []
     for r in summary:
         central = r["clients"] == 1
-        body.append([f"**{r['setting']}**" if central else r["setting"], f"{r['uploaded']:,}" if not central else "-",
+        body.append([f"**{r['setting']}**" if central else r["setting"], f"{r['lr']:g}",
+                     f"{r['uploaded']:,}" if not central else "-",
                      fmt_mean_std(r["server_mR_mean"], r["server_mR_std"]), _difference(r, "server", central),
                      fmt_mean_std(r["personalised_mR_mean"], r["personalised_mR_std"]),
                      _difference(r, "personalised", central),
@@ -230,8 +232,10 @@ Protocol: seed s chooses the validation split (20% of the training images, score
 never trained on), the clients' shards and the training seed of every run alike. The other
 {first['train_images']:,} training images are dealt to the clients as disjoint shards (IID: at random;
 Dirichlet(alpha): by a Dirichlet draw over the images' scene classes) or all held by one client
-(centralised: the same engine, client SGD lr {first['lr']} with momentum 0.9, cosine over the rounds,
-the same passes over the data). Loss: {first['loss']}. The final round is reported, never the best.
+(centralised: the same engine and passes over the data). Client SGD with momentum 0.9, cosine over
+the rounds, at the "client lr" of each setting, chosen on the validation split
+(fedrs.retrieval.config: FEDERATED_SGD_LR for several clients, CENTRALISED_SGD_LR for one).
+Loss: {first['loss']}. The final round is reported, never the best.
 "whole adapter averaged": every adapter tensor is averaged every round (FedAvg, weighted by client
 images). "cross-modal part only": only the MRS-Adapter's cross-modal shared up-projection is
 averaged; every other adapter tensor stays on its client, so the server model is scored with those

@@ -220,6 +220,19 @@ ACCURACY_CURVES = {"personalised_acc_weighted": "personalised (weighted by test 
                    "global_acc": "global (shared prompts, pooled test set)"}
 
 
+def _loss_terms(ax, rounds: pd.DataFrame) -> None:
+    """The ``train_*`` loss terms of ``rounds.csv`` against the round, on ``ax``."""
+    losses = [c for c in rounds.columns if str(c).startswith("train_")]
+    for col in losses:
+        rows = rounds[rounds["round"] > 0][["round", col]].dropna()
+        ax.plot(rows["round"], rows[col], marker="o", ms=3, label=col.removeprefix("train_"))
+    ax.set_xlabel("round")
+    ax.set_ylabel("training loss (mean over sampled clients)")
+    if losses:
+        ax.legend(fontsize=7)
+    ax.set_title("loss terms")
+
+
 @styled
 def learning_curves(rounds: pd.DataFrame, backbone: str, title: str = "", method: str | None = None) -> plt.Figure:
     """Accuracy (personalised and global, %) and training loss terms against the round.
@@ -239,15 +252,7 @@ def learning_curves(rounds: pd.DataFrame, backbone: str, title: str = "", method
     a.set_ylabel("top-1 accuracy (%)")
     a.legend(fontsize=7)
     a.set_title("accuracy")
-    losses = [c for c in rounds.columns if str(c).startswith("train_")]
-    for col in losses:
-        rows = rounds[rounds["round"] > 0][["round", col]].dropna()
-        b.plot(rows["round"], rows[col], marker="o", ms=3, label=col.removeprefix("train_"))
-    b.set_xlabel("round")
-    b.set_ylabel("training loss (mean over sampled clients)")
-    if losses:
-        b.legend(fontsize=7)
-    b.set_title("loss terms")
+    _loss_terms(b, rounds)
     for ax in (a, b):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.suptitle(_title(title or "Learning curves", backbone))
@@ -268,15 +273,7 @@ def retrieval_curves(rounds: pd.DataFrame, backbone: str, title: str = "") -> pl
     if a.lines:
         a.legend(fontsize=7)
     a.set_title("validation split (selection only; test is scored at the end)")
-    losses = [c for c in rounds.columns if str(c).startswith("train_")]
-    for col in losses:
-        rows = rounds[rounds["round"] > 0][["round", col]].dropna()
-        b.plot(rows["round"], rows[col], marker="o", ms=3, label=col.removeprefix("train_"))
-    b.set_xlabel("round")
-    b.set_ylabel("training loss (mean over sampled clients)")
-    if losses:
-        b.legend(fontsize=7)
-    b.set_title("loss terms")
+    _loss_terms(b, rounds)
     for ax in (a, b):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.suptitle(_title(title or "Learning curves", backbone))

@@ -150,7 +150,8 @@ def federated_summary(runs: pd.DataFrame) -> list[dict[str, Any]]:
         if len(seen) > 1:
             raise RetrievalReportError(f"the runs mix {key}s {seen}: one table per protocol; move the odd runs "
                                        f"to a folder of their own")
-    for _, group in runs.groupby([runs.apply(_setting_key, axis=1), "seed"]):
+    keys = runs.apply(_setting_key, axis=1)  # one setting per row: split, clients, what is averaged
+    for _, group in runs.groupby([keys, "seed"]):
         if len(group) > 1:
             raise RetrievalReportError(f"runs {sorted(group['run'])} are the same setting and seed: keep one")
     central = runs[runs["clients"] == 1]
@@ -159,7 +160,6 @@ def federated_summary(runs: pd.DataFrame) -> list[dict[str, Any]]:
                                    "params/studies/retrieval/federated/centralised__s<seed>.yaml for their seeds")
     reference = {int(r.seed): float(r.server_mR) for r in central.itertuples()}
     out = []
-    keys = runs.apply(_setting_key, axis=1)
     for key in sorted(set(keys)):
         part = runs[keys == key].sort_values("seed")
         first = part.iloc[0]

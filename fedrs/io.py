@@ -116,6 +116,42 @@ def write_json_atomic(path: str | os.PathLike, obj: Any, indent: int = 2) -> Pat
     return write_text_atomic(path, json_text(obj, indent=indent, source=str(path)) + "\n")
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def read_json_object(path: str | os.PathLike, error: type[Exception] = FedrsError,
+                     fix: str = "re-run that run or delete its folder") -> dict:
+    """The JSON object in ``path``, read as strictly as :func:`json_text` writes: ``NaN`` and
+    ``Infinity`` are refused, like malformed text, a missing or unreadable file, or a value
+    that is not an object. Each raises ``error`` with ``"<path>: <problem>; <fix>"``, so every
+    reader of result files (study report, retrieval report, PETL rows) words damage the same way.
+    """
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"), parse_constant=_no_constant)
+    except (OSError, ValueError) as exc:  # JSONDecodeError, UnicodeDecodeError, NaN are ValueErrors
+        raise error(f"{path}: not valid JSON ({exc}); {fix}") from None
+    if not isinstance(data, dict):
+        raise error(f"{path}: expected a JSON object; {fix}")
+    return data
+
+
+def read_yaml_mapping(path: str | os.PathLike, error: type[Exception] = FedrsError,
+                      fix: str = "re-run that run or delete its folder") -> dict:
+    """The YAML mapping in ``path`` (an empty file or a non-mapping gives ``{}``); a missing,
+    unreadable or malformed file raises ``error`` with ``"<path>: <problem>; <fix>"``."""
+    import yaml
+
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise error(f"{path}: not readable YAML ({reason}); {fix}") from None
+    return data if isinstance(data, dict) else {}
+
+
 def save_torch_atomic(path: str | os.PathLike, obj: Any) -> Path:
     """``torch.save`` atomically and byte-reproducibly.
 

@@ -18,6 +18,8 @@ from fedrs.io import (
     NonFiniteJSONError,
     atomic_path,
     json_text,
+    read_json_object,
+    read_yaml_mapping,
     save_torch_atomic,
     write_json_atomic,
     write_text_atomic,
@@ -118,3 +120,43 @@ def test_atomic_path_failure_leaves_nothing(tmp_path):
         tmp.write_bytes(b"half")
         raise RuntimeError("interrupted")
     assert not target.exists() and _temp_leftovers(tmp_path) == []
+
+
+class _ShelfError(FedrsError):
+    """Stands for a reader's own error type (ReportError, PETLError, ...)."""
+
+
+@pytest.mark.parametrize("text, problem", [
+    ('{"accuracy": NaN}', "not valid JSON (NaN is not a JSON number)"),
+    ('{"accuracy": Infinity}', "not valid JSON (Infinity is not a JSON number)"),
+    ('{"accuracy": 0.5', "not valid JSON (Expecting"),
+    ("[1, 2]", "expected a JSON object"),
+])
+def test_read_json_object_refuses_what_json_text_never_writes(tmp_path, text, problem):
+    path = tmp_path / "metrics.json"
+    path.write_text(text)
+    with pytest.raises(_ShelfError) as info:
+        read_json_object(path, _ShelfError, fix="delete it")
+    message = str(info.value)
+    assert message.startswith(f"{path}: {problem}") and message.endswith("; delete it")
+
+
+def test_read_json_object_round_trips_what_write_json_atomic_wrote(tmp_path):
+    data = {"rounds": [{"acc": 0.25}], "name": "run"}
+    write_json_atomic(tmp_path / "m.json", data)
+    assert read_json_object(tmp_path / "m.json") == data
+    with pytest.raises(FedrsError, match="missing.json: not valid JSON .*re-run that run or delete its folder"):
+        read_json_object(tmp_path / "missing.json")
+
+
+def test_read_yaml_mapping(tmp_path):
+    good, empty, broken = tmp_path / "a.yaml", tmp_path / "b.yaml", tmp_path / "c.yaml"
+    good.write_text("train: {rounds: 40}\n")
+    empty.write_text("")
+    broken.write_text("train: [rounds\n")
+    assert read_yaml_mapping(good) == {"train": {"rounds": 40}}
+    assert read_yaml_mapping(empty) == {}
+    with pytest.raises(_ShelfError, match=r"c.yaml: not readable YAML \(.*\); fix it"):
+        read_yaml_mapping(broken, _ShelfError, fix="fix it")
+    with pytest.raises(_ShelfError, match="nothing.yaml: not readable YAML"):
+        read_yaml_mapping(tmp_path / "nothing.yaml", _ShelfError)

@@ -117,8 +117,13 @@ def test_folders_that_cannot_make_one_table_are_refused(tmp_path):
     with pytest.raises(RetrievalReportError, match="same setting and seed"):
         federated_summary(read_federated_runs(tmp_path / "c"))
     write_run(tmp_path / "d", "centralised__s0", seed=0, clients=1, mr=float("nan"))
+    with pytest.raises(RetrievalReportError, match=r"centralised__s0/metrics.json: not valid JSON \(NaN"):
+        read_federated_runs(tmp_path / "d")  # a bare NaN is no JSON: refused as it is read
+    write_run(tmp_path / "e", "centralised__s0", seed=0, clients=1, mr=10.0)
+    metrics = tmp_path / "e" / "centralised__s0" / "metrics.json"
+    metrics.write_text(metrics.read_text().replace('"mR": 10.0', '"mR": null'))
     with pytest.raises(RetrievalReportError, match="not a finite number"):
-        read_federated_runs(tmp_path / "d")
+        read_federated_runs(tmp_path / "e")
 
 
 def test_fedrs_report_writes_the_retrieval_table_of_a_retrieval_folder(grid, capsys):

@@ -30,7 +30,6 @@ rewrites the table only).
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
 import re
@@ -41,7 +40,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from fedrs.config import ConfigError, load_config, to_dict
 from fedrs.errors import FedrsError
-from fedrs.io import write_json_atomic, write_text_atomic
+from fedrs.io import read_json_object, write_json_atomic, write_text_atomic
 from fedrs.paths import results_root
 from fedrs.retrieval.compare import (
     HEADLINE,
@@ -154,10 +153,7 @@ def _finite(row: dict) -> dict:
 
 
 def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise PETLError(f"{path}: unreadable ({exc}); delete it to rerun that row") from None
+    return read_json_object(path, PETLError, fix="delete it to rerun that row")
 
 
 def _differences(old: Any, new: Any, where: str = "") -> list[str]:

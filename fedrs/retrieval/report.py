@@ -29,7 +29,7 @@ from typing import Any, Sequence
 import pandas as pd
 
 from fedrs.errors import FedrsError
-from fedrs.io import write_text_atomic
+from fedrs.io import read_json_object, read_yaml_mapping, write_text_atomic
 from fedrs.retrieval.compare import markdown_table
 from fedrs.study.stats import CONFIDENCE, PairedDifference, paired_difference
 from fedrs.study.tables import fmt_mean_std, fmt_seeds
@@ -48,13 +48,7 @@ class RetrievalReportError(FedrsError):
 
 
 def _read_json(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise RetrievalReportError(f"{path}: not readable JSON ({exc}); re-run that run or delete its folder") from None
-    if not isinstance(data, dict):
-        raise RetrievalReportError(f"{path}: expected a JSON object; re-run that run or delete its folder")
-    return data
+    return read_json_object(path, RetrievalReportError)
 
 
 def is_petl_folder(folder: str | Path) -> bool:
@@ -76,12 +70,7 @@ def retrieval_run_dirs(folder: str | Path) -> list[Path]:
 
 
 def _yaml(path: Path) -> dict:
-    import yaml
-
-    try:
-        return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise RetrievalReportError(f"{path}: not readable YAML ({exc}); re-run that run or delete its folder") from None
+    return read_yaml_mapping(path, RetrievalReportError)
 
 
 def _split_tag(partition: dict, clients: int) -> str:

@@ -35,10 +35,10 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import pandas as pd
-import yaml
 
 from fedrs.data.partition import ADDED_DEFAULTS
 from fedrs.errors import FedrsError
+from fedrs.io import read_json_object, read_yaml_mapping
 from fedrs.methods import has_global_model
 from fedrs.study.vocabulary import (
     ABLATION_VARIANTS,
@@ -194,26 +194,11 @@ def _num(v: Any) -> str:
 
 
 def _read_yaml(path: Path) -> dict:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        reason = str(exc).splitlines()[0]
-        raise ReportError(f"{path}: not readable YAML ({reason}); re-run that run or delete its folder") from None
-    return data if isinstance(data, dict) else {}
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
+    return read_yaml_mapping(path, ReportError)
 
 
 def _read_json(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"), parse_constant=_no_constant)
-    except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError; NaN/Infinity too
-        raise ReportError(f"{path}: not valid JSON ({exc}); re-run that run or delete its folder") from None
-    if not isinstance(data, dict):
-        raise ReportError(f"{path}: expected a JSON object; re-run that run or delete its folder")
-    return data
+    return read_json_object(path, ReportError)
 
 
 def privacy_columns(recorded: Any, configured: Any) -> dict[str, Any]:

@@ -20,7 +20,7 @@ FAKE_WALL_TIME_S = 30.0
 
 # A stand-in for 02_federated_run: same parameters, writes a run folder like run_experiment (its
 # wall time FAKE_WALL_TIME_S), fails on request (a run named "fail"), and records whether it was
-# asked to resume (calls.txt) and the GPUs its kernel was given (kernel_env.json). The params files
+# asked to resume (calls.txt) and the GPUs and threads its kernel was given (kernel_env.json). The params files
 # are real run configurations (the sweep validates them before anything runs).
 FAKE_CELLS = [
     ("params_file: str = ''\nout_dir: str = ''\nresume: bool = False\nprogress: bool = True", ["parameters"]),
@@ -29,8 +29,8 @@ FAKE_CELLS = [
      "out = pathlib.Path(out_dir)\n"
      "with open(out / 'calls.txt', 'a') as f:\n"
      "    f.write(f'resume={resume}\\n')\n"
-     "gpus = os.environ.get('CUDA_VISIBLE_DEVICES')\n"
-     "(out / 'kernel_env.json').write_text(json.dumps({'CUDA_VISIBLE_DEVICES': gpus}))\n"
+     "seen = ('CUDA_VISIBLE_DEVICES', 'OMP_NUM_THREADS', 'MKL_NUM_THREADS')\n"
+     "(out / 'kernel_env.json').write_text(json.dumps({v: os.environ.get(v) for v in seen}))\n"
      "if cfg.get('name') == 'fail':\n"
      "    raise ValueError('deliberate failure in ' + params_file)\n"
      "(out / 'params.yaml').write_text(yaml.safe_dump(cfg))\n"
@@ -334,3 +334,26 @@ def test_a_kernel_that_dies_before_its_first_cell_is_started_again(tmp_path, fak
     assert outcome.status == "failed" and "Kernel died" in outcome.error and len(starts) == sw.KERNEL_START_ATTEMPTS
     assert not sw.kernel_did_not_start(ValueError("Kernel died before replying to kernel_info"))
     assert not sw.kernel_did_not_start(RuntimeError("deliberate failure"))
+
+
+@pytest.mark.parametrize("environ, threads, expected", [
+    ({}, 2, {"OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2"}),     # the sweep's share of the cores
+    ({"OMP_NUM_THREADS": "1"}, 2, {"MKL_NUM_THREADS": "1"}),       # the user's choice, for both pools
+    ({"MKL_NUM_THREADS": "3"}, 2, {"OMP_NUM_THREADS": "3"}),
+    ({"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "4"}, 2, {}),     # both set: left as the user set them
+    ({}, None, {}),                                                # no share (Slurm without --slurm-cpus)
+])
+def test_thread_environment_keeps_both_thread_pools_at_one_value(environ, threads, expected):
+    assert sw.thread_environment(threads, environ) == expected
+
+
+def test_a_kernel_gets_the_users_thread_count_for_both_pools(tmp_path, fake_notebook, monkeypatch):
+    """`OMP_NUM_THREADS=1 fedrs sweep ...` on 2 cores ran its kernels with MKL_NUM_THREADS=2, so
+    torch used 2 threads beside other work; the kernel now sees 1 for both."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
+    monkeypatch.setattr(sw.os, "cpu_count", lambda: 4)  # a share of 4 threads that must not be used
+    path = write_params(tmp_path / "p", "a", seed=0)
+    assert sw.sweep([path], results=tmp_path / "r", notebook=fake_notebook, jobs=1, progress=False).count("done") == 1
+    seen = json.loads((tmp_path / "r" / "p" / "a" / "kernel_env.json").read_text())
+    assert seen["OMP_NUM_THREADS"] == "1" and seen["MKL_NUM_THREADS"] == "1"

@@ -283,3 +283,78 @@ def test_step_schedule_and_the_authors_recipe(tiny):
             PAPER_TRAIN.lr_decay_every, PAPER_TRAIN.lr_decay) == (30, 16, 2e-4, 0.0, 20, 0.7)
     with pytest.raises(ConfigError, match="lr_decay"):
         RetrievalTrainConfig(lr_decay=0.0)
+
+
+def test_select_lr_over_replicates_takes_the_best_mean_and_resumes(tiny, tmp_path, monkeypatch):
+    """One seed can pick a rate at the edge of collapse: over replicates the best *mean* final
+    validation mR decides, a rate that diverged anywhere is never chosen, and finished replicates
+    are read back instead of trained again."""
+    import json
+
+    import fedrs.retrieval.selection as selection
+    from fedrs.retrieval.config import RetrievalTrainConfig
+
+    # final val mR per (seed, lr): 0.03 wins seed 0 but collapses on seed 2; 0.1 diverges on seed 1
+    finals = {0: {0.01: 10.0, 0.03: 10.5, 0.1: 12.0}, 1: {0.01: 9.0, 0.03: 9.5, 0.1: float("nan")},
+              2: {0.01: 9.5, 0.03: 4.5, 0.1: 11.0}}
+    trained = []
+
+    def fake(cfg, lr, backbone, train, val, progress, max_steps):
+        trained.append((cfg.train.seed, lr))
+        return [{"epoch": 1, "val_mR": 1.0}, {"epoch": 2, "val_mR": finals[cfg.train.seed][lr]}], "val_mR", {}
+
+    monkeypatch.setattr(selection, "_train_one", fake)
+    serve_training_only(monkeypatch, {"train+val": tiny_set(tiny, n_images=10)})
+    cfgs = [RetrievalConfig(train=RetrievalTrainConfig(seed=s), validation=ValidationConfig(seed=s)) for s in finals]
+    names = [f"s{s}" for s in finals]
+    lr, rows = selection.select_lr_replicates(cfgs, names, [0.01, 0.03, 0.1], backbone=tiny, out=tmp_path)
+    assert lr == 0.01  # mean 9.50 against 8.17 for 0.03; 0.1 diverged on s1
+    by_lr = {r["lr"]: r for r in rows}
+    assert by_lr[0.01]["mean_final_val_mR"] == pytest.approx(9.5) and by_lr[0.03]["min_final_val_mR"] == 4.5
+    assert by_lr[0.1]["mean_final_val_mR"] is None and by_lr[0.1]["diverged"] == 1
+    assert by_lr[0.03]["final_val_mR_s2"] == 4.5 and len(trained) == 9
+    table = json.loads((tmp_path / "lr_sweep.json").read_text())
+    assert table["chosen_lr"] == 0.01 and table["replicates"] == names
+    assert "mean over the 3 replicates" in table["criterion"]
+    assert all((tmp_path / n / "lr_sweep.json").is_file() for n in names)  # each replicate's own table
+
+    # resumed: nothing trains again, the same choice
+    assert selection.select_lr_replicates(cfgs, names, [0.01, 0.03, 0.1], backbone=tiny, out=tmp_path)[0] == 0.01
+    assert len(trained) == 9
+    # a stored replicate of another configuration is never mixed in
+    other = [RetrievalConfig(train=RetrievalTrainConfig(seed=7))] + cfgs[1:]
+    with pytest.raises(selection.SelectionError, match="another configuration"):
+        selection.select_lr_replicates(other, names, [0.01, 0.03, 0.1], backbone=tiny, out=tmp_path)
+    with pytest.raises(selection.SelectionError, match="other rates"):
+        selection.select_lr_replicates(cfgs, names, [0.01, 0.03], backbone=tiny, out=tmp_path)
+
+
+def test_select_lr_command_takes_several_params_files_as_replicates(tiny, tmp_path, monkeypatch, capsys):
+    import json
+
+    import yaml
+
+    import fedrs.retrieval.selection as selection
+    from fedrs.cli import main
+
+    def fake(cfg, lr, backbone, train, val, progress, max_steps):  # rate 0.01 better on both seeds
+        return [{"round": 1, "val_mR": 5.0 + cfg.train.seed + (lr == 0.01)}], "val_mR", {}
+
+    monkeypatch.setattr(selection, "_train_one", fake)
+    serve_training_only(monkeypatch, {"train+val": tiny_set(tiny, n_images=10)})
+    paths = []
+    for seed in (0, 1):
+        path = tmp_path / f"fed__s{seed}.yaml"
+        path.write_text(yaml.safe_dump({
+            "backbone": {"model": "fedrs-rsclip-tiny", "pretrained": "random"},
+            "data": {"dataset": "UCM-Captions", "num_clients": 2, "scheme": "iid", "seed": seed},
+            "method": {"name": "pe-rsitr", "validation": {"seed": seed}},
+            "train": {"rounds": 1, "batch_size": 4, "seed": seed}}))
+        paths.append(str(path))
+    out = tmp_path / "sweep"
+    assert main(["retrieval", "select-lr", *paths, "--lr", "0.003", "0.01", "--out", str(out), "--no-progress"]) == 0
+    printed = capsys.readouterr().out  # progress lines, then the result as JSON
+    assert "chosen lr 0.01: mean final val mR 6.50 over 2 replicates" in printed
+    assert json.loads(printed[printed.index("{\n"):])["chosen_lr"] == 0.01
+    assert sorted(p.name for p in out.iterdir()) == ["fed__s0", "fed__s1", "lr_sweep.csv", "lr_sweep.json"]
+    assert json.loads((out / "fed__s1" / "lr_sweep.json").read_text())["config"]["data"]["seed"] == 1

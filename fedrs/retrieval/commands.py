@@ -1,10 +1,11 @@
 """``fedrs retrieval ...``: the command-line faces of the retrieval library.
 
-* ``select-lr PARAMS.yaml --lr 1e-3 3e-3 ... --out DIR [--centralised]``:
-  :func:`fedrs.retrieval.selection.select_lr`. PARAMS is a ``fedrs run`` configuration with
-  ``method: {name: pe-rsitr}``. By default the sweep trains it as the run would (client SGD through
-  the federated engine); ``--centralised`` trains the same model, loss, splits and validation with
-  the PETL harness's AdamW for ``--epochs`` epochs.
+* ``select-lr PARAMS.yaml [PARAMS.yaml ...] --lr 1e-3 3e-3 ... --out DIR [--centralised]``:
+  :func:`fedrs.retrieval.selection.select_lr`, or with several params files (replicates that
+  differ in their seeds) :func:`~fedrs.retrieval.selection.select_lr_replicates`. PARAMS is a
+  ``fedrs run`` configuration with ``method: {name: pe-rsitr}``. By default the sweep trains it as
+  the run would (client SGD through the federated engine); ``--centralised`` trains the same
+  model, loss, splits and validation with the PETL harness's AdamW for ``--epochs`` epochs.
 * ``petl PARAMS.yaml [--seeds ...] [--rows ...] [--out DIR]``: :func:`fedrs.retrieval.petl.run_petl`,
   the PETL table over seeds (``params/retrieval/petl_*.yaml``), resumable row by row;
 * ``petl-table FOLDER``: :func:`fedrs.retrieval.petl.write_petl_table`, the table again from the
@@ -22,24 +23,35 @@ from fedrs.errors import FedrsError
 from fedrs.retrieval.config import RetrievalTrainConfig
 from fedrs.retrieval.method import PERSITRConfig
 from fedrs.retrieval.petl import load_petl_config, run_petl, write_petl_table
-from fedrs.retrieval.selection import select_lr
+from fedrs.retrieval.selection import select_lr, select_lr_replicates
 from fedrs.runs import load_run_config
 
 
 def _cmd_select_lr(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from fedrs.backbone.factory import create_backbone
 
-    cfg = load_run_config(args.params, parse_overrides(args.set))
-    if not isinstance(cfg.method, PERSITRConfig):
-        raise FedrsError(f"{args.params}: select-lr needs a retrieval configuration (method: pe-rsitr)")
-    backbone = create_backbone(cfg.backbone.model, cfg.backbone.pretrained, cfg.backbone.device)
+    overrides = parse_overrides(args.set)
+    cfgs = [load_run_config(path, overrides) for path in args.params]
+    for path, cfg in zip(args.params, cfgs):
+        if not isinstance(cfg.method, PERSITRConfig):
+            raise FedrsError(f"{path}: select-lr needs a retrieval configuration (method: pe-rsitr)")
+    names = [Path(path).stem for path in args.params]
+    if len(set(names)) != len(names):
+        raise FedrsError(f"select-lr: the params files need distinct names (each replicate's table goes to "
+                         f"OUT/<name>/), got {names}")
+    first = cfgs[0]
+    backbone = create_backbone(first.backbone.model, first.backbone.pretrained, first.backbone.device)
     if args.centralised:
-        epochs = args.epochs if args.epochs is not None else cfg.train.rounds * cfg.train.local_epochs
-        sweep_cfg = cfg.method.retrieval_config(cfg.data.dataset, RetrievalTrainConfig(
-            epochs=epochs, batch_size=cfg.train.batch_size, seed=cfg.train.seed))
+        cfgs = [cfg.method.retrieval_config(cfg.data.dataset, RetrievalTrainConfig(
+            epochs=args.epochs if args.epochs is not None else cfg.train.rounds * cfg.train.local_epochs,
+            batch_size=cfg.train.batch_size, seed=cfg.train.seed)) for cfg in cfgs]
+    if len(cfgs) == 1:
+        lr, rows = select_lr(cfgs[0], args.lr, backbone=backbone, out=args.out, progress=not args.no_progress)
     else:
-        sweep_cfg = cfg
-    lr, rows = select_lr(sweep_cfg, args.lr, backbone=backbone, out=args.out, progress=not args.no_progress)
+        lr, rows = select_lr_replicates(cfgs, names, args.lr, backbone=backbone, out=args.out,
+                                        progress=not args.no_progress)
     json.dump({"chosen_lr": lr, "rows": rows, "out": args.out}, sys.stdout, indent=2, default=str)
     print()
     return 0
@@ -68,7 +80,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "split (method.validation), score the validation split after every epoch/round "
                     "and choose the rate with the best final validation mR. The test split is never "
                     "loaded. Writes lr_sweep.csv and lr_sweep.json into --out.")
-    sel.add_argument("params", metavar="PARAMS.yaml")
+    sel.add_argument("params", metavar="PARAMS.yaml", nargs="+",
+                     help="one run configuration, or several that differ only in their seeds (replicates: "
+                          "each gets OUT/<file name>/, and the rate with the best mean final validation mR "
+                          "over them is chosen; finished replicates are read back)")
     sel.add_argument("--lr", type=float, nargs="+", required=True, help="candidate learning rates")
     sel.add_argument("--out", required=True, metavar="DIR", help="folder for the sweep table")
     sel.add_argument("--centralised", action="store_true",

@@ -24,13 +24,22 @@ lr, table = select_lr(RetrievalConfig(train=RetrievalTrainConfig(epochs=5)), [3e
 the best epoch, the curve, the final training loss, seconds) and ``lr_sweep.json`` (the same
 rows, the chosen rate, the criterion, the validation split in words, the budget, the backbone
 and the configuration).
+
+One seed can pick a rate at the edge of divergence: :func:`select_lr_replicates` runs
+:func:`select_lr` for several configurations that differ only in their seeds (e.g. a grid's
+``*__s0.yaml``, ``*__s1.yaml``, ``*__s2.yaml``), each into ``out/<name>/``, and chooses the rate
+with the highest *mean* final validation mR over them; a rate that diverged in any replicate is
+never chosen. A replicate whose table is already on disk for the same configuration and rates is
+read back, not trained again, so an interrupted selection resumes.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import math
+import statistics
 import time
 from pathlib import Path
 from typing import Sequence
@@ -38,7 +47,7 @@ from typing import Sequence
 from fedrs.backbone.factory import Backbone, create_backbone
 from fedrs.config import to_dict
 from fedrs.errors import FedrsError
-from fedrs.io import write_json_atomic, write_text_atomic
+from fedrs.io import json_text, read_json_object, write_json_atomic, write_text_atomic
 from fedrs.retrieval.config import RetrievalConfig, ValidationConfig
 from fedrs.retrieval.data import RetrievalSet, split_clients
 from fedrs.retrieval.method import PERSITRConfig
@@ -153,6 +162,80 @@ def select_lr(cfg: RetrievalConfig | RunConfig, candidates: Sequence[float], *, 
     return chosen, rows
 
 
+def _finite_or_none(value) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+
+def _stored_sweep(folder: Path, cfg: RetrievalConfig | RunConfig, candidates: Sequence[float]) -> dict | None:
+    """``folder``'s lr_sweep.json when it was made for ``cfg`` and exactly ``candidates``, None when
+    there is none; a table of another configuration or other rates is an error (never mixed in)."""
+    path = folder / SWEEP_JSON
+    if not path.is_file():
+        return None
+    stored = read_json_object(path, SelectionError, fix="delete that folder to run the replicate again")
+    rates = [r.get("lr") for r in stored.get("rows") or []]
+    wanted = json.loads(json_text(to_dict(cfg)))  # as lr_sweep.json holds it (lists, strings)
+    if stored.get("config") != wanted or rates != list(candidates):
+        raise SelectionError(f"{folder} holds a sweep of another configuration or of other rates ({rates}): "
+                             f"delete it, or choose another --out, to run this replicate")
+    return stored
+
+
+def select_lr_replicates(cfgs: Sequence[RetrievalConfig | RunConfig], names: Sequence[str],
+                         candidates: Sequence[float], *, out: str | Path, backbone: Backbone | None = None,
+                         progress: bool = False, max_steps: int | None = None) -> tuple[float, list[dict]]:
+    """The rate among ``candidates`` with the highest mean final validation mR over replicates.
+
+    ``cfgs``: configurations that should differ only in their seeds (split, validation split,
+    initialisation); ``names``: one folder name each (``out/<name>/`` receives that replicate's
+    :func:`select_lr` table; one already there for the same configuration and rates is reused).
+    ``out`` receives ``lr_sweep.csv`` / ``lr_sweep.json`` with one row per rate: the mean, sample
+    std and minimum of the replicates' final validation mR, each replicate's value and how many
+    diverged (non-finite; such a rate is never chosen). Ties go to the first listed rate.
+    Returns ``(lr, rows)``.
+    """
+    candidates = [float(c) for c in candidates]
+    if len(cfgs) != len(names) or len(set(names)) != len(names) or not cfgs:
+        raise SelectionError(f"select_lr_replicates needs one distinct name per configuration, got {list(names)}")
+    out = Path(out)
+    infos: dict[str, dict] = {}  # each replicate's lr_sweep.json: its rows, split, budget, criterion
+    for cfg, name in zip(cfgs, names):
+        if _stored_sweep(out / name, cfg, candidates) is None:
+            logger.info("replicate %s: %d rates", name, len(candidates))
+            select_lr(cfg, candidates, backbone=backbone, out=out / name, progress=progress, max_steps=max_steps)
+        else:
+            logger.info("replicate %s: read back from %s", name, out / name / SWEEP_JSON)
+        infos[name] = _stored_sweep(out / name, cfg, candidates)
+    table = []
+    for i, lr in enumerate(candidates):
+        values = [_finite_or_none(infos[name]["rows"][i].get("final_val_mR")) for name in names]
+        finite = [v for v in values if v is not None]
+        mean = statistics.fmean(finite) if finite else None
+        table.append({"lr": lr, "mean_final_val_mR": mean if len(finite) == len(values) else None,
+                      "std_final_val_mR": statistics.stdev(finite) if len(finite) > 1 else None,
+                      "min_final_val_mR": min(finite) if finite else None,
+                      "diverged": len(values) - len(finite),
+                      **{f"final_val_mR_{name}": v for name, v in zip(names, values)}})
+
+    def score(row: dict) -> float:
+        return row["mean_final_val_mR"] if row["mean_final_val_mR"] is not None else -math.inf
+
+    best = max(table, key=score)  # max keeps the first of equal scores
+    if best["mean_final_val_mR"] is None:
+        raise SelectionError(f"every candidate rate diverged in some replicate: {candidates}; try smaller rates")
+    first = infos[names[0]]
+    write_sweep(out, table, {
+        **{k: first[k] for k in ("kind", "dataset", "train_split", "test_split", "budget", "backbone") if k in first},
+        "replicates": list(names),
+        "validation": "; ".join(f"{name}: {infos[name].get('validation')}" for name in names),
+        "criterion": f"highest mean over the {len(names)} replicates of the final validation mR (each: "
+                     f"{first.get('criterion')}); a rate that diverged in any replicate is never chosen",
+        "chosen_lr": best["lr"]})
+    logger.info("chosen lr %g: mean final val mR %.2f over %d replicates", best["lr"], best["mean_final_val_mR"],
+                len(names))
+    return best["lr"], table
+
+
 def write_sweep(folder: Path, rows: list[dict], info: dict) -> None:
     """``lr_sweep.csv`` (the rows) and ``lr_sweep.json`` (``info`` plus the rows) in ``folder``."""
     import csv
@@ -170,4 +253,4 @@ def write_sweep(folder: Path, rows: list[dict], info: dict) -> None:
     write_json_atomic(folder / SWEEP_JSON, {**info, "rows": finite})
 
 
-__all__ = ["SWEEP_CSV", "SWEEP_JSON", "SelectionError", "select_lr", "write_sweep"]
+__all__ = ["SWEEP_CSV", "SWEEP_JSON", "SelectionError", "select_lr", "select_lr_replicates", "write_sweep"]

@@ -17,13 +17,14 @@ images' scene classes, over 5 and 10 clients, with
 
 against ``centralised``: the same engine with one client holding all of those images (same
 optimiser and passes over the data, at its own validated rate
-:data:`fedrs.retrieval.config.CENTRALISED_SGD_LR`, 0.01: one client takes as many sequential steps
-a round as all the clients together, and the clients' 0.03 overshoots it). 3 seeds; seed ``s``
+:data:`fedrs.retrieval.config.CENTRALISED_SGD_LR`: one client takes as many sequential steps a
+round as all the clients together, so the clients' rate need not suit it). 3 seeds; seed ``s``
 sets the validation split, the shards and the training seed of every run alike, so each federated
 run is paired with the centralised run of its seed. Every run reports the final round (never the best).
 
 Everything else is ``params/offline/pe_rsitr_ucm_fed.yaml``'s (10 rounds x 1 local epoch, client
-SGD lr 0.03 with momentum 0.9 chosen on validation, cosine, batch 64). ``fedrs sweep
+SGD with momentum 0.9 at :data:`fedrs.retrieval.config.FEDERATED_SGD_LR`, chosen on validation
+over seeds 0-2, cosine, batch 64). ``fedrs sweep
 params/studies/retrieval`` runs the grid into ``results/retrieval/federated/<run>/``, resumably;
 ``fedrs report results/retrieval/federated`` writes its table. Edit this file, then re-run it;
 never edit the generated files by hand.

@@ -40,11 +40,14 @@ mR, pessimistic ties; the frozen backbone scores 7.65 there):
   at 4 rounds (1e-3 .. 1e-1 -> 8.08 / 8.97 / 10.00 / **10.56** / 0.71,
   ``results/retrieval/lr_sweep/federated_sgd_ucm_5clients``), sat next to that collapse and left
   3 of the grid's first 9 whole-adapter runs there;
-* the same engine with one client (the centralised reference of federated retrieval), 4 rounds,
-  as run: ``fedrs retrieval select-lr params/offline/pe_rsitr_ucm.yaml --set train.rounds=4 --lr
-  0.001 0.003 0.01 0.03``: 9.82 / 11.84 / **12.34** / 7.21, so :data:`CENTRALISED_SGD_LR` = 0.01
-  (one client takes as many sequential steps per round as five clients together, so the
-  federated rate overshoots it);
+* the same engine with one client (the centralised reference of federated retrieval), first on
+  seed 0 at 4 rounds (``fedrs retrieval select-lr params/offline/pe_rsitr_ucm.yaml --set
+  train.rounds=4 --lr 0.001 0.003 0.01 0.03``: 9.82 / 11.84 / **12.34** / 7.21), then as the
+  clients' rate, over seeds 0-2 at the grid's 10 rounds (``fedrs retrieval select-lr
+  params/studies/retrieval/federated/centralised__s{0,1,2}.yaml --lr 0.003 0.01 0.03 --out
+  results/retrieval/lr_sweep/centralised_sgd_ucm_10rounds``: mean final validation mR 14.14 ±
+  0.36 / **14.44 ± 0.40** / 5.12 ± 3.77), so :data:`CENTRALISED_SGD_LR` = 0.01 both times (one
+  client takes as many sequential steps per round as five clients together);
 * the other PETL rows, centralised AdamW, 5 epochs, batch 64, each on the same validation split
   (``fedrs retrieval select-lr params/offline/pe_rsitr_ucm.yaml --centralised --epochs 5 --set
   method.variant=V --lr ... --out results/retrieval/lr_sweep/centralised_adamw_ucm_V``; a grid whose
@@ -113,8 +116,9 @@ FEDERATED_SGD_LR_SOURCE = ("chosen on validation (select_lr_replicates, UCM-Capt
 #: reference of the federated rows), chosen by select_lr
 CENTRALISED_SGD_LR = 0.01
 #: where :data:`CENTRALISED_SGD_LR` came from
-CENTRALISED_SGD_LR_SOURCE = ("chosen on validation (select_lr, UCM-Captions val, 1 client, 4 rounds: "
-                             "results/retrieval/lr_sweep/centralised_sgd_ucm)")
+CENTRALISED_SGD_LR_SOURCE = ("chosen on validation (select_lr_replicates, UCM-Captions val, 1 client, "
+                             "10 rounds, mean over seeds 0-2: "
+                             "results/retrieval/lr_sweep/centralised_sgd_ucm_10rounds)")
 
 
 @dataclass

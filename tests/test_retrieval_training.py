@@ -318,8 +318,12 @@ def test_select_lr_over_replicates_takes_the_best_mean_and_resumes(tiny, tmp_pat
     assert "mean over the 3 replicates" in table["criterion"]
     assert all((tmp_path / n / "lr_sweep.json").is_file() for n in names)  # each replicate's own table
 
-    # resumed: nothing trains again, the same choice
+    # resumed: nothing trains again, the same choice, also when the files' own rate (which every
+    # candidate replaces) has changed since
     assert selection.select_lr_replicates(cfgs, names, [0.01, 0.03, 0.1], backbone=tiny, out=tmp_path)[0] == 0.01
+    moved = [RetrievalConfig(train=RetrievalTrainConfig(seed=s, lr=0.01), validation=ValidationConfig(seed=s))
+             for s in finals]
+    assert selection.select_lr_replicates(moved, names, [0.01, 0.03, 0.1], backbone=tiny, out=tmp_path)[0] == 0.01
     assert len(trained) == 9
     # a stored replicate of another configuration is never mixed in
     other = [RetrievalConfig(train=RetrievalTrainConfig(seed=7))] + cfgs[1:]
@@ -327,6 +331,11 @@ def test_select_lr_over_replicates_takes_the_best_mean_and_resumes(tiny, tmp_pat
         selection.select_lr_replicates(other, names, [0.01, 0.03, 0.1], backbone=tiny, out=tmp_path)
     with pytest.raises(selection.SelectionError, match="other rates"):
         selection.select_lr_replicates(cfgs, names, [0.01, 0.03], backbone=tiny, out=tmp_path)
+    # replicates that differ in more than their seeds are no replicates
+    mixed = cfgs[:2] + [RetrievalConfig(variant="adapter", train=RetrievalTrainConfig(seed=2))]
+    with pytest.raises(selection.SelectionError, match=r"differ only in their seeds.*\['s2'\]"):
+        selection.select_lr_replicates(mixed, names, [0.01, 0.03, 0.1], backbone=tiny, out=tmp_path / "mixed")
+    assert not (tmp_path / "mixed").exists() and len(trained) == 9
 
 
 def test_select_lr_command_takes_several_params_files_as_replicates(tiny, tmp_path, monkeypatch, capsys):

@@ -37,10 +37,7 @@ def _cmd_select_lr(args: argparse.Namespace) -> int:
     for path, cfg in zip(args.params, cfgs):
         if not isinstance(cfg.method, PERSITRConfig):
             raise FedrsError(f"{path}: select-lr needs a retrieval configuration (method: pe-rsitr)")
-    names = [Path(path).stem for path in args.params]
-    if len(set(names)) != len(names):
-        raise FedrsError(f"select-lr: the params files need distinct names (each replicate's table goes to "
-                         f"OUT/<name>/), got {names}")
+    names = [Path(path).stem for path in args.params]  # each replicate's folder (distinct: checked there)
     first = cfgs[0]
     backbone = create_backbone(first.backbone.model, first.backbone.pretrained, first.backbone.device)
     if args.centralised:

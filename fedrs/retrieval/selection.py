@@ -166,6 +166,18 @@ def _finite_or_none(value) -> float | None:
     return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
 
 
+def _swept(config: dict) -> dict:
+    """``config`` (a ``to_dict``) without ``train.lr``: the rate a sweep replaces by each candidate."""
+    return {**config, "train": {k: v for k, v in config.get("train", {}).items() if k != "lr"}}
+
+
+def _without_seeds(value):
+    """A config dict without its ``seed`` and ``name`` entries, at every depth."""
+    if isinstance(value, dict):
+        return {k: _without_seeds(v) for k, v in value.items() if k not in ("seed", "name")}
+    return value
+
+
 def _stored_sweep(folder: Path, cfg: RetrievalConfig | RunConfig, candidates: Sequence[float]) -> dict | None:
     """``folder``'s lr_sweep.json when it was made for ``cfg`` and exactly ``candidates``, None when
     there is none; a table of another configuration or other rates is an error (never mixed in)."""
@@ -175,7 +187,7 @@ def _stored_sweep(folder: Path, cfg: RetrievalConfig | RunConfig, candidates: Se
     stored = read_json_object(path, SelectionError, fix="delete that folder to run the replicate again")
     rates = [r.get("lr") for r in stored.get("rows") or []]
     wanted = json.loads(json_text(to_dict(cfg)))  # as lr_sweep.json holds it (lists, strings)
-    if stored.get("config") != wanted or rates != list(candidates):
+    if _swept(stored.get("config") or {}) != _swept(wanted) or rates != list(candidates):
         raise SelectionError(f"{folder} holds a sweep of another configuration or of other rates ({rates}): "
                              f"delete it, or choose another --out, to run this replicate")
     return stored
@@ -197,6 +209,11 @@ def select_lr_replicates(cfgs: Sequence[RetrievalConfig | RunConfig], names: Seq
     candidates = [float(c) for c in candidates]
     if len(cfgs) != len(names) or len(set(names)) != len(names) or not cfgs:
         raise SelectionError(f"select_lr_replicates needs one distinct name per configuration, got {list(names)}")
+    common = _without_seeds(_swept(to_dict(cfgs[0])))
+    differs = [name for cfg, name in zip(cfgs, names) if _without_seeds(_swept(to_dict(cfg))) != common]
+    if differs:
+        raise SelectionError(f"replicates must differ only in their seeds (and names): {differs} differ from "
+                             f"{names[0]} in other settings, so a mean over them would mix configurations")
     out = Path(out)
     infos: dict[str, dict] = {}  # each replicate's lr_sweep.json: its rows, split, budget, criterion
     for cfg, name in zip(cfgs, names):

@@ -13,7 +13,7 @@ export FEDRS_SOURCE
 export PYDEVD_DISABLE_FILE_VALIDATION=1
 export FLWR_TELEMETRY_ENABLED=0
 
-.PHONY: setup lab data backbone backbone-tiny zeroshot sweep report study study-full study-privacy test test-fast clean-cache help
+.PHONY: setup lab data backbone backbone-tiny zeroshot sweep report study study-full study-status study-privacy test test-fast clean-cache help
 # parallel runs of the study grid; one torch thread each is fastest on 2 cores
 JOBS        ?= 2
 # the study tier `make study` runs (params/make_studies.py writes both tiers); its run folders
@@ -77,6 +77,11 @@ study: zeroshot sweep report
 study-full: zeroshot
 	OMP_NUM_THREADS=1 $(BIN)/fedrs sweep $(FULL_STUDY) --jobs $(JOBS)
 	$(BIN)/fedrs report $(patsubst params/studies/%,results/%,$(FULL_STUDY))
+
+# where the full tier stands, part by part (runs by status, measured hours against the cost model's,
+# hours left at $(JOBS) jobs); executes nothing, so it is safe beside a running `make study-full`
+study-status: $(BIN)/.installed
+	@$(BIN)/fedrs sweep $(FULL_STUDY) --status --jobs $(JOBS)
 
 # the privacy-utility table (issue 15): FedRSCLIP with central DP at three noise multipliers and
 # the runs without DP it is paired against (params/studies/privacy, the full tier's files), resumable

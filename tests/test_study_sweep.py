@@ -169,6 +169,44 @@ def test_committed_results_are_rerun_in_place_then_skipped(tmp_path, fake_notebo
     assert sw.sweep([path], **kw).count("skipped") == 1
 
 
+def test_status_reports_each_study_and_the_time_left_without_executing(tmp_path, fake_notebook, ensured, capsys):
+    """`fedrs sweep --status`: runs by status per study folder, measured hours against the cost
+    model's, the hours left (a partial run only its rounds left, a committed one from scratch),
+    and nothing validated, prepared, locked or written."""
+    from fedrs.cli import main
+
+    params = tmp_path / "params" / "studies" / "tier"
+    done = write_params(params / "a", "done", seed=0, train={"seed": 0, "rounds": 4})
+    write_params(params / "a", "partial", seed=1, train={"seed": 1, "rounds": 4})
+    write_params(params / "b", "new", seed=1, train={"seed": 1, "rounds": 4})
+    write_params(params / "b", "committed", seed=2, train={"seed": 2, "rounds": 4})
+    results = tmp_path / "results"
+    assert sw.sweep([done], results=results, notebook=fake_notebook, progress=False).count("done") == 1
+    partial = results / "tier" / "a" / "partial"
+    partial.mkdir(parents=True)
+    (partial / "rounds.csv").write_text("round,val\n1,0.1\n2,0.2\n")  # interrupted after round 2 of 4
+    committed = results / "tier" / "b" / "committed"
+    committed.mkdir(parents=True)
+    (committed / "metrics.json").write_text(json.dumps({"method": "fedrsclip", "wall_time_s": 90.0}))
+    ensured.clear()
+    before = sorted(p.relative_to(results) for p in results.rglob("*"))
+
+    status = sw.sweep_status([params], results=results, jobs=2)
+    by_study = {st.study: st for st in status.studies}
+    assert by_study["tier/a"].counts == {"complete": 1, "committed": 0, "partial": 1, "busy": 0, "new": 0, "stale": 0}
+    assert by_study["tier/b"].counts == {"complete": 0, "committed": 1, "partial": 0, "busy": 0, "new": 1, "stale": 0}
+    assert by_study["tier/a"].measured_s == FAKE_WALL_TIME_S and by_study["tier/b"].measured_s == 90.0
+    # same configuration, rounds 3-4 left against 1-4 twice (the committed run is executed again)
+    assert 0 < by_study["tier/a"].left_core_s < by_study["tier/b"].left_core_s / 2
+    assert (status.left.done, status.left.total, status.left.jobs) == (1, 4, 2)
+    assert ensured == [] and sorted(p.relative_to(results) for p in results.rglob("*")) == before
+
+    assert main(["sweep", str(params), "--results", str(results), "--status", "--jobs", "2", "--json"]) == 0
+    out = capsys.readouterr().out
+    assert "tier/a" in out and "tier/b" in out and "sweep status: 1/4 runs done" in out
+    assert json.loads(out[out.index("{"):])["all"]["counts"]["committed"] == 1
+
+
 def test_every_params_file_is_validated_before_anything_runs(tmp_path, fake_notebook, ensured, capsys):
     from fedrs.cli import main
 

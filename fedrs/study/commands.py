@@ -36,8 +36,14 @@ def _non_negative_int(text: str) -> int:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     from fedrs.study.executors import JobOptions
-    from fedrs.study.sweep import sweep
+    from fedrs.study.sweep import sweep, sweep_status
 
+    if args.status:
+        status = sweep_status(args.params, study=args.study, results=args.results, jobs=args.jobs)
+        print(status.text())
+        if args.json:
+            print(json.dumps(status.to_dict(), indent=2))
+        return 0
     options = JobOptions(partition=args.slurm_partition, time_min=args.slurm_time, cpus=args.slurm_cpus,
                          gpus=args.slurm_gpus)
     summary = sweep(args.params, study=args.study, results=args.results, jobs=args.jobs,
@@ -142,7 +148,11 @@ def register(sub) -> None:
     p.add_argument("--timeout", type=_positive(float), default=None, help="seconds per notebook cell (default: none)")
     p.add_argument("--force", action="store_true", help="rerun the given runs from scratch, even complete ones")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--json", action="store_true", help="also print the outcomes as JSON")
+    p.add_argument("--status", action="store_true",
+                   help="execute nothing: print each study folder's runs by status (complete, committed, partial, "
+                        "busy, new, stale), the measured hours of its finished runs against the cost model's, "
+                        "and the hours left (at --jobs runs at once); safe beside a running sweep")
+    p.add_argument("--json", action="store_true", help="also print the outcomes (or the --status) as JSON")
     p.set_defaults(func=cmd_sweep, console_loggers=("fedrs.study",))
 
     r = sub.add_parser(

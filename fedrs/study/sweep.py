@@ -686,6 +686,106 @@ class SweepClock:
                          self.done, self.total, elapsed)
 
 
+# --- where a tier stands, without executing anything ------------------------------------------
+
+#: run statuses a status table shows, in its column order (:func:`run_status`)
+STATUS_COLUMNS: tuple[Status, ...] = ("complete", "committed", "partial", "busy", "new", "stale")
+
+
+@dataclass
+class StudyProgress:
+    """One study folder of a sweep (``full/1_methods``): how many runs are in each
+    :func:`run_status`, the measured wall seconds of its finished runs (complete or committed:
+    :func:`measured_seconds`) against the cost model's seconds of the same runs, and the
+    calibrated core-seconds its runs left still need (a partial or busy run: its rounds left)."""
+
+    study: str
+    counts: dict[str, int]
+    measured_s: float = 0.0
+    estimated_done_s: float = 0.0
+    left_core_s: float = 0.0
+
+    @property
+    def runs(self) -> int:
+        return sum(self.counts.values())
+
+    def to_dict(self) -> dict:
+        return {"study": self.study, "runs": self.runs, "counts": dict(self.counts),
+                "measured_hours": round(self.measured_s / 3600, 3),
+                "estimated_hours_of_measured": round(self.estimated_done_s / 3600, 3),
+                "left_core_hours": round(self.left_core_s / 3600, 3)}
+
+
+@dataclass
+class SweepStatus:
+    """``fedrs sweep PARAMS --status``: every study folder's :class:`StudyProgress` and the whole
+    sweep's time left at ``jobs`` parallel runs (:func:`fedrs.study.cost.time_left`)."""
+
+    studies: list[StudyProgress]
+    left: TimeLeft
+
+    def text(self) -> str:
+        import pandas as pd
+
+        rows = []
+        for st in self.studies + [self._total()]:
+            ratio = f"x{st.measured_s / st.estimated_done_s:.2f}" if st.estimated_done_s > 0 else "-"
+            rows.append({"study": st.study, "runs": st.runs, **{k: st.counts.get(k, 0) for k in STATUS_COLUMNS},
+                         "measured job-h": f"{st.measured_s / 3600:.2f}", "x estimate": ratio,
+                         "left core-h": f"{st.left_core_s / 3600:.1f}"})
+        lines = [pd.DataFrame(rows).to_string(index=False)]
+        lines.append(f"sweep status: {self.left.text()} at {self.left.jobs} job{'s' if self.left.jobs != 1 else ''}"
+                     if self.left.done < self.left.total else f"sweep status: {self.left.text()}")
+        lines.append("  measured job-h: wall hours of the finished runs (complete or committed), each on its "
+                     "share of the cores; x estimate: those hours over the cost model's; left core-h: the cost "
+                     "model's hours of the runs left, scaled by that calibration")
+        return "\n".join(lines)
+
+    def _total(self) -> StudyProgress:
+        total = StudyProgress("all", {k: sum(st.counts.get(k, 0) for st in self.studies) for k in STATUS_COLUMNS})
+        total.measured_s = sum(st.measured_s for st in self.studies)
+        total.estimated_done_s = sum(st.estimated_done_s for st in self.studies)
+        total.left_core_s = sum(st.left_core_s for st in self.studies)
+        return total
+
+    def to_dict(self) -> dict:
+        return {"studies": [st.to_dict() for st in self.studies], "all": self._total().to_dict(),
+                "left": self.left.to_dict()}
+
+
+def sweep_status(params: Sequence[str | Path], study: str | None = None, results: str | Path | None = None,
+                 jobs: int = 1) -> SweepStatus:
+    """Where the sweep of ``params`` stands, from its run folders alone: nothing is validated,
+    imported, locked or executed, so it is safe beside a running sweep. Done: the complete runs.
+    Left: what a sweep here would still execute (new runs, partial and busy ones from their last
+    finished round, committed ones from scratch: :func:`run_status`); stale ones wait for
+    ``--force``. The runs left are estimated as :func:`sweep` does (the cost model, calibrated
+    per kind of run on every finished run with a measured wall time, committed ones included)."""
+    specs = plan(params, study, results)
+    per_study: dict[str, StudyProgress] = {}
+    finished: list[tuple[float, float]] = []
+    left: list[tuple[str, float]] = []  # (study, estimated seconds) of each run left
+    for spec in specs:
+        st = per_study.setdefault(spec.study, StudyProgress(spec.study, {k: 0 for k in STATUS_COLUMNS}))
+        status = run_status(spec)
+        st.counts[status] = st.counts.get(status, 0) + 1
+        measured = measured_seconds(spec.out_dir) if status in ("complete", "committed") else None
+        if measured:  # calibrates the estimate, as a sweep's finished runs do
+            estimate = estimate_seconds(spec)
+            finished.append((estimate, measured))
+            st.measured_s += measured
+            st.estimated_done_s += float(estimate)
+        if status in ("committed", "new", "partial", "busy"):  # what a sweep here still executes
+            resume_from = finished_rounds(spec.out_dir) if status in ("partial", "busy") else 0
+            left.append((spec.study, estimate_seconds(spec, resume_from)))
+    done = sum(st.counts["complete"] for st in per_study.values())
+    for name, st in per_study.items():
+        remaining = [seconds for s, seconds in left if s == name]
+        st.left_core_s = time_left(remaining, finished, 1, 0, len(remaining)).seconds if remaining else 0.0
+    return SweepStatus(list(per_study.values()),
+                       time_left([seconds for _, seconds in left], finished, max(1, jobs), done, len(specs)))
+
+
 def sweep(params: Sequence[str | Path], study: str | None = None, results: str | Path | None = None,
           jobs: int = 1, notebook: str | Path | None = None, kernel: str | None = DEFAULT_KERNEL,
           timeout: float | None = None, force: bool = False, progress: bool = True,

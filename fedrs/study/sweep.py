@@ -759,8 +759,10 @@ def sweep_status(params: Sequence[str | Path], study: str | None = None, results
     imported, locked or executed, so it is safe beside a running sweep. Done: the complete runs.
     Left: what a sweep here would still execute (new runs, partial and busy ones from their last
     finished round, committed ones from scratch: :func:`run_status`); stale ones wait for
-    ``--force``. The runs left are estimated as :func:`sweep` does (the cost model, calibrated
-    per kind of run on every finished run with a measured wall time, committed ones included)."""
+    ``--force``. The runs left are estimated with the cost model as :func:`sweep` does, calibrated
+    per kind of run on the finished runs' measured wall times; unlike a sweep, which calibrates on
+    the runs complete here only, this also counts committed runs' wall times (real measurements
+    of the same configurations, the only ones a fresh clone has)."""
     specs = plan(params, study, results)
     per_study: dict[str, StudyProgress] = {}
     finished: list[tuple[float, float]] = []

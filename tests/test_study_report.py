@@ -394,3 +394,36 @@ def test_every_ablation_switch_reads_back_as_its_variant():
     for variant, switches in vocabulary.ABLATION_SWITCHES.items():
         assert vocabulary.row_identity({**FEDRSCLIP, **switches}).variant == variant
         assert vocabulary.variant_of(switches) == variant
+
+
+def test_headline_table_puts_datasets_side_by_side_with_paired_differences(tmp_path):
+    """The headline table: one row per method, per dataset its mean ± std and the paired Δ to
+    FedRSCLIP with its interval (n.d. when it holds 0); other settings stay out; a row missing
+    on a dataset says 'not run'; local-only has no global accuracy."""
+    root = tmp_path / "results"
+    for seed, p in enumerate([70.0, 72.0, 74.0]):
+        for dataset, shift in (("UCMerced", 0.0), ("EuroSAT", 10.0)):
+            make_run(root, "methods", f"fedrsclip_{dataset}_s{seed}", seed=seed, dataset=dataset,
+                     personalised=p + shift)
+            make_run(root, "methods", f"local_{dataset}_s{seed}", method="local", seed=seed, dataset=dataset,
+                     personalised=p + shift + [-1.0, 2.0, -4.0][seed])
+        make_run(root, "methods", f"promptfl_s{seed}", method="promptfl", seed=seed, personalised=p - 10)
+        # another heterogeneity level: not the headline's
+        make_run(root, "heterogeneity", f"fedrsclip_a01_s{seed}", seed=seed, alpha=0.1, personalised=10.0)
+    table = tables.headline_table(collect.collect_runs(root))
+    assert set(table.frame["split"]) == {"Dir(0.5)"}
+    heading, frame = table.markdown_sections[0]
+    assert heading.startswith("Personalised accuracy · Dir(0.5) · backbone `") and "3 seeds (0-2)" in heading
+    assert list(frame.columns)[1::2] == ["UCMerced (3 seeds, 0-2): personalised (%)",
+                                        "EuroSAT (3 seeds, 0-2): personalised (%)"]
+    rows = {r["Method"]: list(r)[1:] for _, r in frame.iterrows()}
+    half = T_975_2DF * 3 / math.sqrt(3)
+    assert rows["Local-only"][0] == "71.00 ± 2.65"  # 69, 74, 70
+    assert rows["Local-only"][1] == f"-1.00 [{-1 - half:+.2f}, {-1 + half:+.2f}] n.d."
+    assert rows["Local-only"][2] == "81.00 ± 2.65"
+    assert rows["PromptFL"][:2] == ["62.00 ± 2.00", "-10.00* [-10.00, -10.00]"]
+    assert rows["PromptFL"][2:] == ["not run", ""]
+    assert rows["FedRSCLIP"][1] == "reference"
+    _, global_frame = table.markdown_sections[1]
+    assert dict(zip(global_frame["Method"], global_frame.iloc[:, 1]))["Local-only"] == "n/a"
+    assert "# Headline" in table.to_markdown()

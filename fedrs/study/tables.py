@@ -15,6 +15,7 @@ rounds), and reports for each row and accuracy (:func:`summarise`):
 The tables:
 
 * ``methods``        every method and control x datasets x heterogeneity (personalised, global)
+* ``headline``       the methods table's Dir(0.5), 10-client setting, datasets side by side
 * ``constraints``    the alignment-constraint ablation (FedRSCLIP variants)
 * ``prompt_length``  prompt length 4/8/16 against uploaded values
 * ``sensitivity``    DPA kind and the loss weights of DPA and CMA
@@ -375,6 +376,60 @@ def methods_table(runs: pd.DataFrame) -> Table:
                  _paired_sections(s, "Method", lambda r: r["label"], accuracies=METHOD_ACCURACIES))
 
 
+#: the headline setting: the methods table's protocol (issue 16, part 1): Dirichlet(0.5) label skew,
+#: 10 clients, all of them every round
+HEADLINE_SPLIT, HEADLINE_CLIENTS = "Dir(0.5)", 10
+
+
+def headline_table(runs: pd.DataFrame) -> Table:
+    """Every method and control against FedRSCLIP on every dataset at the headline setting
+    (:data:`HEADLINE_SPLIT`, :data:`HEADLINE_CLIENTS` clients, full participation): one row per
+    method, per dataset its accuracy (mean ± std over seeds, %) and its paired difference to
+    FedRSCLIP (points) with the 95% t-interval, for personalised and global accuracy. The same
+    numbers as the methods table's sections of that setting, side by side; one section per
+    backbone and round budget, so no cell mixes protocols."""
+    rows = methods_runs(runs)
+    participation = rows["participation"].astype(float).fillna(1.0)
+    rows = rows[(rows["split"] == HEADLINE_SPLIT) & (rows["clients"] == HEADLINE_CLIENTS) & (participation >= 1.0)]
+    s = _labelled_summary(rows, runs, ACCURACIES)
+    sections = []
+    for value, name in ACCURACIES.items():
+        for _, part in s.groupby(["backbone", "rounds"], sort=False):
+            datasets = list(dict.fromkeys(part["dataset"]))
+            labels = list(dict.fromkeys(part["label"]))
+            records = {label: [label] for label in labels}
+            columns = ["Method"]
+            for dataset in datasets:
+                cells = part[part["dataset"] == dataset]
+                seeds = sorted({int(x) for cell in cells["seed_list"] for x in str(cell).split()})
+                columns += [f"{dataset_label(dataset)} ({len(seeds)} seeds, {fmt_seeds(seeds)}): {name} (%)",
+                            f"Δ vs {REFERENCE_LABEL} [95% CI]"]
+                by_label = {r["label"]: r for _, r in cells.iterrows()}
+                for label in labels:
+                    r = by_label.get(label)
+                    if r is None:
+                        records[label] += ["not run", ""]
+                        continue
+                    if _is_global_na(value, r):
+                        records[label] += [NOT_APPLICABLE, ""]
+                        continue
+                    diff, interval, verdict = diff_cells(value, r, REFERENCE_ROW)
+                    delta = diff if not interval or interval == "-" else f"{diff} {interval}" + \
+                        ("" if verdict == "yes" else " n.d.")
+                    records[label] += [fmt_mean_std(r[f"{value}_mean"], r[f"{value}_std"]), delta]
+            frame = pd.DataFrame(list(records.values()), columns=columns)
+            protocol = backbone_protocol(part)
+            sections.append((f"{name.capitalize()} accuracy · {HEADLINE_SPLIT} · {protocol}", frame))
+    caption = ("Every method and control against FedRSCLIP on every dataset at one setting: Dirichlet(0.5) "
+               f"label skew, {HEADLINE_CLIENTS} clients, all every round. Cells: top-1 accuracy (%) at the last round, "
+               "mean ± sample std over seeds; Δ: the paired difference to FedRSCLIP (same seed: same split and "
+               "initialisation), points, with its 95% t-interval (`*`: it excludes 0; n.d.: not distinguishable, "
+               f"the interval holds 0). {NOT_APPLICABLE}: no global model (nothing uploaded); 'not run': no run "
+               "folder of that row on that dataset yet. The methods table has the same numbers with test-set "
+               "intervals and the class-balanced accuracy.")
+    return Table("headline", "Headline: methods × datasets (Dir(0.5), 10 clients)", s, caption, sections)
+
+
 def _fedrsclip(runs: pd.DataFrame) -> pd.Series:
     return runs["base"] == MAIN_METHOD
 
@@ -525,6 +580,7 @@ def _spread(cell: Any) -> str:
 
 TABLE_BUILDERS: dict[str, Callable[[pd.DataFrame], Table]] = {
     "methods": methods_table,
+    "headline": headline_table,
     "constraints": constraints_table,
     "prompt_length": prompt_length_table,
     "sensitivity": sensitivity_table,
@@ -582,11 +638,13 @@ def build_tables(runs: pd.DataFrame) -> dict[str, Table]:
 
 __all__ = [
     "ACCURACIES", "METHOD_ACCURACIES", "BASE_TO_NOVEL_ACCURACIES", "UNSEEN_CLIENT_ACCURACIES",
-    "GENERALISATION_BUILDERS", "base_to_novel_table", "unseen_clients_table", "METHOD_ROW_KEYS", "NOT_APPLICABLE",
+    "GENERALISATION_BUILDERS", "HEADLINE_CLIENTS", "HEADLINE_SPLIT",
+    "base_to_novel_table", "unseen_clients_table", "METHOD_ROW_KEYS", "NOT_APPLICABLE",
     "REFERENCE_LABEL", "TABLE_BUILDERS",
     "TEST_COUNTS", "Table",
     "backbone_protocol", "build_tables", "communication_table", "compared_settings", "constraints_table", "dedupe",
     "diff_cells", "fmt_mean_std",
-    "fmt_seeds", "methods_runs", "methods_table", "prompt_length_table", "protocol_label", "sensitivity_table",
+    "fmt_seeds", "headline_table",
+    "methods_runs", "methods_table", "prompt_length_table", "protocol_label", "sensitivity_table",
     "setting_label", "summarise", "test_sets_table",
 ]

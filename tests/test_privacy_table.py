@@ -205,3 +205,19 @@ def test_partial_privacy_runs_render_what_is_there(tmp_path):
     text = (tmp_path / "out" / "tables" / "privacy.md").read_text()
     assert "| ?" in text.replace("  ", " ") and "8.08 (δ = 1e-05)" in text
     assert "68.00" in text and "60.00" in text
+
+
+def test_row_without_dp_is_summarised_on_the_seeds_of_its_dp_versions(study):
+    """Seeds 3-4 of FedRSCLIP without DP (a methods table with more seeds) do not enter the privacy
+    table: its reference mean is over the seeds the DP rows are paired on, and the methods table
+    still has all five."""
+    for seed, (p, g) in ((3, (90.0, 80.0)), (4, (92.0, 81.0))):
+        _plain_run(study, "1_methods", f"fedrsclip_s{seed}", seed=seed, personalised=p, global_=g)
+    runs = collect.collect_runs(study)
+    frame = privacy.privacy_table(runs).frame
+    clear = frame.iloc[0]
+    assert clear["dp_mode"] == "none" and clear["seeds"] == 3 and clear["seed_list"] == "0 1 2"
+    assert clear["personalised_acc_mean"] == pytest.approx(72.0)  # not (70+72+74+90+92)/5
+    assert frame.iloc[1]["personalised_acc_diff"] == pytest.approx(-7 / 3)
+    methods = tables.build_tables(runs)["methods"].frame
+    assert methods.loc[methods["row"] == "fedrsclip", "seeds"].iloc[0] == 5

@@ -13,7 +13,8 @@ t-interval from :mod:`fedrs.study.stats`).
 
 A results folder without DP runs has no privacy table (``None``); one with some noise levels or
 seeds missing tables what it holds, and a DP row without the non-DP row to pair with shows its
-accuracy and no difference.
+accuracy and no difference. The row without DP is summarised over the seeds its DP versions were
+run on (a methods table with more seeds of it does not shift the reference mean here).
 """
 
 from __future__ import annotations
@@ -55,6 +56,19 @@ def _check_settings(rows: pd.DataFrame) -> None:
                                   "would average them; move the runs of one value out of the results folder")
 
 
+def _on_private_seeds(rows: pd.DataFrame) -> pd.DataFrame:
+    """``rows`` (one row without DP and its DP versions) with the runs without DP kept on the seeds
+    that some DP run of the same setting has: the row without DP is summarised over the seeds it
+    is compared on, so its mean is the one the paired differences are taken to (the methods table
+    may hold more seeds of it)."""
+    private = private_runs(rows)
+    setting = [c for c in SETTING if c in rows]
+    key = rows[setting].astype(str).agg("|".join, axis=1)
+    private_seeds = set(zip(key[private], rows.loc[private, "seed"]))
+    keep = private | pd.Series([(k, s) in private_seeds for k, s in zip(key, rows["seed"])], index=rows.index)
+    return rows[keep]
+
+
 def privacy_table(runs: pd.DataFrame) -> Table | None:
     """The privacy-utility table of the DP runs among ``runs`` (:func:`~fedrs.study.collect.collect_runs`
     rows; ``None`` without any): per setting and noise level, the privacy settings, epsilon,
@@ -67,7 +81,7 @@ def privacy_table(runs: pd.DataFrame) -> Table | None:
     _check_settings(runs[private_runs(runs)])
     parts = []
     for base in dict.fromkeys(runs.loc[runs["dp_mode"] != "none", "base_row"]):
-        rows = runs[runs["base_row"] == base]
+        rows = _on_private_seeds(runs[runs["base_row"] == base])
         summary = compared_settings(summarise(rows, SETTING + ["row"], reference=base), reference=base)
         if summary.empty:  # DP runs whose setting has nothing to show (no accuracies)
             continue

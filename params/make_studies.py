@@ -42,8 +42,10 @@ The **privacy tier** (``params/studies/privacy/``, run on its own) is part 6 and
 of part 1 it is paired against (FedRSCLIP, Fed-UCMerced, Dirichlet 0.5, seeds 0-2), again the
 full tier's files, so ``fedrs report results/privacy`` has the epsilon = infinity column; it is
 not part of the quick tier.
-``pilot/methods/`` is the convergence pilot (60 rounds, seed 0) and ``smoke/`` one tiny run (the
-default of ``notebooks/02_federated_run.ipynb``).
+``pilot/methods/`` is the convergence pilot (60 rounds, seed 0) scored on the test splits, and
+``pilot/validation/`` the same runs scored on a validation split of the training images
+(``data.holdout: validation``), whose curves choose R (:mod:`fedrs.study.convergence`);
+``smoke/`` is one tiny run (the default of ``notebooks/02_federated_run.ipynb``).
 
 Seed ``s`` sets both ``train.seed`` and ``data.seed``: every row of one seed sees the same split
 and initialisation (a paired design). Edit this file, the bases or params/offline, then re-run
@@ -422,6 +424,12 @@ def pilot_files() -> list[File]:
             name = f"{m}__{setting.slug}__{setting.tag}__s{PILOT['seed']}"
             cfg = compose(base, name, method_section(m), dataset, setting.data, {}, PILOT["seed"])
             out.append(File("pilot/methods", name, cfg, "pilot", m, {}))
+            # the same runs scored on a validation split of the training images (data.holdout):
+            # the round budget R is chosen on these curves, never on test images
+            val_name = f"{m}__{setting.slug}__{setting.tag}-val__s{PILOT['seed']}"
+            val_cfg = compose(base, val_name, method_section(m), dataset, {**setting.data, "holdout": "validation"},
+                              {}, PILOT["seed"])
+            out.append(File("pilot/validation", val_name, val_cfg, "pilot", m, {}))
     return out
 
 

@@ -503,3 +503,45 @@ def test_split_by_label_is_the_partitions_client_stage():
     assert split_by_label(labels, cfg) == shards  # deterministic in the seed
     with pytest.raises(ConfigError, match="few_shot"):
         split_by_label(labels, PartitionConfig(dataset="Synth", num_clients=2, few_shot=3))
+
+
+# --- validation holdout ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_validation_holdout_sets_the_test_images_aside_and_scores_a_split_of_training(seed):
+    """holdout: validation keeps the usual test images out of everything (held_out_indices equals
+    the test split of holdout: test), and the stratified test_fraction split of the training images
+    takes the test split's place; the clients train on the rest only."""
+    hashes, groups = _hashes_with_duplicates()
+    usual = build_partition(LABELS, NAMES, PartitionConfig("toy", seed=seed), content_hashes=hashes)
+    p = build_partition(LABELS, NAMES, PartitionConfig("toy", seed=seed, holdout="validation"),
+                        content_hashes=hashes)
+    assert p.held_out_indices == usual.test_indices
+    held, validation, train = set(p.held_out_indices), set(p.test_indices), set(p.train_indices)
+    assert validation <= set(usual.train_indices) and not validation & held and not train & held
+    assert len(held) + len(validation) + len(train) == len(LABELS)
+    train_counts = hist(usual, usual.train_indices)
+    expect = [round(0.2 * n) for n in train_counts]
+    got = hist(p, p.test_indices).tolist()
+    assert all(g <= e for g, e in zip(got, expect)) and sum(got) >= sum(expect) - 3  # groups may skip a place
+    for c in p.clients:  # nobody trains or is scored on a held-out image
+        assert not (set(c.train_indices) | set(c.test_indices)) & held
+        assert set(c.test_indices) <= validation
+    for g in groups:  # duplicates stay whole on every side
+        for side in (held, validation, train):
+            assert len(side & set(g)) in (0, len(g))
+    assert "validation holdout" in p.config.describe()
+
+
+def test_validation_holdout_round_trips_and_leaves_test_manifests_as_they_were(tmp_path):
+    p = build(seed=2, holdout="validation")
+    again = Partition.load(p.save(tmp_path / "val.json"))
+    assert again.held_out_indices == p.held_out_indices and again.to_json() == p.to_json()
+    plain = json.loads(build(seed=2).to_json())
+    assert "holdout" not in plain["config"] and "held_out_indices" not in plain  # byte-identical to before
+    tampered = json.loads(p.to_json())
+    tampered["held_out_indices"] = tampered["held_out_indices"][1:]  # an image belongs nowhere
+    with pytest.raises(DataError, match="exactly once"):
+        Partition.from_dict(tampered)
+    with pytest.raises(ConfigError, match="holdout must be one of"):
+        PartitionConfig("toy", holdout="train")

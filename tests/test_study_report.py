@@ -375,6 +375,8 @@ def test_several_backbones_get_their_own_sections(tmp_path):
     ({"scheme": "iid", "alpha": 0.5}, "IID"),
     ({"scheme": "pathological", "classes_per_client": 2, "few_shot": 16}, "Path(2 cls), 16-shot"),
     ({"scheme": "dirichlet", "alpha": 0.5, "test_scheme": "shared_pool"}, "Dir(0.5), shared-pool tests"),
+    ({"scheme": "dirichlet", "alpha": 0.5, "holdout": "validation"}, "Dir(0.5), validation holdout"),
+    ({"scheme": "dirichlet", "alpha": 0.5, "holdout": "test"}, "Dir(0.5)"),
     ("Dir(0.5)", "Dir(0.5)"),
 ])
 def test_split_label(value, label):

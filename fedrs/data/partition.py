@@ -81,13 +81,15 @@ TestScheme = Literal["disjoint", "shared_pool"]
 TEST_SCHEMES: tuple[str, ...] = ("disjoint", "shared_pool")
 ClassSplit = Literal["all", "base-to-novel"]
 CLASS_SPLITS: tuple[str, ...] = ("all", "base-to-novel")
+Holdout = Literal["test", "validation"]
+HOLDOUTS: tuple[str, ...] = ("test", "validation")
 MAX_DIRICHLET_ATTEMPTS = 1000
 FORMAT = "fedrs-partition"
 FORMAT_VERSION = 2  # 2: duplicate groups, test_scheme, exclusive/distinct test counts
 _INT_LIST = re.compile(r"\[\s+(-?\d+(?:,\s+-?\d+)*)\s+\]")
 
 # child-generator stages: (seed, stage, ...) -> numpy.random.default_rng
-_SPLIT, _CLIENTS, _FEW_SHOT, _TEST, _NOVEL = 0, 1, 2, 3, 4
+_SPLIT, _CLIENTS, _FEW_SHOT, _TEST, _NOVEL, _VALIDATION = 0, 1, 2, 3, 4, 5
 
 
 # --- configuration -----------------------------------------------------------------------------
@@ -120,6 +122,16 @@ class PartitionConfig:
     ``num_clients + unseen_clients``); 0 (the default) builds exactly the partition it always did.
     Single-dataset partitions only.
 
+    ``holdout: validation`` scores on a validation split carved from the training images instead
+    of the test split, for choices that must not see test images (the study's round budget R):
+    the usual stratified train/test split is made first (the same test images as ``holdout:
+    test``, set aside as ``held_out_indices``, never trained on or scored), then the same
+    stratified ``test_fraction`` split of the training images (seeded ``(seed, validation, c)``)
+    gives the validation images, which take the test split's place in every later stage (client
+    test splits, pooled accuracy). The clients share only the remaining training images, so they
+    hold ``1 - test_fraction`` of what they hold under ``holdout: test``. ``test`` (the default)
+    builds exactly the partition it always did.
+
     ``class_split: base-to-novel`` is the base-to-novel protocol of CoOp/CoCoOp, followed by
     FedTPG, FedPGP and FLiP: the classes, in the dataset's class order (its sorted label indices),
     are cut into the first ``ceil(C / 2)`` (*base*) and the rest (*novel*,
@@ -147,6 +159,7 @@ class PartitionConfig:
     label_map: dict[str, dict[str, str]] | None = None
     unseen_clients: int = 0
     class_split: ClassSplit = "all"
+    holdout: Holdout = "test"
 
     def __post_init__(self) -> None:
         def integer(name: str, lowest: int) -> None:
@@ -174,6 +187,9 @@ class PartitionConfig:
         if self.class_split != "all" and self.cross_domain is not None:
             raise ConfigError(f"class_split={self.class_split!r} is for single-dataset partitions: drop it or "
                               "cross_domain")
+        if self.holdout not in HOLDOUTS:
+            raise ConfigError(f"holdout must be one of {list(HOLDOUTS)} (validation: score on a split of the "
+                              f"training images, the test images set aside), got {self.holdout!r}")
         if self.few_shot is not None:
             integer("few_shot", 1)
         if isinstance(self.alpha, bool) or not isinstance(self.alpha, (int, float)) \
@@ -195,7 +211,8 @@ class PartitionConfig:
                 + (f", {self.few_shot}-shot" if self.few_shot else "")
                 + (", shared-pool tests" if self.test_scheme == "shared_pool" else "")
                 + (f", +{self.unseen_clients} unseen clients" if self.unseen_clients else "")
-                + (f", {self.class_split}" if self.class_split != "all" else ""))
+                + (f", {self.class_split}" if self.class_split != "all" else "")
+                + (", validation holdout" if self.holdout == "validation" else ""))
 
     def to_dict(self) -> dict[str, Any]:
         """The configuration as plain data, without the fields added after version 2 of the
@@ -236,7 +253,7 @@ class PartitionConfig:
 
 #: PartitionConfig fields added after manifests were first written, with their defaults: left out
 #: of a manifest (and of metrics.json's partition) while at the default
-ADDED_DEFAULTS: dict[str, Any] = {"unseen_clients": 0, "class_split": "all"}
+ADDED_DEFAULTS: dict[str, Any] = {"unseen_clients": 0, "class_split": "all", "holdout": "test"}
 
 
 def num_base_classes(num_classes: int) -> int:
@@ -408,6 +425,9 @@ class Partition:
     domains: list[Domain] = field(default_factory=list)
     #: clients who never train (``config.unseen_clients``), ids ``num_clients ..``
     unseen: list[ClientSplit] = field(default_factory=list)
+    #: ``config.holdout: validation``: the test images of the usual split, set aside (never trained
+    #: on, never scored); ``test_indices`` then holds the validation images carved from training
+    held_out_indices: list[int] = field(default_factory=list)
 
     # -- views --
     @property
@@ -539,6 +559,8 @@ class Partition:
         }
         if self.unseen:
             out["unseen_clients"] = [client(c) for c in self.unseen]
+        if self.config.holdout != "test":
+            out["held_out_indices"] = list(self.held_out_indices)
         return out
 
     def to_json(self) -> str:
@@ -581,6 +603,7 @@ class Partition:
                 domains=[Domain(**d) for d in data["domains"]],
                 unseen=[ClientSplit(**{k: c[k] for k in _CLIENT_FIELDS if k in c})
                         for c in data.get("unseen_clients", [])],
+                held_out_indices=list(data.get("held_out_indices", [])),
             )
             part.validate()
             rows = part.to_dict()
@@ -620,13 +643,22 @@ class Partition:
         train, test = np.asarray(self.train_indices, dtype=np.int64), np.asarray(self.test_indices, dtype=np.int64)
         _check(_sorted_unique(train) and _sorted_unique(test), "pooled indices must be sorted and unique")
         _check(_in_range(train, 0, n) and _in_range(test, 0, n), f"pooled indices out of range [0, {n})")
-        _check(len(np.intersect1d(train, test)) == 0 and len(train) + len(test) == n,
-               "the pooled train and test sets must split every sample exactly once")
+        held_out = np.asarray(self.held_out_indices, dtype=np.int64)
+        _check(_sorted_unique(held_out) and _in_range(held_out, 0, n), "held-out indices must be sorted, unique "
+                                                                        f"and in [0, {n})")
+        _check((cfg.holdout == "validation") == bool(len(held_out)),
+               "held-out test images exist exactly when holdout is 'validation'")
+        _check(len(np.intersect1d(train, test)) == 0 and len(np.intersect1d(held_out, np.concatenate([train, test])))
+               == 0 and len(train) + len(test) + len(held_out) == n,
+               "the pooled train and test sets (and the held-out test set) must split every sample exactly once")
         is_test = np.zeros(n, dtype=bool)
         is_test[test] = True
+        is_held = np.zeros(n, dtype=bool)
+        is_held[held_out] = True
         for d in self.domains:
             own = np.asarray(d.labels, dtype=np.int64)
             in_test = is_test[d.offset:d.stop]
+            in_held = is_held[d.offset:d.stop]
             grouped = np.zeros(len(own), dtype=bool)
             for g in d.duplicate_groups:
                 _check(len(g) >= 2 and _sorted_unique(np.asarray(g)) and _in_range(np.asarray(g), 0, len(own))
@@ -634,17 +666,24 @@ class Partition:
                        f"domain {d.dataset!r}: duplicate groups must be disjoint sorted lists of "
                        f"two or more of its indices")
                 grouped[g] = True
-                _check(bool(in_test[g].all() or not in_test[g].any()),
-                       f"domain {d.dataset!r}: duplicate images {g} straddle train and test")
-                _check(len(set(own[g].tolist())) == 1 or not in_test[g].any(),
-                       f"domain {d.dataset!r}: duplicate images {g} with different labels are in test")
-            expect = np.array([_num_test(int(k), cfg.test_fraction)
-                               for k in np.bincount(own, minlength=len(d.classnames))])
-            got = np.bincount(own[in_test], minlength=len(d.classnames))
+                for where, name in ((in_test, "test"), (in_held, "held-out test")):
+                    _check(bool(where[g].all() or not where[g].any()),
+                           f"domain {d.dataset!r}: duplicate images {g} straddle train and {name}")
+                    _check(len(set(own[g].tolist())) == 1 or not where[g].any(),
+                           f"domain {d.dataset!r}: duplicate images {g} with different labels are in {name}")
             with_groups = np.bincount(own[grouped], minlength=len(d.classnames)) > 0
-            _check(bool(np.all(np.where(with_groups, got <= expect, got == expect))),
-                   f"domain {d.dataset!r}: the test split is not the stratified "
-                   f"test_fraction={cfg.test_fraction} split per class")
+            # holdout validation: the usual test split is held out, and the validation split is the
+            # same stratified split of what is left (the training images)
+            stages = [(in_held, np.ones(len(own), dtype=bool), "held-out test"),
+                      (in_test, ~in_held, "validation")] if cfg.holdout == "validation" else \
+                [(in_test, np.ones(len(own), dtype=bool), "test")]
+            for chosen, among, name in stages:
+                expect = np.array([_num_test(int(k), cfg.test_fraction)
+                                   for k in np.bincount(own[among], minlength=len(d.classnames))])
+                got = np.bincount(own[chosen], minlength=len(d.classnames))
+                _check(bool(np.all(np.where(with_groups, got <= expect, got == expect))),
+                       f"domain {d.dataset!r}: the {name} split is not the stratified "
+                       f"test_fraction={cfg.test_fraction} split per class")
         everyone = self.clients + self.unseen
         _check([c.client_id for c in everyone] == list(range(len(everyone))),
                "client ids must be 0..N-1 in order, the unseen clients' after the training clients'")
@@ -830,12 +869,15 @@ def build_cross_domain_partition(
 
 def _assemble(cfg: PartitionConfig, classnames: list[str], domains: list[Domain]) -> Partition:
     num_classes = len(classnames)
-    train_all, test_all, clients = [], [], []
+    train_all, test_all, held_all, clients = [], [], [], []
     for g, (d, k) in enumerate(zip(domains, cfg.client_groups())):
         own = np.asarray(d.labels, dtype=np.int64)
         y = np.asarray(d.label_map, dtype=np.int64)[own]
         train, test = _stratified_split(own, len(d.classnames), cfg.test_fraction, cfg.seed,
                                         d.duplicate_groups)
+        if cfg.holdout == "validation":  # the test images aside; validation = the same split of the rest
+            held_all.append(test + d.offset)
+            train, test = _validation_split(own, train, len(d.classnames), cfg, d.duplicate_groups)
         k += cfg.unseen_clients  # single-dataset only: the unseen clients are the last ones
         base = num_base_classes(num_classes) if cfg.class_split == "base-to-novel" else num_classes
         pool = train[y[train] < base]  # base-to-novel: novel-class training images are never used
@@ -868,6 +910,7 @@ def _assemble(cfg: PartitionConfig, classnames: list[str], domains: list[Domain]
         dataset=cfg.dataset, classnames=classnames,
         train_indices=np.concatenate(train_all).tolist(), test_indices=np.concatenate(test_all).tolist(),
         clients=clients[:trained], config=cfg, domains=domains, unseen=clients[trained:],
+        held_out_indices=np.concatenate(held_all).tolist() if held_all else [],
     )
     part.validate()
     return part
@@ -887,8 +930,21 @@ def split_by_label(labels: Sequence[int], cfg: PartitionConfig) -> list[list[int
     return [p.tolist() for p in parts]
 
 
+def _validation_split(labels: np.ndarray, train: np.ndarray, num_classes: int, cfg: PartitionConfig,
+                      duplicate_groups: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
+    """``holdout: validation``: (train, validation) indices of the dataset, the validation images
+    the stratified ``test_fraction`` split of the training images ``train`` (duplicate groups kept
+    whole), drawn with the generators of stage ``(seed, validation, c)``."""
+    position = {int(i): p for p, i in enumerate(train)}
+    groups = [[position[int(i)] for i in g] for g in duplicate_groups if all(int(i) in position for i in g)]
+    kept, validation = _stratified_split(labels[train], num_classes, cfg.test_fraction, cfg.seed, groups,
+                                         stage=_VALIDATION)
+    return train[kept], train[validation]
+
+
 def _stratified_split(labels: np.ndarray, num_classes: int, test_fraction: float, seed: int,
-                      duplicate_groups: Sequence[Sequence[int]] = ()) -> tuple[np.ndarray, np.ndarray]:
+                      duplicate_groups: Sequence[Sequence[int]] = (), stage: int = _SPLIT,
+                      ) -> tuple[np.ndarray, np.ndarray]:
     """Sorted (train, test) indices; class ``c``'s units are shuffled by its own generator
     (seed, split, c). A unit is one image, or one duplicate group (placed whole); units fill the
     class's test count in shuffled order, a unit too large for the places left being skipped.
@@ -904,7 +960,7 @@ def _stratified_split(labels: np.ndarray, num_classes: int, test_fraction: float
     for c in range(num_classes):
         units = np.array([u for u in np.flatnonzero(labels == c) if int(u) in members], dtype=np.int64)
         room = _num_test(int(np.sum(labels == c)), test_fraction)
-        for u in _rng(seed, _SPLIT, c).permutation(units):
+        for u in _rng(seed, stage, c).permutation(units):
             if room == 0:
                 break
             if len(members[int(u)]) <= room:

@@ -164,7 +164,9 @@ def split_label(value: Any) -> str:
     ``pathological`` with ``classes_per_client: 2`` -> ``Path(2 cls)``; few-shot K adds ``, K-shot``;
     client test splits drawn from a shared pool (``test_scheme: shared_pool``) add ``, shared-pool tests``;
     ``unseen_clients: U`` adds ``, +U unseen clients`` (another setting: the training clients differ);
-    ``class_split: base-to-novel`` adds ``, base-to-novel``.
+    ``class_split: base-to-novel`` adds ``, base-to-novel``; ``holdout: validation`` adds
+    ``, validation holdout`` (accuracies on a validation split of the training images, never
+    tabled with test accuracies).
     """
     if value is None:
         return "-"
@@ -184,9 +186,11 @@ def split_label(value: Any) -> str:
     shared = lookup(flat, ("test_scheme",)) == "shared_pool"
     unseen = lookup(flat, ("unseen_clients",))
     classes = lookup(flat, ("class_split",))
+    validation = lookup(flat, ("holdout",)) == "validation"
     return (label + (f", {shots}-shot" if shots else "") + (", shared-pool tests" if shared else "")
             + (f", +{unseen} unseen clients" if unseen else "")
-            + (f", {classes}" if classes not in (None, "all") else ""))
+            + (f", {classes}" if classes not in (None, "all") else "")
+            + (", validation holdout" if validation else ""))
 
 
 def _num(v: Any) -> str:

@@ -176,9 +176,11 @@ def test_report_keeps_dp_runs_out_of_the_other_tables(study, tmp_path, monkeypat
     runs_csv = pd.read_csv(tmp_path / "out" / "tables" / "runs.csv")
     assert (runs_csv["row"] == "fedrsclip-dp-central-z4").sum() == 2
     assert list(runs_csv.loc[runs_csv["row"] == "fedrsclip-dp-central-z4", "epsilon"]) == [8.08, 8.08]
-    # the learning curves average the runs without DP only (z = 1 wrote rounds.csv too)
-    assert len(curves) == 1 and sorted(set(curves[0]["seed"])) == [0, 1, 2]
-    assert len(curves[0]) == 3 * 3 and set(curves[0]["row"]) == {"fedrsclip"}
+    # the learning curves (personalised, global) average the runs without DP only (z = 1 wrote
+    # rounds.csv too), and so does the convergence table
+    assert len(curves) == 2 and all(sorted(set(c["seed"])) == [0, 1, 2] for c in curves)
+    assert all(len(c) == 3 * 3 and set(c["row"]) == {"fedrsclip"} for c in curves)
+    assert set(out.tables["convergence"].frame["row"]) == {"fedrsclip"}
 
 
 def test_report_without_dp_runs_has_no_privacy_section(tmp_path):

@@ -12,6 +12,8 @@ tables (:mod:`fedrs.study.tables`), draws the figures (:mod:`fedrs.study.plots`)
 * ``tables/test_sets.{csv,md}``      pooled, client and distinct test images per split
 * ``tables/base_to_novel.{csv,md}``  base-to-novel settings: base, novel and harmonic-mean accuracy
 * ``tables/unseen_clients.{csv,md}`` the global model on clients that never trained
+* ``tables/convergence.{csv,md}``   each run's settling round per curve and the round budget R the
+  pilot's rule gives (:mod:`fedrs.study.convergence`; runs with ``rounds.csv``, no DP runs)
 * ``tables/privacy.{csv,md}``        accuracy and epsilon of the DP runs per noise level, paired against
   the same row without DP (:mod:`fedrs.study.privacy`; only when the results hold DP runs)
 * ``tables/runs.csv``                one row per run (without wall times; Wilson intervals)
@@ -19,7 +21,8 @@ tables (:mod:`fedrs.study.tables`), draws the figures (:mod:`fedrs.study.plots`)
   with its interval and verdict ("not distinguishable" when it holds 0), and the folder's scope
   (:mod:`fedrs.study.claims`; the README's results section is taken from it)
 * ``figures/<table>.{png,pdf}``      one figure per table, ``<table>_paired`` the paired
-  differences to FedRSCLIP with their intervals (+ ``learning_curves`` from rounds.csv,
+  differences to FedRSCLIP with their intervals (+ ``learning_curves`` and ``learning_curves_global``
+  from rounds.csv,
   ``privacy_utility``: accuracy against epsilon)
 
 Runs trained with differential privacy have rows of their own (``fedrsclip-dp-central-z4``,
@@ -44,8 +47,8 @@ from typing import Any, Mapping
 import pandas as pd
 
 from fedrs.io import atomic_path, write_text_atomic
-from fedrs.study import claims, plots, privacy
-from fedrs.study.collect import ReportError, collect_runs, load_rounds
+from fedrs.study import claims, convergence, plots, privacy
+from fedrs.study.collect import ReportError, collect_runs, load_rounds, private_runs
 from fedrs.study.stats import wilson_interval
 from fedrs.study.tables import REFERENCE_LABEL, Table, build_tables, methods_runs, protocol_label
 
@@ -145,6 +148,10 @@ def report_figures(tables: Mapping[str, Table], runs: pd.DataFrame,
             fig = plots.mean_learning_curves(rounds, b, "personalised_acc_weighted", protocol("methods", b))
             if fig is not None:
                 figs[stem("learning_curves", b)] = fig
+            if "global_acc" in rounds and rounds["global_acc"].notna().any():
+                fig = plots.mean_learning_curves(rounds, b, "global_acc", protocol("methods", b))
+                if fig is not None:
+                    figs[stem("learning_curves_global", b)] = fig
     return figs
 
 
@@ -161,6 +168,10 @@ def write_report(results_dir: str | Path, out_dir: str | Path | None = None,
     privacy_table = privacy.privacy_table(runs)
     if privacy_table is not None:
         tables["privacy"] = privacy_table
+    classification = runs[runs[["personalised_acc", "global_acc"]].notna().any(axis=1) & ~private_runs(runs)]
+    convergence_table = convergence.convergence_table(load_rounds(results_dir, classification))
+    if convergence_table is not None:
+        tables["convergence"] = convergence_table
     files = write_tables(tables, out_dir)
     files.append(write_runs_table(runs, out_dir))
     files.append(write_text_atomic(out_dir / "tables" / "claims.md", claims.claims_markdown(tables, runs)))

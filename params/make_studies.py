@@ -128,10 +128,11 @@ CROSS_DOMAIN_DATA = {"dataset": CROSS_DOMAIN, "cross_domain": list(STUDY_DATASET
 PRIVACY_MODE = "central"
 #: delta of every reported epsilon: PrivacyConfig's default, far below 1 / clients (10)
 PRIVACY_DELTA = 1e-5
-#: the noise multipliers z, by the epsilon they are meant to reach after R = 40 rounds of all 10
+#: the noise multipliers z, by the epsilon they are meant to reach after R = 44 rounds of all 10
 #: clients (sampling rate 1, so no amplification by sampling): epsilon from the run's own
 #: accountant (fedrs.federated.dp.epsilon_spent, dp-accounting's RDP accountant) at delta 1e-5:
-#: z = 1 -> 48.80 (weak), z = 4 -> 8.08 (moderate), z = 25 -> 1.03 (strong). privacy_note()
+#: z = 1 -> 52.2 (weak), z = 4 -> 8.55 (moderate), z = 25 -> 1.08 (strong); chosen at R = 40
+#: (48.80, 8.08, 1.03) and still within PRIVACY_TOLERANCE of their targets at 44. privacy_note()
 #: recomputes them and refuses a z whose epsilon left its target by more than PRIVACY_TOLERANCE
 #: (R changes epsilon: re-choose z then, with `--estimate`, which prints them).
 PRIVACY_LEVELS = {25.0: 1.0, 4.0: 8.0, 1.0: 50.0}
@@ -140,7 +141,8 @@ PRIVACY_TOLERANCE = 1.25
 #: the median of the per-client update norms ||upload - global||_2 of a run without DP (the
 #: clipping quantile 0.5 that adaptive clipping targets, Andrew et al. 2021, "Differentially
 #: Private Learning with Adaptive Clipping"), over all 40 rounds x 10 clients of part 1's
-#: fedrsclip__ucmerced__dir0.5__s0 (training updates only), measured by `make_studies.py
+#: fedrsclip__ucmerced__dir0.5__s0 when R was 40 (training updates only; kept at R = 44, whose
+#: cosine schedule differs little), measured by `make_studies.py
 #: --measure-update-norms params/studies/full/1_methods/fedrsclip__ucmerced__dir0.5__s0.yaml`:
 #: median 0.0356 (quartiles 0.0133 / 0.0634, max 0.334), rounded to one significant digit. The
 #: norms follow the cosine learning rate (median 0.10 in rounds 1-4, 0.043 in 17-20, 0.0009 in

@@ -78,6 +78,8 @@ PRIVACY_COLUMNS = ["dp_mode", "noise_multiplier", "clip_norm", "delta", "epsilon
 _PRIVACY_SETTINGS = ("noise_multiplier", "clip_norm", "delta")
 #: what identifies one setting (every row of a setting and seed shares the split and initialisation)
 SETTING = ["backbone", "dataset", "split", "clients", "participation", "rounds"]
+#: what a split label adds for a run scored on a validation split (data.holdout: validation)
+VALIDATION_LABEL = "validation holdout"
 #: integer columns (nullable)
 INT_COLUMNS = ("clients", "rounds", "seed", "prompt_length", "personalised_correct", "personalised_total",
                "global_correct", "global_total", "test_distinct", "upload_values", "upload_bytes")
@@ -190,7 +192,7 @@ def split_label(value: Any) -> str:
     return (label + (f", {shots}-shot" if shots else "") + (", shared-pool tests" if shared else "")
             + (f", +{unseen} unseen clients" if unseen else "")
             + (f", {classes}" if classes not in (None, "all") else "")
-            + (", validation holdout" if validation else ""))
+            + (f", {VALIDATION_LABEL}" if validation else ""))
 
 
 def _num(v: Any) -> str:
@@ -459,5 +461,5 @@ def sort_rows(df: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
 __all__ = [
     "ACCURACY_COLUMNS", "INT_COLUMNS", "PRIVACY_COLUMNS", "RUN_COLUMNS", "SETTING", "ReportError", "collect_runs",
     "find_run_dirs", "flatten", "load_rounds", "lookup", "method_switches", "private_runs", "privacy_columns",
-    "read_run", "read_runs", "run_config_id", "sort_rows", "split_label", "test_counts",
+    "read_run", "read_runs", "run_config_id", "sort_rows", "split_label", "test_counts", "VALIDATION_LABEL",
 ]

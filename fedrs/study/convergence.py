@@ -25,7 +25,7 @@ from typing import Sequence
 
 import pandas as pd
 
-from fedrs.study.collect import SETTING, sort_rows
+from fedrs.study.collect import SETTING, VALIDATION_LABEL, sort_rows
 from fedrs.study.tables import Table, backbone_protocol, setting_label
 
 #: how far (percentage points) a curve may still move after its settling round
@@ -33,7 +33,7 @@ TOLERANCE_POINTS = 2.0
 #: the fewest rounds the rule may choose (the study issue: "at least 20")
 MINIMUM_ROUNDS = 20
 #: how a setting scored on validation images is labelled (fedrs.study.collect.split_label)
-VALIDATION_SPLIT = "validation holdout"
+VALIDATION_SPLIT = VALIDATION_LABEL
 #: the curves the rule reads: rounds.csv column -> name in the table
 CURVES = {"personalised_acc_weighted": "personalised", "global_acc": "global"}
 

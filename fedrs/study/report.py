@@ -48,9 +48,16 @@ import pandas as pd
 
 from fedrs.io import atomic_path, write_text_atomic
 from fedrs.study import claims, convergence, plots, privacy
-from fedrs.study.collect import ReportError, collect_runs, load_rounds, private_runs
+from fedrs.study.collect import ReportError, collect_runs, load_rounds
 from fedrs.study.stats import wilson_interval
-from fedrs.study.tables import REFERENCE_LABEL, Table, build_tables, methods_runs, protocol_label
+from fedrs.study.tables import (
+    REFERENCE_LABEL,
+    Table,
+    build_tables,
+    classification_runs,
+    methods_runs,
+    protocol_label,
+)
 
 
 @dataclass
@@ -168,8 +175,7 @@ def write_report(results_dir: str | Path, out_dir: str | Path | None = None,
     privacy_table = privacy.privacy_table(runs)
     if privacy_table is not None:
         tables["privacy"] = privacy_table
-    classification = runs[runs[["personalised_acc", "global_acc"]].notna().any(axis=1) & ~private_runs(runs)]
-    convergence_table = convergence.convergence_table(load_rounds(results_dir, classification))
+    convergence_table = convergence.convergence_table(load_rounds(results_dir, classification_runs(runs)))
     if convergence_table is not None:
         tables["convergence"] = convergence_table
     files = write_tables(tables, out_dir)

@@ -625,11 +625,17 @@ GENERALISATION_BUILDERS: dict[str, Callable[[pd.DataFrame], Table]] = {
 }
 
 
+def classification_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs the study's tables are built from: classification runs (an accuracy recorded)
+    trained without differential privacy."""
+    return runs[runs[list(ACCURACY_COLUMNS)].notna().any(axis=1) & ~private_runs(runs)]
+
+
 def build_tables(runs: pd.DataFrame) -> dict[str, Table]:
     """Every study table that has at least one row, by name (fixed order). Runs trained with
     differential privacy are left out (a DP FedRSCLIP is not the methods table's FedRSCLIP): the
     privacy table (:mod:`fedrs.study.privacy`) tables them."""
-    runs = runs[runs[list(ACCURACY_COLUMNS)].notna().any(axis=1) & ~private_runs(runs)]  # classification, no DP
+    runs = classification_runs(runs)
     ordinary = runs[~(_generalisation(runs, BASE_TO_NOVEL_SPLIT) | _generalisation(runs, UNSEEN_CLIENTS_SPLIT))]
     tables = {name: build(ordinary) for name, build in TABLE_BUILDERS.items()}
     tables.update({name: build(runs) for name, build in GENERALISATION_BUILDERS.items()})
@@ -642,7 +648,8 @@ __all__ = [
     "base_to_novel_table", "unseen_clients_table", "METHOD_ROW_KEYS", "NOT_APPLICABLE",
     "REFERENCE_LABEL", "TABLE_BUILDERS",
     "TEST_COUNTS", "Table",
-    "backbone_protocol", "build_tables", "communication_table", "compared_settings", "constraints_table", "dedupe",
+    "backbone_protocol", "build_tables", "classification_runs",
+    "communication_table", "compared_settings", "constraints_table", "dedupe",
     "diff_cells", "fmt_mean_std",
     "fmt_seeds", "headline_table",
     "methods_runs", "methods_table", "prompt_length_table", "protocol_label", "sensitivity_table",

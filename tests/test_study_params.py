@@ -356,3 +356,19 @@ def test_cost_model_scales_with_images_participation_and_encoder():
     assert estimate_run_seconds(text) < estimate_run_seconds(vpt) == pytest.approx(ucm)
     assert estimate_run_seconds(eurosat) == pytest.approx(ucm * 6000 / 2100)
     assert estimate_run_seconds(matched) < estimate_run_seconds(partial) < ucm
+
+
+def test_round_budget_is_what_the_committed_validation_pilot_gives():
+    """R in the study base equals the study's rule applied to the committed validation pilot's curves
+    (results/pilot/validation; the test-split curves of results/pilot/methods do not enter it):
+    changing R, or the pilot, without the other fails here (R = 40 once drifted from its pilot
+    unnoticed)."""
+    from fedrs.study import collect, convergence
+
+    base = yaml.safe_load((STUDIES / "_base" / "study.yaml").read_text())
+    pilot = REPO / "results" / "pilot"
+    runs = collect.collect_runs(pilot)
+    frame = convergence.convergence_frame(collect.load_rounds(pilot, runs))
+    validation = frame[frame["split"].str.contains(convergence.VALIDATION_SPLIT, regex=False)]
+    assert len(validation) >= 8 * 2 - 2  # 8 runs, a personalised and a global curve each (local-only: no global)
+    assert convergence.rounds_by_rule(validation) == base["train"]["rounds"]

@@ -223,3 +223,32 @@ def test_row_without_dp_is_summarised_on_the_seeds_of_its_dp_versions(study):
     assert frame.iloc[1]["personalised_acc_diff"] == pytest.approx(-7 / 3)
     methods = tables.build_tables(runs)["methods"].frame
     assert methods.loc[methods["row"] == "fedrsclip", "seeds"].iloc[0] == 5
+
+
+def test_report_removes_tables_and_figures_whose_runs_are_gone(study, tmp_path, capsys):
+    """The privacy part moved out of the results folder: reporting it again deletes the privacy
+    table and figure written before (they would read as current) and nothing the report does not
+    own; with --no-figures the figures folder is left as it is."""
+    import shutil
+
+    from fedrs.cli import main
+
+    out = tmp_path / "out"
+    report.write_report(study, out, figures=True)
+    for name in ("tables/privacy.md", "tables/privacy.csv", "figures/privacy_utility.png",
+                 "figures/privacy_utility.pdf"):
+        assert (out / name).is_file(), name
+    (out / "tables" / "notes.md").write_text("mine")          # not a report name: kept
+    (out / "figures" / "sketch.png").write_bytes(b"\x89PNG")  # not a report name: kept
+    shutil.move(study / "6_privacy", tmp_path / "elsewhere")
+
+    assert main(["report", str(study), "--out", str(out), "--no-figures"]) == 0
+    assert not (out / "tables" / "privacy.md").exists() and not (out / "tables" / "privacy.csv").exists()
+    assert (out / "figures" / "privacy_utility.png").is_file()  # figures not rebuilt: not touched
+    assert "removed" in capsys.readouterr().err and (out / "tables" / "methods.md").is_file()
+
+    again = report.write_report(study, out, figures=True)
+    assert sorted(p.name for p in again.removed) == ["privacy_utility.pdf", "privacy_utility.png"]
+    assert (out / "tables" / "notes.md").read_text() == "mine" and (out / "figures" / "sketch.png").is_file()
+    assert (out / "figures" / "methods.png").is_file() and not again.removed[0].exists()
+    assert report.write_report(study, out, figures=True).removed == []  # nothing stale the second time

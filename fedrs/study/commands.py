@@ -77,6 +77,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     print(f"{len(report.runs)} runs ({backbones}){note} -> {len(report.files)} files:", file=sys.stderr)
     for path in report.files:
         print(f"  {path}", file=sys.stderr)
+    for path in report.removed:
+        print(f"  removed {path} (no run folder gives it any more)", file=sys.stderr)
     return 0
 
 

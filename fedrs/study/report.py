@@ -34,13 +34,16 @@ Every table (mean ± std, paired difference to FedRSCLIP with its 95% t-interval
 test-set Wilson interval) names the backbone and the protocol in its headings, and every figure
 in its title, read from the run folders.
 
+Tables and figures the report wrote earlier but not this time (their runs are gone) are deleted,
+so the folders never hold a stale table beside current ones (:func:`remove_stale_outputs`).
+
 Output is deterministic: rows sorted by fixed orders, floats printed with two decimals, figures
 written without timestamps, so regenerated files equal committed ones byte for byte.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -51,7 +54,9 @@ from fedrs.study import claims, convergence, plots, privacy
 from fedrs.study.collect import ReportError, collect_runs, load_rounds
 from fedrs.study.stats import wilson_interval
 from fedrs.study.tables import (
+    GENERALISATION_BUILDERS,
     REFERENCE_LABEL,
+    TABLE_BUILDERS,
     Table,
     build_tables,
     classification_runs,
@@ -67,6 +72,38 @@ class Report:
     runs: pd.DataFrame          # one row per run folder (fedrs.study.collect.RUN_COLUMNS)
     tables: dict[str, Table]    # by name, in writing order
     files: list[Path]           # every file written, in writing order
+    removed: list[Path] = field(default_factory=list)  # stale report files deleted (remove_stale_outputs)
+
+
+#: the stems of every table file the report can write (``tables/<stem>[__<backbone>].{csv,md}``)
+REPORT_TABLE_STEMS = frozenset({*TABLE_BUILDERS, *GENERALISATION_BUILDERS, "privacy", "convergence", "runs", "claims"})
+#: the stems of every figure the report can write (``figures/<stem>[__<backbone>].{png,pdf}``)
+REPORT_FIGURE_STEMS = frozenset({*REPORT_TABLE_STEMS, *(f"{n}_paired" for n in REPORT_TABLE_STEMS),
+                                 "learning_curves", "learning_curves_global", "accuracy_vs_communication",
+                                 "privacy_utility"})
+
+
+def remove_stale_outputs(out_dir: str | Path, written: list[Path], figures: bool = True) -> list[Path]:
+    """Delete the report files under ``<out_dir>/tables`` (and ``figures`` when ``figures``) that
+    this report did not write: a table or figure left from run folders that are gone (e.g. a
+    privacy table after its DP runs were moved away) would otherwise sit beside the new ones as if
+    current. Only names the report itself writes are touched (:data:`REPORT_TABLE_STEMS`,
+    :data:`REPORT_FIGURE_STEMS`); anything else in those folders is left alone. The paths removed."""
+    keep = {Path(p).resolve() for p in written}
+    owned = [("tables", (".csv", ".md"), REPORT_TABLE_STEMS)]
+    if figures:
+        owned.append(("figures", (".png", ".pdf"), REPORT_FIGURE_STEMS))
+    removed = []
+    for folder, suffixes, stems in owned:
+        directory = Path(out_dir) / folder
+        if not directory.is_dir():
+            continue
+        for path in sorted(directory.iterdir()):
+            if (path.is_file() and path.suffix in suffixes and path.stem.split("__")[0] in stems
+                    and path.resolve() not in keep):
+                path.unlink()
+                removed.append(path)
+    return removed
 
 
 def write_tables(tables: Mapping[str, Table], out_dir: str | Path) -> list[Path]:
@@ -187,7 +224,8 @@ def write_report(results_dir: str | Path, out_dir: str | Path | None = None,
         for name, fig in report_figures(tables, runs, results_dir).items():
             files.extend(save_figure(fig, out_dir / "figures" / name))
             plt.close(fig)
-    return Report(runs, tables, files)
+    return Report(runs, tables, files, remove_stale_outputs(out_dir, files, figures))
 
 
-__all__ = ["Report", "report_figures", "save_figure", "write_report", "write_runs_table", "write_tables"]
+__all__ = ["REPORT_FIGURE_STEMS", "REPORT_TABLE_STEMS", "Report", "remove_stale_outputs", "report_figures",
+           "save_figure", "write_report", "write_runs_table", "write_tables"]

@@ -21,6 +21,10 @@ JOBS        ?= 2
 STUDY       ?= params/studies/quick
 RESULTS     ?= $(patsubst params/studies/%,results/%,$(STUDY))
 FULL_STUDY  ?= params/studies/full
+# study-full continues the committed full tier: run folders a clone brought count as finished (the
+# sweep stops if this machine's offline backbone is another build than theirs); KEEP_COMMITTED=
+# (empty) reruns every run here instead
+KEEP_COMMITTED ?= --keep-committed
 
 help:
 	@sed -n '2,4p' Makefile
@@ -75,13 +79,13 @@ study: zeroshot sweep report
 # --estimate): resumable, a finished run is skipped and an interrupted one resumed, so re-run it
 # after any interruption; then its report into results/full/{tables,figures}
 study-full: zeroshot
-	OMP_NUM_THREADS=1 $(BIN)/fedrs sweep $(FULL_STUDY) --jobs $(JOBS)
+	OMP_NUM_THREADS=1 $(BIN)/fedrs sweep $(FULL_STUDY) --jobs $(JOBS) $(KEEP_COMMITTED)
 	$(BIN)/fedrs report $(patsubst params/studies/%,results/%,$(FULL_STUDY))
 
 # where the full tier stands, part by part (runs by status, measured hours against the cost model's,
 # hours left at $(JOBS) jobs); executes nothing, so it is safe beside a running `make study-full`
 study-status: $(BIN)/.installed
-	@$(BIN)/fedrs sweep $(FULL_STUDY) --status --jobs $(JOBS)
+	@$(BIN)/fedrs sweep $(FULL_STUDY) --status --jobs $(JOBS) $(KEEP_COMMITTED)
 
 # the privacy-utility table (issue 15): FedRSCLIP with central DP at three noise multipliers and
 # the runs without DP it is paired against (params/studies/privacy, the full tier's files), resumable

@@ -395,3 +395,72 @@ def test_a_kernel_gets_the_users_thread_count_for_both_pools(tmp_path, fake_note
     assert sw.sweep([path], results=tmp_path / "r", notebook=fake_notebook, jobs=1, progress=False).count("done") == 1
     seen = json.loads((tmp_path / "r" / "p" / "a" / "kernel_env.json").read_text())
     assert seen["OMP_NUM_THREADS"] == "1" and seen["MKL_NUM_THREADS"] == "1"
+
+
+def _committed_run(results: Path, study: str, name: str, backbone: str) -> Path:
+    """A run folder as a clone brings it: metrics.json (with its backbone label), no sweep.json."""
+    out = results / study / name
+    out.mkdir(parents=True)
+    (out / "metrics.json").write_text(json.dumps({"method": "fedrsclip", "seed": 0, "personalised_accuracy": 0.9,
+                                                  "backbone": backbone, "wall_time_s": 90.0}))
+    return out
+
+
+def _offline_checkpoint(tmp_path: Path, monkeypatch, content: bytes = b"this machine's build") -> str:
+    """This machine's build of the offline default in $FEDRS_MODELS; returns the label runs get."""
+    import hashlib
+
+    models = tmp_path / "models"
+    (models / "fedrs-rsclip-s").mkdir(parents=True)
+    (models / "fedrs-rsclip-s" / "open_clip_model.pt").write_bytes(content)
+    monkeypatch.setenv("FEDRS_MODELS", str(models))
+    return f"fedrs-rsclip-s/offline-{hashlib.sha256(content).hexdigest()[:8]}"
+
+
+def test_keep_committed_continues_a_committed_study_on_the_same_backbone(tmp_path, fake_notebook, monkeypatch):
+    """--keep-committed: a fresh clone's committed runs count as finished (not executed again, their
+    results untouched) and only the runs nobody committed execute; --status agrees."""
+    label = _offline_checkpoint(tmp_path, monkeypatch)
+    params = tmp_path / "p"
+    committed_params = write_params(params, "a", seed=0)
+    new_params = write_params(params, "b", seed=1)
+    results = tmp_path / "r"
+    committed = _committed_run(results, "p", "a", label)
+    assert sw.offline_backbone_label("fedrs-rsclip-s") == label
+
+    status = sw.sweep_status([params], results=results, keep_committed=True)
+    assert status.left.done == 1 and status.left.total == 2
+    assert sw.sweep_status([params], results=results).left.done == 0  # without: both are still to run
+
+    summary = sw.sweep([committed_params, new_params], results=results, notebook=fake_notebook, progress=False,
+                       keep_committed=True)
+    assert summary.count("skipped") == 1 and summary.count("done") == 1
+    assert not (committed / "calls.txt").exists()  # never executed
+    assert json.loads((committed / "metrics.json").read_text())["personalised_accuracy"] == 0.9
+    assert calls(results / "p" / "b") == ["resume=False"]
+    assert sw.run_status(sw.plan([committed_params], results=results)[0]) == "committed"  # still the clone's
+
+
+def test_keep_committed_refuses_to_mix_backbone_builds(tmp_path, fake_notebook, monkeypatch, capsys):
+    """Committed runs trained on another build of the offline backbone than this machine's (another
+    CPU can pretrain other bits): the sweep stops before any run, with a `fedrs: error:` line naming
+    both builds, instead of adding runs on another checkpoint under the same model name."""
+    from fedrs.cli import main
+
+    here = _offline_checkpoint(tmp_path, monkeypatch)
+    params = tmp_path / "p"
+    write_params(params, "a", seed=0)
+    write_params(params, "b", seed=1)
+    results = tmp_path / "r"
+    _committed_run(results, "p", "a", "fedrs-rsclip-s/offline-57543234")
+    with pytest.raises(sw.SweepError, match="offline-57543234.*" + here.split("/")[1]):
+        sw.sweep([params], results=results, notebook=fake_notebook, progress=False, keep_committed=True)
+    assert not (results / "p" / "b").exists()
+
+    code = main(["sweep", str(params), "--results", str(results), "--notebook", str(fake_notebook),
+                 "--no-progress", "--keep-committed"])
+    err = capsys.readouterr().err
+    assert code != 0 and "fedrs: error: the committed runs were trained on fedrs-rsclip-s/offline-57543234" in err
+    assert "Traceback" not in err and not (results / "p" / "b").exists()
+    # without --keep-committed the clone's run is executed again here, on this machine's build
+    assert sw.sweep([params], results=results, notebook=fake_notebook, progress=False).count("done") == 2

@@ -39,7 +39,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from fedrs.study.sweep import sweep, sweep_status
 
     if args.status:
-        status = sweep_status(args.params, study=args.study, results=args.results, jobs=args.jobs)
+        status = sweep_status(args.params, study=args.study, results=args.results, jobs=args.jobs,
+                              keep_committed=args.keep_committed)
         print(status.text())
         if args.json:
             print(json.dumps(status.to_dict(), indent=2))
@@ -48,7 +49,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                          gpus=args.slurm_gpus)
     summary = sweep(args.params, study=args.study, results=args.results, jobs=args.jobs,
                     notebook=args.notebook, kernel=args.kernel, timeout=args.timeout,
-                    force=args.force, progress=not args.no_progress, executor=args.executor, job_options=options)
+                    force=args.force, progress=not args.no_progress, executor=args.executor, job_options=options,
+                    keep_committed=args.keep_committed)
     print(summary.text())
     if args.json:
         print(json.dumps(summary.to_dict(), indent=2))
@@ -149,6 +151,10 @@ def register(sub) -> None:
                    help="Jupyter kernel (default python3: this interpreter, i.e. the project's venv)")
     p.add_argument("--timeout", type=_positive(float), default=None, help="seconds per notebook cell (default: none)")
     p.add_argument("--force", action="store_true", help="rerun the given runs from scratch, even complete ones")
+    p.add_argument("--keep-committed", action="store_true",
+                   help="continue a study other machines started: committed run folders (a clone's results, no "
+                        "sweep.json) count as finished instead of being executed again; the sweep stops first "
+                        "if this machine's offline backbone is another build than the one they were trained on")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--status", action="store_true",
                    help="execute nothing: print each study folder's runs by status (complete, committed, partial, "

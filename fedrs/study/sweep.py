@@ -16,7 +16,10 @@ name starts with ``_`` are shared bases and are skipped) writes every run into
   A run folder with ``metrics.json`` but no ``sweep.json`` came from elsewhere (the committed
   results of a fresh clone): it is **committed**, not executed here, so the sweep runs it again
   from scratch, in place. That is how ``make study`` regenerates ``results/`` from a fresh clone,
-  and ``git diff results/`` then shows whether the regeneration matched.
+  and ``git diff results/`` then shows whether the regeneration matched. ``keep_committed``
+  (``--keep-committed``) instead continues a study that other machines started: committed runs
+  count as finished and only the others execute, after a check that this machine's offline
+  backbone is the build the committed runs used (:func:`check_committed_backbones`).
 * Runs execute in ``jobs`` parallel worker processes, each kernel limited to its share of CPU
   threads (``OMP_NUM_THREADS`` and ``MKL_NUM_THREADS``, or the value the user set for either:
   :func:`thread_environment`). A failed run does not stop the others; its ``sweep.log`` and
@@ -575,6 +578,48 @@ def ensure_inputs(configs: Sequence) -> None:
             ensure_offline_backbone(model)
 
 
+def offline_backbone_label(model: str) -> str | None:
+    """The label (``model/offline-<sha256[:8]>``, as :attr:`fedrs.backbone.factory.Backbone.label`
+    names it) of this machine's build of the offline backbone ``model``; None when not built."""
+    from fedrs.backbone.factory import CHECKPOINT_NAME, file_fingerprint
+    from fedrs.paths import models_root
+
+    checkpoint = models_root() / model / CHECKPOINT_NAME
+    return f"{model}/offline-{file_fingerprint(checkpoint)[:8]}" if checkpoint.is_file() else None
+
+
+def check_committed_backbones(configs: Sequence, committed: Sequence[RunSpec]) -> None:
+    """Continuing a committed study here must not mix backbones: every offline backbone the runs
+    to execute load (``configs``) has to be the very build the committed runs of that model were
+    trained on (their ``metrics.json`` ``backbone`` label carries the checkpoint's sha256 prefix).
+    Pretraining is bit-identical only with the same torch build and CPU, so another machine can
+    build another checkpoint under the same name. Raises :class:`SweepError` naming both builds."""
+    from fedrs.backbone.factory import OFFLINE_MODELS
+
+    models = sorted({cfg.backbone.model for cfg in configs
+                     if cfg.backbone.pretrained is None and cfg.backbone.model in OFFLINE_MODELS})
+    if not models:
+        return
+    used: dict[str, set[str]] = {}
+    for spec in committed:
+        try:
+            label = json.loads((spec.out_dir / "metrics.json").read_text(encoding="utf-8")).get("backbone")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if isinstance(label, str) and "/offline-" in label:
+            used.setdefault(label.split("/offline-")[0], set()).add(label)
+    for model in models:
+        here = offline_backbone_label(model)
+        theirs = sorted(used.get(model, ()))
+        if theirs and here not in theirs:
+            raise SweepError(
+                f"the committed runs were trained on {', '.join(theirs)} but this machine's {model} is "
+                f"{here or 'not built'}: new runs would use another checkpoint than the runs they are compared "
+                f"with (pretraining is bit-identical only with the same torch build and CPU). Put that "
+                f"checkpoint at {model}/open_clip_model.pt under $FEDRS_MODELS, or drop --keep-committed to "
+                f"rerun every run here on this machine's build")
+
+
 class SweepInterrupted(KeyboardInterrupt):
     """The sweep received SIGTERM or SIGHUP: it stops its process tree and ends like a Ctrl-C."""
 
@@ -754,12 +799,13 @@ class SweepStatus:
 
 
 def sweep_status(params: Sequence[str | Path], study: str | None = None, results: str | Path | None = None,
-                 jobs: int = 1) -> SweepStatus:
+                 jobs: int = 1, keep_committed: bool = False) -> SweepStatus:
     """Where the sweep of ``params`` stands, from its run folders alone: nothing is validated,
     imported, locked or executed, so it is safe beside a running sweep. Done: the complete runs.
     Left: what a sweep here would still execute (new runs, partial and busy ones from their last
     finished round, committed ones from scratch: :func:`run_status`); stale ones wait for
-    ``--force``. The runs left are estimated with the cost model as :func:`sweep` does, calibrated
+    ``--force``; with ``keep_committed`` committed runs are done, not left, as that sweep would
+    skip them. The runs left are estimated with the cost model as :func:`sweep` does, calibrated
     per kind of run on the finished runs' measured wall times; unlike a sweep, which calibrates on
     the runs complete here only, this also counts committed runs' wall times (real measurements
     of the same configurations, the only ones a fresh clone has)."""
@@ -777,10 +823,12 @@ def sweep_status(params: Sequence[str | Path], study: str | None = None, results
             finished.append((estimate, measured))
             st.measured_s += measured
             st.estimated_done_s += float(estimate)
-        if status in ("committed", "new", "partial", "busy"):  # what a sweep here still executes
+        executes = ("new", "partial", "busy") if keep_committed else ("committed", "new", "partial", "busy")
+        if status in executes:  # what a sweep here still executes
             resume_from = finished_rounds(spec.out_dir) if status in ("partial", "busy") else 0
             left.append((spec.study, estimate_seconds(spec, resume_from)))
-    done = sum(st.counts["complete"] for st in per_study.values())
+    done = sum(st.counts["complete"] + (st.counts["committed"] if keep_committed else 0)
+               for st in per_study.values())
     for name, st in per_study.items():
         remaining = [seconds for s, seconds in left if s == name]
         st.left_core_s = time_left(remaining, finished, 1, 0, len(remaining)).seconds if remaining else 0.0
@@ -791,8 +839,14 @@ def sweep_status(params: Sequence[str | Path], study: str | None = None, results
 def sweep(params: Sequence[str | Path], study: str | None = None, results: str | Path | None = None,
           jobs: int = 1, notebook: str | Path | None = None, kernel: str | None = DEFAULT_KERNEL,
           timeout: float | None = None, force: bool = False, progress: bool = True,
-          executor: str = "local", job_options: executors.JobOptions | None = None) -> SweepSummary:
+          executor: str = "local", job_options: executors.JobOptions | None = None,
+          keep_committed: bool = False) -> SweepSummary:
     """Execute every params file's run (see the module docstring); returns the outcomes.
+
+    ``keep_committed``: committed run folders (no ``sweep.json``: results another machine made and
+    git brought) are skipped like complete ones instead of executed again, so a fresh clone
+    continues the committed study; raises :class:`SweepError` when this machine's offline backbone
+    is not the build those runs were trained on (:func:`check_committed_backbones`).
 
     ``executor``: ``local`` (``jobs`` worker processes), ``submitit-local`` or ``slurm``
     (:mod:`fedrs.study.executors`: at most ``jobs`` submitted at once, ``job_options`` their
@@ -812,10 +866,17 @@ def sweep(params: Sequence[str | Path], study: str | None = None, results: str |
     outcomes: dict[str, RunOutcome] = {}
     todo: list[tuple[RunSpec, bool, bool]] = []  # (run, resume, start from an empty folder)
     calibration: list[tuple[float, float]] = []  # (estimated, measured) seconds of complete runs on disk
+    kept: list[RunSpec] = []  # committed runs counted as finished (keep_committed)
     for spec in specs:
         status = run_status(spec)
         if status == "busy":
             outcomes[spec.label] = _busy(spec, lock_owner(spec) or {"pid": "?", "host": "?"})
+        elif status == "committed" and keep_committed and not force:
+            outcomes[spec.label] = RunOutcome(spec.label, "skipped", str(spec.out_dir))
+            kept.append(spec)
+            measured = measured_seconds(spec.out_dir)
+            if measured:
+                calibration.append((estimate_seconds(spec), measured))
         elif status == "committed" or (force and status != "new"):
             todo.append((spec, False, True))
         elif status == "complete":
@@ -831,6 +892,8 @@ def sweep(params: Sequence[str | Path], study: str | None = None, results: str |
         else:
             todo.append((spec, status == "partial", False))
     ensure_inputs([configs[spec] for spec, _, _ in todo])
+    if kept and todo:
+        check_committed_backbones([configs[spec] for spec, _, _ in todo], kept)
     jobs = max(1, min(jobs, len(todo) or 1))
     if executor == "slurm":
         threads = job_options.cpus  # the job's own cores (None: the kernel's default)

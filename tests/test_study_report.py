@@ -429,3 +429,23 @@ def test_headline_table_puts_datasets_side_by_side_with_paired_differences(tmp_p
     _, global_frame = table.markdown_sections[1]
     assert dict(zip(global_frame["Method"], global_frame.iloc[:, 1]))["Local-only"] == "n/a"
     assert "# Headline" in table.to_markdown()
+
+
+def test_headline_cell_of_a_row_with_fewer_seeds_than_its_column_says_which(tmp_path):
+    """A block still running (seed-major: FedRSCLIP on seeds 0-1, local-only on seed 0 so far): the
+    column names the seeds of the dataset, so a row on fewer seeds says so in its cell, and its Δ
+    is over the one seed it shares with FedRSCLIP; one seed reads '1 seed', not '1 seeds'."""
+    root = tmp_path / "results"
+    make_run(root, "methods", "fedrsclip_s0", seed=0, dataset="EuroSAT", personalised=80.0)
+    make_run(root, "methods", "fedrsclip_s1", seed=1, dataset="EuroSAT", personalised=84.0)
+    make_run(root, "methods", "local_s0", method="local", seed=0, dataset="EuroSAT", personalised=77.0)
+    make_run(root, "methods", "promptfl_s0", method="promptfl", seed=0, dataset="UCMerced", personalised=50.0)
+    make_run(root, "methods", "fedrsclip_ucm_s0", seed=0, dataset="UCMerced", personalised=60.0)
+    _, frame = tables.headline_table(collect.collect_runs(root)).markdown_sections[0]
+    assert list(frame.columns)[1::2] == ["UCMerced (1 seed, 0): personalised (%)",
+                                        "EuroSAT (2 seeds, 0, 1): personalised (%)"]
+    rows = {r["Method"]: list(r)[1:] for _, r in frame.iterrows()}
+    assert rows["FedRSCLIP"][2] == "82.00 ± 2.83"  # both seeds: no note
+    assert rows["Local-only"][2] == "77.00 (1 of 2 seeds: 0)"
+    assert rows["Local-only"][3].startswith("-3.00")  # seed 0 only: 77 - 80
+    assert rows["PromptFL"][0] == "50.00"  # its column has one seed too: nothing to say

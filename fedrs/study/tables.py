@@ -402,7 +402,7 @@ def headline_table(runs: pd.DataFrame) -> Table:
             for dataset in datasets:
                 cells = part[part["dataset"] == dataset]
                 seeds = sorted({int(x) for cell in cells["seed_list"] for x in str(cell).split()})
-                columns += [f"{dataset_label(dataset)} ({len(seeds)} seeds, {fmt_seeds(seeds)}): {name} (%)",
+                columns += [f"{dataset_label(dataset)} ({_n_seeds(seeds)}, {fmt_seeds(seeds)}): {name} (%)",
                             f"Δ vs {REFERENCE_LABEL} [95% CI]"]
                 by_label = {r["label"]: r for _, r in cells.iterrows()}
                 for label in labels:
@@ -416,7 +416,11 @@ def headline_table(runs: pd.DataFrame) -> Table:
                     diff, interval, verdict = diff_cells(value, r, REFERENCE_ROW)
                     delta = diff if not interval or interval == "-" else f"{diff} {interval}" + \
                         ("" if verdict == "yes" else " n.d.")
-                    records[label] += [fmt_mean_std(r[f"{value}_mean"], r[f"{value}_std"]), delta]
+                    cell = fmt_mean_std(r[f"{value}_mean"], r[f"{value}_std"])
+                    row_seeds = sorted({int(x) for x in str(r["seed_list"]).split()})
+                    if row_seeds != seeds:  # a block still running: the column's seeds are not this row's
+                        cell += f" ({len(row_seeds)} of {_n_seeds(seeds)}: {fmt_seeds(row_seeds)})"
+                    records[label] += [cell, delta]
             frame = pd.DataFrame(list(records.values()), columns=columns)
             protocol = backbone_protocol(part)
             sections.append((f"{name.capitalize()} accuracy · {HEADLINE_SPLIT} · {protocol}", frame))
@@ -425,9 +429,16 @@ def headline_table(runs: pd.DataFrame) -> Table:
                "mean ± sample std over seeds; Δ: the paired difference to FedRSCLIP (same seed: same split and "
                "initialisation), points, with its 95% t-interval (`*`: it excludes 0; n.d.: not distinguishable, "
                f"the interval holds 0). {NOT_APPLICABLE}: no global model (nothing uploaded); 'not run': no run "
-               "folder of that row on that dataset yet. The methods table has the same numbers with test-set "
-               "intervals and the class-balanced accuracy.")
+               "folder of that row on that dataset yet; '(1 of 2 seeds: 0)': that row has run on fewer seeds "
+               "than its column header names (a block still running): its cell is over those, its Δ over the "
+               "seeds it shares with FedRSCLIP. The methods table has the same numbers with test-set intervals "
+               "and the class-balanced accuracy.")
     return Table("headline", "Headline: methods × datasets (Dir(0.5), 10 clients)", s, caption, sections)
+
+
+def _n_seeds(seeds: Sequence[int]) -> str:
+    """``1 seed``, ``5 seeds``."""
+    return f"{len(seeds)} seed" + ("" if len(seeds) == 1 else "s")
 
 
 def _fedrsclip(runs: pd.DataFrame) -> pd.Series:
